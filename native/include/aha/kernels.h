@@ -1,0 +1,48 @@
+// CPU dot-product kernels: one entry per weight dtype, chosen at run time by ISA.
+//
+// Every matmul in the engine is y = x · Wᵀ with W stored row-major as n_out rows
+// of k elements in the weight dtype (GGUF/HF layout), x as m rows of k floats.
+// The activation rows are first converted once to the kernel's `act` dtype
+// (f32, f16, bf16, q8_0 or q8_K; see quantize_act), then `tile` computes a
+// block of dot products. The scalar kernels (Isa::Scalar) are the reference
+// every other ISA is tested against.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "aha/dtype.h"
+
+namespace aha {
+
+enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2, Avx512Vnni = 3, Neon = 4 };
+const char* isa_name(Isa isa);
+Isa best_isa();                 // what this CPU supports best
+Isa active_isa();               // best_isa(), or the AHA_ISA override ("scalar", "avx2", ...)
+void set_active_isa(Isa isa);   // clamps to best_isa(); used by tests and --isa
+
+// y[i * y_stride + j] = dot(A row i, W row j) for i < na, j < nw.
+// w/a point at the first row; strides are in bytes for w and a, in floats for y.
+// k is a multiple of the weight dtype's block size (32 or 256).
+using DotTileFn = void (*)(int64_t k, const void* w, size_t w_stride, int nw,
+                           const void* a, size_t a_stride, int na,
+                           float* y, size_t y_stride);
+
+struct WeightKernel {
+  DType weight;
+  DType act;       // dtype the activations are converted to for this weight dtype
+  DotTileFn tile;
+};
+
+// nullptr when the dtype has no kernel (callers report "unsupported dtype").
+const WeightKernel* weight_kernel(DType weight, Isa isa);
+inline const WeightKernel* weight_kernel(DType weight) { return weight_kernel(weight, active_isa()); }
+
+// Activation conversion: x[k] floats -> k elements of `act` dtype at out (row_bytes(act, k) bytes).
+void quantize_act(DType act, const float* x, void* out, int64_t k, Isa isa);
+
+// Reference (scalar) row codecs for every file dtype, bit-compatible with ggml.
+void dequantize_row(DType t, const void* src, float* dst, int64_t n);
+void quantize_row(DType t, const float* src, void* dst, int64_t n);  // f32/f16/bf16/q4_0/q4_1/q5_0/q5_1/q8_0/q4_K/q5_K/q6_K/q8_K
+bool can_quantize(DType t);
+
+}  // namespace aha
