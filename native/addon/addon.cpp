@@ -1,0 +1,495 @@
+// The Node addon: a thin layer over the engine's C++ API. Long work (load, prefill,
+// generation, benchmarks) runs on worker threads; tokens stream back through a
+// thread-safe queue, so the event loop never blocks. Engine errors become JS errors.
+#include <napi.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <random>
+
+#include "aha/error.h"
+#include "aha/kernels.h"
+#include "aha/model.h"
+#include "core/thread_pool.h"
+
+namespace {
+
+using aha::Model;
+
+// One loaded model, shared between the JS object and any job still running on it.
+struct Handle {
+  std::unique_ptr<Model> model;
+  std::mutex mu;                 // one job at a time on a model
+  std::atomic<bool> cancel{false};
+};
+
+Napi::Object info_to_js(Napi::Env env, const aha::ModelInfo& i, int threads) {
+  auto o = Napi::Object::New(env);
+  o.Set("path", i.path);
+  o.Set("format", i.format);
+  o.Set("architecture", i.architecture);
+  o.Set("name", i.name);
+  o.Set("parameters", double(i.parameters));
+  auto mix = Napi::Object::New(env);
+  for (auto& [k, v] : i.dtype_mix) mix.Set(k, double(v));
+  o.Set("dtypeMix", mix);
+  o.Set("weightBytes", double(i.weight_bytes));
+  o.Set("contextLength", double(i.context_length));
+  o.Set("context", double(i.context));
+  o.Set("kvBytes", double(i.kv_bytes));
+  o.Set("vocabSize", double(i.vocab_size));
+  o.Set("threads", threads);
+  const auto& c = i.config;
+  auto cfg = Napi::Object::New(env);
+  cfg.Set("hiddenSize", double(c.hidden_size));
+  cfg.Set("intermediateSize", double(c.intermediate_size));
+  cfg.Set("layers", double(c.num_hidden_layers));
+  cfg.Set("heads", double(c.num_attention_heads));
+  cfg.Set("kvHeads", double(c.num_key_value_heads));
+  cfg.Set("headDim", double(c.head_dim));
+  cfg.Set("ropeTheta", c.rope_theta);
+  cfg.Set("tiedEmbeddings", c.tie_word_embeddings);
+  cfg.Set("bosTokenId", double(c.bos_token_id));
+  auto eos = Napi::Array::New(env, c.eos_token_ids.size());
+  for (size_t k = 0; k < c.eos_token_ids.size(); k++) eos.Set(uint32_t(k), double(c.eos_token_ids[k]));
+  cfg.Set("eosTokenIds", eos);
+  o.Set("config", cfg);
+  return o;
+}
+
+double num(const Napi::Object& o, const char* key, double fallback) {
+  if (!o.Has(key) || o.Get(key).IsUndefined() || o.Get(key).IsNull()) return fallback;
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string(key) + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+std::vector<int32_t> tokens_from(Napi::Env env, Napi::Value v, const char* what) {
+  std::vector<int32_t> out;
+  if (v.IsTypedArray()) {
+    auto ta = v.As<Napi::TypedArray>();
+    if (ta.TypedArrayType() == napi_int32_array) {
+      auto a = v.As<Napi::Int32Array>();
+      out.assign(a.Data(), a.Data() + a.ElementLength());
+      return out;
+    }
+  }
+  if (!v.IsArray()) throw Napi::TypeError::New(env, std::string(what) + " must be an array of token ids");
+  auto a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value x = a.Get(i);
+    if (!x.IsNumber()) throw Napi::TypeError::New(env, std::string(what) + "[" + std::to_string(i) + "] is not a number");
+    double d = x.As<Napi::Number>().DoubleValue();
+    if (d != double(int32_t(d))) throw Napi::TypeError::New(env, std::string(what) + "[" + std::to_string(i) + "] is not a token id");
+    out.push_back(int32_t(d));
+  }
+  return out;
+}
+
+aha::GenerateRequest request_from(Napi::Env env, const Napi::Object& o) {
+  aha::GenerateRequest r;
+  r.prompt = tokens_from(env, o.Get("prompt"), "prompt");
+  r.max_tokens = int(num(o, "maxTokens", 256));
+  auto& s = r.sampler;
+  s.temperature = num(o, "temperature", 1.0);
+  s.top_k = int(num(o, "topK", 0));
+  s.top_p = num(o, "topP", 1.0);
+  s.min_p = num(o, "minP", 0.0);
+  s.repetition_penalty = num(o, "repetitionPenalty", 1.0);
+  s.presence_penalty = num(o, "presencePenalty", 0.0);
+  s.frequency_penalty = num(o, "frequencyPenalty", 0.0);
+  s.penalty_last_n = int(num(o, "penaltyLastN", 256));
+  s.seed = uint64_t(num(o, "seed", 0));
+  if (o.Has("logitBias") && o.Get("logitBias").IsObject()) {
+    auto lb = o.Get("logitBias").As<Napi::Object>();
+    auto keys = lb.GetPropertyNames();
+    for (uint32_t i = 0; i < keys.Length(); i++) {
+      std::string k = keys.Get(i).ToString();
+      s.logit_bias[int32_t(std::stol(k))] = float(lb.Get(k).ToNumber().DoubleValue());
+    }
+  }
+  if (o.Has("stopTokens") && !o.Get("stopTokens").IsUndefined()) r.stop_tokens = tokens_from(env, o.Get("stopTokens"), "stopTokens");
+  r.ignore_eos = o.Has("ignoreEos") && o.Get("ignoreEos").ToBoolean();
+  return r;
+}
+
+class LoadWorker : public Napi::AsyncProgressQueueWorker<aha::LoadProgress> {
+ public:
+  LoadWorker(Napi::Function progress, Napi::Promise::Deferred d, std::string path, aha::LoadOptions opts)
+      : AsyncProgressQueueWorker(progress), d_(d), path_(std::move(path)), opts_(std::move(opts)) {}
+  void Execute(const ExecutionProgress& p) override {
+    try {
+      opts_.progress = [&](const aha::LoadProgress& lp) { p.Send(&lp, 1); };
+      handle_ = std::make_shared<Handle>();
+      handle_->model = Model::load(path_, opts_);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnProgress(const aha::LoadProgress* lp, size_t n) override {
+    Napi::HandleScope scope(Env());
+    if (Callback().IsEmpty()) return;
+    for (size_t i = 0; i < n; i++) {
+      auto o = Napi::Object::New(Env());
+      o.Set("fraction", lp[i].fraction);
+      o.Set("stage", lp[i].stage);
+      Callback().Call({o});
+    }
+  }
+  void OnOK() override;
+  void OnError(const Napi::Error& e) override { d_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred d_;
+  std::string path_;
+  aha::LoadOptions opts_;
+  std::shared_ptr<Handle> handle_;
+};
+
+class ModelObject : public Napi::ObjectWrap<ModelObject> {
+ public:
+  static Napi::FunctionReference* ctor;
+  static Napi::Function Init(Napi::Env env) {
+    Napi::Function f = DefineClass(env, "Model", {
+        InstanceMethod("info", &ModelObject::Info),
+        InstanceMethod("logits", &ModelObject::Logits),
+        InstanceMethod("generate", &ModelObject::Generate),
+        InstanceMethod("cancel", &ModelObject::Cancel),
+        InstanceMethod("benchmark", &ModelObject::Benchmark),
+        InstanceMethod("unload", &ModelObject::Unload),
+    });
+    ctor = new Napi::FunctionReference(Napi::Persistent(f));
+    return f;
+  }
+  ModelObject(const Napi::CallbackInfo& info) : ObjectWrap(info) {}
+  std::shared_ptr<Handle> handle;
+
+ private:
+  std::shared_ptr<Handle> need(Napi::Env env) {
+    if (!handle) throw Napi::Error::New(env, "the model was unloaded");
+    return handle;
+  }
+  Napi::Value Info(const Napi::CallbackInfo& info);
+  Napi::Value Logits(const Napi::CallbackInfo& info);
+  Napi::Value Generate(const Napi::CallbackInfo& info);
+  Napi::Value Cancel(const Napi::CallbackInfo& info) {
+    if (handle) handle->cancel = true;
+    return info.Env().Undefined();
+  }
+  Napi::Value Benchmark(const Napi::CallbackInfo& info);
+  Napi::Value Unload(const Napi::CallbackInfo& info);
+};
+Napi::FunctionReference* ModelObject::ctor = nullptr;
+
+void LoadWorker::OnOK() {
+  Napi::Object obj = ModelObject::ctor->New({});
+  ModelObject::Unwrap(obj)->handle = handle_;
+  d_.Resolve(obj);
+}
+
+Napi::Value ModelObject::Info(const Napi::CallbackInfo& info) {
+  auto h = need(info.Env());
+  std::lock_guard<std::mutex> lk(h->mu);
+  return info_to_js(info.Env(), h->model->info(), h->model->threads());
+}
+
+// A job run on the libuv pool under the model's lock; `work` returns a JS-building continuation.
+class Job : public Napi::AsyncWorker {
+ public:
+  Job(Napi::Env env, std::shared_ptr<Handle> h, std::function<std::function<Napi::Value(Napi::Env)>(Model&)> work)
+      : AsyncWorker(env), d_(Napi::Promise::Deferred::New(env)), h_(std::move(h)), work_(std::move(work)) {}
+  Napi::Promise promise() { return d_.Promise(); }
+  void Execute() override {
+    try {
+      std::lock_guard<std::mutex> lk(h_->mu);
+      if (!h_->model) throw aha::Error("the model was unloaded");
+      done_ = work_(*h_->model);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override { d_.Resolve(done_ ? done_(Env()) : Env().Undefined()); }
+  void OnError(const Napi::Error& e) override { d_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred d_;
+  std::shared_ptr<Handle> h_;
+  std::function<std::function<Napi::Value(Napi::Env)>(Model&)> work_;
+  std::function<Napi::Value(Napi::Env)> done_;
+};
+
+Napi::Value ModelObject::Logits(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = need(env);
+  auto tokens = tokens_from(env, info[0], "tokens");
+  bool all = info.Length() > 1 && info[1].ToBoolean();
+  if (tokens.empty()) throw Napi::Error::New(env, "tokens must not be empty");
+  auto* job = new Job(env, h, [tokens, all](Model& m) -> std::function<Napi::Value(Napi::Env)> {
+    int seq = m.new_sequence();
+    auto out = std::make_shared<std::vector<float>>();
+    try {
+      m.forward({{seq, tokens, all}}, *out);
+    } catch (...) {
+      m.free_sequence(seq);
+      throw;
+    }
+    m.free_sequence(seq);
+    int64_t V = m.config().vocab_size;
+    return [out, V](Napi::Env env) -> Napi::Value {
+      size_t rows = out->size() / size_t(V);
+      auto arr = Napi::Array::New(env, rows);
+      for (size_t r = 0; r < rows; r++) {
+        auto f = Napi::Float32Array::New(env, size_t(V));
+        std::copy(out->begin() + int64_t(r) * V, out->begin() + int64_t(r + 1) * V, f.Data());
+        arr.Set(uint32_t(r), f);
+      }
+      return arr;
+    };
+  });
+  Napi::Promise p = job->promise();
+  job->Queue();
+  return p;
+}
+
+struct TokenEvent {
+  uint32_t request;
+  int32_t token;
+};
+
+class GenerateWorker : public Napi::AsyncProgressQueueWorker<TokenEvent> {
+ public:
+  GenerateWorker(Napi::Function cb, std::shared_ptr<Handle> h, std::vector<aha::GenerateRequest> reqs)
+      : AsyncProgressQueueWorker(cb), d_(Napi::Promise::Deferred::New(cb.Env())), h_(std::move(h)), reqs_(std::move(reqs)) {}
+  Napi::Promise promise() { return d_.Promise(); }
+  void Execute(const ExecutionProgress& p) override {
+    try {
+      std::lock_guard<std::mutex> lk(h_->mu);
+      if (!h_->model) throw aha::Error("the model was unloaded");
+      h_->cancel = false;
+      res_ = h_->model->generate(reqs_, [&](size_t i, int32_t tok) {
+        TokenEvent ev{uint32_t(i), tok};
+        p.Send(&ev, 1);
+        return true;
+      }, &h_->cancel);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnProgress(const TokenEvent* ev, size_t n) override {
+    Napi::HandleScope scope(Env());
+    if (Callback().IsEmpty()) return;
+    for (size_t i = 0; i < n; i++) Callback().Call({Napi::Number::New(Env(), ev[i].request), Napi::Number::New(Env(), ev[i].token)});
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    auto arr = Napi::Array::New(env, res_.size());
+    for (size_t i = 0; i < res_.size(); i++) {
+      auto o = Napi::Object::New(env);
+      auto toks = Napi::Array::New(env, res_[i].tokens.size());
+      for (size_t k = 0; k < res_[i].tokens.size(); k++) toks.Set(uint32_t(k), res_[i].tokens[k]);
+      o.Set("tokens", toks);
+      o.Set("finishReason", aha::finish_reason_name(res_[i].finish));
+      o.Set("promptTokens", double(res_[i].prompt_tokens));
+      o.Set("cachedTokens", double(res_[i].cached_tokens));
+      o.Set("prefillSeconds", res_[i].prefill_seconds);
+      o.Set("decodeSeconds", res_[i].decode_seconds);
+      arr.Set(uint32_t(i), o);
+    }
+    d_.Resolve(arr);
+  }
+  void OnError(const Napi::Error& e) override { d_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred d_;
+  std::shared_ptr<Handle> h_;
+  std::vector<aha::GenerateRequest> reqs_;
+  std::vector<aha::GenerateResult> res_;
+};
+
+Napi::Value ModelObject::Generate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = need(env);
+  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "generate(requests[], onToken) expects an array of requests");
+  auto arr = info[0].As<Napi::Array>();
+  std::vector<aha::GenerateRequest> reqs;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    if (!arr.Get(i).IsObject()) throw Napi::TypeError::New(env, "request " + std::to_string(i) + " is not an object");
+    reqs.push_back(request_from(env, arr.Get(i).As<Napi::Object>()));
+  }
+  Napi::Function cb = info.Length() > 1 && info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function::New(env, [](const Napi::CallbackInfo&) {});
+  auto* w = new GenerateWorker(cb, h, std::move(reqs));
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value ModelObject::Benchmark(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = need(env);
+  Napi::Object o = info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
+  int pp = int(num(o, "pp", 512)), tg = int(num(o, "tg", 128)), reps = int(num(o, "repeats", 1));
+  auto* job = new Job(env, h, [pp, tg, reps](Model& m) -> std::function<Napi::Value(Napi::Env)> {
+    using clock = std::chrono::steady_clock;
+    std::mt19937 rng(1234);
+    const int64_t V = m.config().vocab_size;
+    std::uniform_int_distribution<int32_t> dist(0, int32_t(V - 1));
+    double pp_best = 0, tg_best = 0;
+    std::vector<float> logits;
+    for (int r = 0; r < reps; r++) {
+      if (pp > 0) {
+        std::vector<int32_t> toks(size_t(pp));
+        for (auto& t : toks) t = dist(rng);
+        int seq = m.new_sequence();
+        auto t0 = clock::now();
+        m.forward({{seq, toks, false}}, logits);
+        double s = std::chrono::duration<double>(clock::now() - t0).count();
+        pp_best = std::max(pp_best, pp / s);
+        m.free_sequence(seq);
+      }
+      if (tg > 0) {
+        int seq = m.new_sequence();
+        m.forward({{seq, {dist(rng)}, false}}, logits);
+        auto t0 = clock::now();
+        for (int i = 0; i < tg; i++) m.forward({{seq, {dist(rng)}, false}}, logits);
+        double s = std::chrono::duration<double>(clock::now() - t0).count();
+        tg_best = std::max(tg_best, tg / s);
+        m.free_sequence(seq);
+      }
+    }
+    return [pp, tg, pp_best, tg_best](Napi::Env env) -> Napi::Value {
+      auto r = Napi::Object::New(env);
+      auto a = Napi::Object::New(env);
+      a.Set("tokens", pp);
+      a.Set("tps", pp_best);
+      auto b = Napi::Object::New(env);
+      b.Set("tokens", tg);
+      b.Set("tps", tg_best);
+      r.Set("pp", a);
+      r.Set("tg", b);
+      return r;
+    };
+  });
+  Napi::Promise p = job->promise();
+  job->Queue();
+  return p;
+}
+
+Napi::Value ModelObject::Unload(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!handle) return Napi::Promise::Deferred::New(env).Promise();
+  auto h = handle;
+  handle.reset();
+  h->cancel = true;
+  auto* job = new Job(env, h, [h](Model&) -> std::function<Napi::Value(Napi::Env)> {
+    h->model.reset();
+    return nullptr;
+  });
+  Napi::Promise p = job->promise();
+  job->Queue();
+  return p;
+}
+
+Napi::Value LoadModel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throw Napi::TypeError::New(env, "loadModel(path, options?, onProgress?) expects a path");
+  aha::LoadOptions opts;
+  if (info.Length() > 1 && info[1].IsObject()) {
+    auto o = info[1].As<Napi::Object>();
+    opts.threads = int(num(o, "threads", 0));
+    opts.context = int64_t(num(o, "context", 0));
+    opts.kv_cache_tokens = int64_t(num(o, "cacheTokens", 0));
+    if (o.Has("kvType") && o.Get("kvType").IsString()) {
+      std::string k = o.Get("kvType").ToString();
+      if (k == "f16") opts.kv_dtype = aha::DType::F16;
+      else if (k == "f32") opts.kv_dtype = aha::DType::F32;
+      else throw Napi::Error::New(env, "kvType must be f16 or f32, not " + k);
+    }
+  }
+  Napi::Function cb = info.Length() > 2 && info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function::New(env, [](const Napi::CallbackInfo&) {});
+  auto d = Napi::Promise::Deferred::New(env);
+  auto* w = new LoadWorker(cb, d, info[0].ToString(), opts);
+  w->Queue();
+  return d.Promise();
+}
+
+aha::DType dtype_arg(Napi::Env env, Napi::Value v) {
+  aha::DType t;
+  if (!v.IsString() || !aha::dtype_from_name(v.ToString().Utf8Value().c_str(), &t))
+    throw Napi::Error::New(env, "unknown dtype " + v.ToString().Utf8Value());
+  return t;
+}
+
+// quantizeRows(type, Float32Array data, rowLength) → Uint8Array of GGUF blocks
+Napi::Value QuantizeRows(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  aha::DType t = dtype_arg(env, info[0]);
+  if (!aha::can_quantize(t)) throw Napi::Error::New(env, std::string("cannot quantize to ") + aha::dtype_name(t));
+  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw Napi::TypeError::New(env, "data must be a Float32Array");
+  auto data = info[1].As<Napi::Float32Array>();
+  int64_t row = int64_t(info[2].ToNumber().Int64Value());
+  int64_t n = int64_t(data.ElementLength());
+  const auto& tr = aha::traits(t);
+  if (row <= 0 || n % row != 0) throw Napi::Error::New(env, "data length is not a multiple of rowLength");
+  if (row % tr.block != 0) throw Napi::Error::New(env, "rowLength " + std::to_string(row) + " is not a multiple of the " + tr.name + " block (" + std::to_string(tr.block) + ")");
+  size_t rb = aha::row_bytes(t, row);
+  auto out = Napi::Uint8Array::New(env, rb * size_t(n / row));
+  for (int64_t r = 0; r < n / row; r++) aha::quantize_row(t, data.Data() + r * row, out.Data() + size_t(r) * rb, row);
+  return out;
+}
+
+// dequantizeRows(type, Uint8Array bytes, rowLength) → Float32Array
+Napi::Value DequantizeRows(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  aha::DType t = dtype_arg(env, info[0]);
+  auto bytes = info[1].As<Napi::Uint8Array>();
+  int64_t row = int64_t(info[2].ToNumber().Int64Value());
+  const auto& tr = aha::traits(t);
+  if (row <= 0 || row % tr.block != 0) throw Napi::Error::New(env, "bad rowLength");
+  size_t rb = aha::row_bytes(t, row);
+  if (bytes.ByteLength() % rb != 0) throw Napi::Error::New(env, "byte length is not a whole number of rows");
+  size_t rows = bytes.ByteLength() / rb;
+  auto out = Napi::Float32Array::New(env, rows * size_t(row));
+  for (size_t r = 0; r < rows; r++) aha::dequantize_row(t, bytes.Data() + r * rb, out.Data() + r * size_t(row), row);
+  return out;
+}
+
+Napi::Value MeasureBandwidth(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int threads = info.Length() > 0 && info[0].IsNumber() ? info[0].ToNumber().Int32Value() : 0;
+  auto d = Napi::Promise::Deferred::New(env);
+  struct W : Napi::AsyncWorker {
+    W(Napi::Env e, Napi::Promise::Deferred d, int t) : AsyncWorker(e), d(d), t(t) {}
+    void Execute() override { gbs = aha::measure_read_bandwidth(t); }
+    void OnOK() override { d.Resolve(Napi::Number::New(Env(), gbs)); }
+    Napi::Promise::Deferred d;
+    int t;
+    double gbs = 0;
+  };
+  (new W(env, d, threads))->Queue();
+  return d.Promise();
+}
+
+Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
+  auto o = Napi::Object::New(info.Env());
+  o.Set("isa", aha::isa_name(aha::active_isa()));
+  o.Set("bestIsa", aha::isa_name(aha::best_isa()));
+  o.Set("physicalCores", aha::ThreadPool::physical_cores());
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("Model", ModelObject::Init(env));
+  exports.Set("loadModel", Napi::Function::New(env, LoadModel));
+  exports.Set("quantizeRows", Napi::Function::New(env, QuantizeRows));
+  exports.Set("dequantizeRows", Napi::Function::New(env, DequantizeRows));
+  exports.Set("measureBandwidth", Napi::Function::New(env, MeasureBandwidth));
+  exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(aha, Init)

@@ -1,0 +1,164 @@
+// The engine's C++ API: load a model (GGUF file or HF folder), run batched forward
+// passes over sequences held in a paged KV cache, sample, and generate.
+// Works without Node: the C++ tests link it directly; the addon is a thin layer over it.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "aha/dtype.h"
+
+namespace aha {
+
+enum class Arch { Llama, Qwen2, Qwen3 };
+const char* arch_name(Arch a);
+
+enum class RopeScalingType { None, Linear, Llama3 };
+
+struct ModelConfig {
+  Arch arch = Arch::Llama;
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;         // n_embd
+  int64_t intermediate_size = 0;   // ffn
+  int64_t num_hidden_layers = 0;
+  int64_t num_attention_heads = 0;
+  int64_t num_key_value_heads = 0;
+  int64_t head_dim = 0;
+  int64_t max_position_embeddings = 0;  // the model's trained context
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 10000.0;
+  RopeScalingType rope_scaling = RopeScalingType::None;
+  double rope_factor = 1.0, rope_low_freq_factor = 1.0, rope_high_freq_factor = 4.0;
+  int64_t rope_original_max_position = 8192;
+  bool rope_neox = true;           // rotate halves (HF); false: interleaved pairs (GGUF llama after Q/K permute)
+  bool attention_bias = false;     // qwen2
+  bool qk_norm = false;            // qwen3
+  bool tie_word_embeddings = false;
+  int64_t bos_token_id = -1;
+  std::vector<int64_t> eos_token_ids;
+};
+
+// A weight as it sits in memory (usually mapped from the file, used in place).
+struct Tensor {
+  std::string name;          // canonical (GGUF-style) name, e.g. "blk.0.attn_q.weight"
+  DType dtype = DType::F32;
+  std::vector<int64_t> ne;   // ggml order: ne[0] contiguous; a matrix is ne = {in_features, out_features}
+  const void* data = nullptr;
+  size_t row_bytes = 0;      // bytes per ne[0] row
+  int64_t rows() const;      // product of ne[1..]
+  int64_t numel() const;
+};
+
+struct LoadProgress {
+  double fraction;           // 0..1
+  const char* stage;
+};
+
+struct LoadOptions {
+  int threads = 0;                   // 0: physical cores
+  DType kv_dtype = DType::F16;       // F16 or F32
+  int64_t context = 0;               // max tokens per sequence; 0: min(model's, 4096)
+  int64_t kv_cache_tokens = 0;       // total cache capacity (all sequences); 0: 2 × context
+  std::function<void(const LoadProgress&)> progress;
+};
+
+struct ModelInfo {
+  std::string path, format;          // "gguf" or "safetensors"
+  std::string architecture;          // "qwen2", "llama", "qwen3"
+  std::string name;                  // general.name or folder name
+  int64_t parameters = 0;
+  std::map<std::string, int64_t> dtype_mix;  // dtype name -> parameter count
+  int64_t weight_bytes = 0;
+  int64_t context_length = 0;        // the model's trained context
+  int64_t context = 0;               // the context this load allows per sequence
+  int64_t kv_bytes = 0;              // KV cache memory reserved
+  int64_t vocab_size = 0;
+  ModelConfig config;
+};
+
+struct SamplerParams {
+  double temperature = 1.0;          // <= 0: greedy
+  int top_k = 0;                     // 0: off
+  double top_p = 1.0;
+  double min_p = 0.0;
+  double repetition_penalty = 1.0;   // HF-style: divides positive logits, multiplies negative
+  double presence_penalty = 0.0;     // OpenAI-style
+  double frequency_penalty = 0.0;
+  int penalty_last_n = 256;          // how far back penalties look (-1: whole sequence)
+  uint64_t seed = 0;
+  std::map<int32_t, float> logit_bias;
+};
+
+struct GenerateRequest {
+  std::vector<int32_t> prompt;
+  int max_tokens = 256;
+  SamplerParams sampler;
+  std::vector<int32_t> stop_tokens;  // besides the model's eos tokens
+  bool ignore_eos = false;
+};
+
+enum class FinishReason { Length, Stop, Cancelled, Context };
+const char* finish_reason_name(FinishReason r);
+
+struct GenerateResult {
+  std::vector<int32_t> tokens;       // generated tokens (a stop token included)
+  FinishReason finish = FinishReason::Length;
+  int64_t prompt_tokens = 0, cached_tokens = 0;
+  double prefill_seconds = 0, decode_seconds = 0;
+};
+
+class Engine;
+
+// A dump hook sees every named intermediate of a forward pass (for diffing against a reference).
+using DumpHook = std::function<void(const std::string& name, const float* data, int64_t rows, int64_t cols)>;
+
+class Model {
+ public:
+  static std::unique_ptr<Model> load(const std::string& path, const LoadOptions& opts = {});
+  ~Model();
+
+  const ModelConfig& config() const;
+  ModelInfo info() const;
+  int threads() const;
+  void set_threads(int n);
+
+  // Sequences in the paged KV cache.
+  int new_sequence();
+  int fork_sequence(int seq);                     // shares every block with `seq` (copy-on-write)
+  void free_sequence(int seq);
+  void truncate_sequence(int seq, int64_t n);     // keep the first n tokens
+  int64_t sequence_length(int seq) const;
+  const std::vector<int32_t>& sequence_tokens(int seq) const;
+  int64_t free_cache_tokens() const;
+
+  // One batched forward pass: appends items[i].tokens to sequence items[i].seq and returns
+  // logits [rows, vocab] in `logits`: one row per item (its last token), or one per token
+  // where all_logits is set.
+  struct BatchItem {
+    int seq;
+    std::vector<int32_t> tokens;
+    bool all_logits = false;
+  };
+  void forward(const std::vector<BatchItem>& items, std::vector<float>& logits);
+
+  // Generation for one or several requests decoded together (continuous batching).
+  // on_token(request index, token) returns false to stop that request.
+  std::vector<GenerateResult> generate(const std::vector<GenerateRequest>& reqs,
+                                       const std::function<bool(size_t, int32_t)>& on_token,
+                                       const std::atomic<bool>* cancel = nullptr);
+
+  void set_dump_hook(DumpHook hook);
+
+ private:
+  Model();
+  std::unique_ptr<Engine> e_;
+};
+
+// Read bandwidth of this machine (GB/s): several threads streaming a buffer larger than the caches.
+double measure_read_bandwidth(int threads, size_t bytes = size_t(1) << 30, int repeats = 5);
+
+}  // namespace aha

@@ -1,0 +1,70 @@
+#include "backends/cpu/matmul.h"
+
+#include <algorithm>
+
+#include "aha/error.h"
+#include "aha/kernels.h"
+
+namespace aha {
+
+namespace {
+
+// Tile sizes for the matrix-matrix path: a tile of weight rows stays in L2 while every
+// activation row block streams past it.
+constexpr int64_t kRowsPerTile = 64;   // weight rows
+constexpr int64_t kActPerTile = 64;    // activation rows
+constexpr int64_t kDecodeMaxM = 4;     // up to this many rows: one pass over W per thread range
+
+const WeightKernel& kernel_for(const Tensor& W, Isa isa) {
+  const WeightKernel* k = weight_kernel(W.dtype, isa);
+  if (!k) throw Error(W.name + ": no matmul kernel for dtype " + dtype_name(W.dtype));
+  return *k;
+}
+
+}  // namespace
+
+void matmul(const Tensor& W, const float* x, int64_t m, float* y, ThreadPool& pool, MatmulScratch& scratch) {
+  const Isa isa = active_isa();
+  const WeightKernel& kern = kernel_for(W, isa);
+  const int64_t k = W.ne[0], n_out = W.rows();
+  const size_t a_stride = row_bytes(kern.act, k);
+  if (scratch.act.size() < a_stride * size_t(m)) scratch.act.resize(a_stride * size_t(m));
+  uint8_t* act = scratch.act.data();
+  const uint8_t* w = static_cast<const uint8_t*>(W.data);
+
+  if (m <= kDecodeMaxM) {
+    for (int64_t i = 0; i < m; i++) quantize_act(kern.act, x + i * k, act + size_t(i) * a_stride, k, isa);
+    // Split the weight rows across threads, in multiples of 16 rows.
+    pool.parallel_for(n_out, [&](int64_t r0, int64_t r1, int) {
+      kern.tile(k, w + size_t(r0) * W.row_bytes, W.row_bytes, int(r1 - r0), act, a_stride, int(m), y + r0, size_t(n_out));
+    }, 16);
+    return;
+  }
+
+  pool.parallel_for(m, [&](int64_t i0, int64_t i1, int) {
+    for (int64_t i = i0; i < i1; i++) quantize_act(kern.act, x + i * k, act + size_t(i) * a_stride, k, isa);
+  });
+  // Each thread owns a contiguous range of weight-row tiles and sweeps all activation blocks.
+  const int64_t n_tiles = (n_out + kRowsPerTile - 1) / kRowsPerTile;
+  pool.parallel_for(n_tiles, [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; t++) {
+      const int64_t r0 = t * kRowsPerTile, nr = std::min(kRowsPerTile, n_out - r0);
+      for (int64_t i0 = 0; i0 < m; i0 += kActPerTile) {
+        const int64_t na = std::min(kActPerTile, m - i0);
+        kern.tile(k, w + size_t(r0) * W.row_bytes, W.row_bytes, int(nr), act + size_t(i0) * a_stride, a_stride, int(na),
+                  y + i0 * n_out + r0, size_t(n_out));
+      }
+    }
+  });
+}
+
+void matmul_reference(const Tensor& W, const float* x, int64_t m, float* y) {
+  const WeightKernel& kern = kernel_for(W, Isa::Scalar);
+  const int64_t k = W.ne[0], n_out = W.rows();
+  const size_t a_stride = row_bytes(kern.act, k);
+  std::vector<uint8_t> act(a_stride * size_t(m));
+  for (int64_t i = 0; i < m; i++) quantize_act(kern.act, x + i * k, act.data() + size_t(i) * a_stride, k, Isa::Scalar);
+  kern.tile(k, W.data, W.row_bytes, int(n_out), act.data(), a_stride, int(m), y, size_t(n_out));
+}
+
+}  // namespace aha

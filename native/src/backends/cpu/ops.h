@@ -1,0 +1,54 @@
+// Element-wise and attention ops of the CPU backend. Each has a scalar reference
+// (ops_ref.cpp, no intrinsics) and optimized versions per ISA (ops_avx512.cpp);
+// cpu_ops() picks the table for the active ISA. Shapes are in the comments.
+#pragma once
+#include <cstdint>
+
+#include "aha/kernels.h"
+
+namespace aha {
+
+struct AttentionArgs {
+  const float* q;            // [group, head_dim]: the query heads that share one KV head
+  float* out;                // [group, head_dim]
+  int group, head_dim;
+  float scale;               // 1/sqrt(head_dim)
+  int64_t n_ctx;             // attend to positions [0, n_ctx)
+  const int32_t* blocks;     // block table of the sequence
+  int64_t block_size;
+  const uint8_t* k0;         // K row of (block 0, slot 0) for this layer and KV head
+  const uint8_t* v0;
+  size_t block_stride;       // bytes between blocks (same for K and V)
+  size_t slot_stride;        // bytes between tokens in a block
+  bool f16;                  // K/V stored as f16 (else f32)
+  float* scratch;            // [group * round_up(head_dim, 16)] floats the kernel may use
+};
+
+struct CpuOps {
+  // y[n] = x[n] / rms(x) * w[n]
+  void (*rmsnorm)(float* y, const float* x, const float* w, int64_t n, float eps);
+  // y[n] = silu(gate[n]) * up[n]
+  void (*swiglu)(float* y, const float* gate, const float* up, int64_t n);
+  // y[n] += x[n]
+  void (*add)(float* y, const float* x, int64_t n);
+  // Causal attention of one token's query group against the cached K/V.
+  void (*attention)(const AttentionArgs& a);
+};
+
+const CpuOps& cpu_ops(Isa isa);
+inline const CpuOps& cpu_ops() { return cpu_ops(active_isa()); }
+
+// Rotary embedding of n_heads heads of one token at position `pos`, in place.
+// inv_freq[head_dim/2]; neox pairs (i, i + head_dim/2), otherwise (2i, 2i+1).
+void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const float* inv_freq, bool neox);
+
+void softmax(float* x, int64_t n);
+
+namespace ref {
+void rmsnorm(float* y, const float* x, const float* w, int64_t n, float eps);
+void swiglu(float* y, const float* gate, const float* up, int64_t n);
+void add(float* y, const float* x, int64_t n);
+void attention(const AttentionArgs& a);
+}  // namespace ref
+
+}  // namespace aha

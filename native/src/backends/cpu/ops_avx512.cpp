@@ -1,0 +1,139 @@
+// AVX-512 versions of the CPU ops (compiled with -mavx512f etc.; selected at run time).
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "backends/cpu/ops.h"
+
+namespace aha {
+namespace avx512 {
+
+// exp(x) for a vector, Cephes-style range reduction + degree-6 polynomial (rel. error ~2e-7).
+static inline __m512 exp512(__m512 x) {
+  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.3762626647949f)), _mm512_set1_ps(-87.3365447504f));
+  __m512 fx = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
+  x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
+  __m512 y = _mm512_set1_ps(1.9875691500E-4f);
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507E-3f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073E-3f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894E-2f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459E-1f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201E-1f));
+  __m512 x2 = _mm512_mul_ps(x, x);
+  y = _mm512_fmadd_ps(y, x2, _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(y, fx);
+}
+
+static void rmsnorm(float* y, const float* x, const float* w, int64_t n, float eps) {
+  __m512 acc = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 v = _mm512_loadu_ps(x + i);
+    acc = _mm512_fmadd_ps(v, v, acc);
+  }
+  double ss = _mm512_reduce_add_ps(acc);
+  for (; i < n; i++) ss += double(x[i]) * x[i];
+  float r = float(1.0 / std::sqrt(ss / double(n) + eps));
+  __m512 vr = _mm512_set1_ps(r);
+  for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), vr), _mm512_loadu_ps(w + i)));
+  for (; i < n; i++) y[i] = x[i] * r * w[i];
+}
+
+static void swiglu(float* y, const float* gate, const float* up, int64_t n) {
+  int64_t i = 0;
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (; i + 16 <= n; i += 16) {
+    __m512 g = _mm512_loadu_ps(gate + i);
+    __m512 sig = _mm512_div_ps(one, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+    _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_mul_ps(g, sig), _mm512_loadu_ps(up + i)));
+  }
+  for (; i < n; i++) y[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+static void add(float* y, const float* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(y + i), _mm512_loadu_ps(x + i)));
+  for (; i < n; i++) y[i] += x[i];
+}
+
+// Loads 16 K/V elements (f16 or f32) as floats; tail lanes masked.
+static inline __m512 load16(const uint8_t* p, int64_t i, bool f16, __mmask16 m) {
+  if (f16) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p + 2 * i));
+  return _mm512_maskz_loadu_ps(m, p + 4 * i);
+}
+
+constexpr int kMaxGroup = 16;
+
+// Online softmax over blocks of the cache: per block, scores for every query of the group,
+// then the running max/sum and output accumulators are rescaled (flash-decoding style).
+static void attention(const AttentionArgs& a) {
+  if (a.group > kMaxGroup || a.head_dim > 256 || a.block_size > 64) {
+    ref::attention(a);
+    return;
+  }
+  const int hd = a.head_dim;
+  const int nvec = (hd + 15) / 16;
+  const __mmask16 tail = (hd % 16) ? __mmask16((1u << (hd % 16)) - 1) : __mmask16(0xFFFF);
+  float mx[kMaxGroup], sum[kMaxGroup];
+  float* acc = a.scratch;  // [group, nvec*16]
+  for (int g = 0; g < a.group; g++) {
+    mx[g] = -INFINITY;
+    sum[g] = 0;
+    std::memset(acc + g * nvec * 16, 0, sizeof(float) * nvec * 16);
+  }
+  float s[kMaxGroup][64];
+  const int64_t bs = a.block_size;
+  for (int64_t t0 = 0; t0 < a.n_ctx; t0 += bs) {
+    const int64_t nt = std::min<int64_t>(bs, a.n_ctx - t0);
+    const size_t boff = size_t(a.blocks[t0 / bs]) * a.block_stride;
+    for (int64_t t = 0; t < nt; t++) {
+      const uint8_t* k = a.k0 + boff + size_t(t) * a.slot_stride;
+      __m512 kv[16];
+      for (int j = 0; j < nvec; j++) kv[j] = load16(k, j * 16, a.f16, j == nvec - 1 ? tail : __mmask16(0xFFFF));
+      for (int g = 0; g < a.group; g++) {
+        const float* q = a.q + g * hd;
+        __m512 d = _mm512_setzero_ps();
+        for (int j = 0; j < nvec; j++) d = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(j == nvec - 1 ? tail : __mmask16(0xFFFF), q + j * 16), kv[j], d);
+        s[g][t] = _mm512_reduce_add_ps(d) * a.scale;
+      }
+    }
+    for (int g = 0; g < a.group; g++) {
+      float bm = mx[g];
+      for (int64_t t = 0; t < nt; t++) bm = std::max(bm, s[g][t]);
+      float corr = std::exp(mx[g] - bm);
+      mx[g] = bm;
+      sum[g] *= corr;
+      float* ag = acc + g * nvec * 16;
+      __m512 vc = _mm512_set1_ps(corr);
+      for (int j = 0; j < nvec; j++) _mm512_storeu_ps(ag + j * 16, _mm512_mul_ps(_mm512_loadu_ps(ag + j * 16), vc));
+      for (int64_t t = 0; t < nt; t++) {
+        float p = std::exp(s[g][t] - bm);
+        s[g][t] = p;
+        sum[g] += p;
+      }
+    }
+    for (int64_t t = 0; t < nt; t++) {
+      const uint8_t* v = a.v0 + boff + size_t(t) * a.slot_stride;
+      __m512 vv[16];
+      for (int j = 0; j < nvec; j++) vv[j] = load16(v, j * 16, a.f16, j == nvec - 1 ? tail : __mmask16(0xFFFF));
+      for (int g = 0; g < a.group; g++) {
+        __m512 p = _mm512_set1_ps(s[g][t]);
+        float* ag = acc + g * nvec * 16;
+        for (int j = 0; j < nvec; j++) _mm512_storeu_ps(ag + j * 16, _mm512_fmadd_ps(p, vv[j], _mm512_loadu_ps(ag + j * 16)));
+      }
+    }
+  }
+  for (int g = 0; g < a.group; g++) {
+    float inv = 1.0f / sum[g];
+    const float* ag = acc + g * nvec * 16;
+    float* o = a.out + g * hd;
+    for (int i = 0; i < hd; i++) o[i] = ag[i] * inv;
+  }
+}
+
+extern const CpuOps kOps = {rmsnorm, swiglu, add, attention};
+
+}  // namespace avx512
+}  // namespace aha

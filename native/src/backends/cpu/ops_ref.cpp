@@ -1,0 +1,108 @@
+// Scalar reference ops: the plain math, no intrinsics. Optimized kernels are tested against these.
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "backends/cpu/ops.h"
+
+namespace aha {
+
+namespace ref {
+
+void rmsnorm(float* y, const float* x, const float* w, int64_t n, float eps) {
+  double ss = 0;
+  for (int64_t i = 0; i < n; i++) ss += double(x[i]) * x[i];
+  float r = float(1.0 / std::sqrt(ss / double(n) + eps));
+  for (int64_t i = 0; i < n; i++) y[i] = x[i] * r * w[i];
+}
+
+void swiglu(float* y, const float* gate, const float* up, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    float g = gate[i];
+    y[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+void add(float* y, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+static float load(const uint8_t* p, int64_t i, bool f16) {
+  if (f16) {
+    uint16_t h;
+    std::memcpy(&h, p + 2 * i, 2);
+    return fp16_to_f32(h);
+  }
+  float f;
+  std::memcpy(&f, p + 4 * i, 4);
+  return f;
+}
+
+void attention(const AttentionArgs& a) {
+  std::vector<double> s(size_t(a.n_ctx));
+  for (int g = 0; g < a.group; g++) {
+    const float* q = a.q + int64_t(g) * a.head_dim;
+    double mx = -INFINITY;
+    for (int64_t t = 0; t < a.n_ctx; t++) {
+      const uint8_t* k = a.k0 + size_t(a.blocks[t / a.block_size]) * a.block_stride + size_t(t % a.block_size) * a.slot_stride;
+      double d = 0;
+      for (int i = 0; i < a.head_dim; i++) d += double(q[i]) * load(k, i, a.f16);
+      s[size_t(t)] = d * a.scale;
+      if (s[size_t(t)] > mx) mx = s[size_t(t)];
+    }
+    double sum = 0;
+    for (int64_t t = 0; t < a.n_ctx; t++) sum += (s[size_t(t)] = std::exp(s[size_t(t)] - mx));
+    float* o = a.out + int64_t(g) * a.head_dim;
+    for (int i = 0; i < a.head_dim; i++) {
+      double acc = 0;
+      for (int64_t t = 0; t < a.n_ctx; t++) {
+        const uint8_t* v = a.v0 + size_t(a.blocks[t / a.block_size]) * a.block_stride + size_t(t % a.block_size) * a.slot_stride;
+        acc += s[size_t(t)] * load(v, i, a.f16);
+      }
+      o[i] = float(acc / sum);
+    }
+  }
+}
+
+}  // namespace ref
+
+void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const float* inv_freq, bool neox) {
+  const int64_t half = head_dim / 2;
+  for (int64_t i = 0; i < half; i++) {
+    double ang = double(pos) * double(inv_freq[i]);
+    float c = float(std::cos(ang)), s = float(std::sin(ang));
+    for (int64_t h = 0; h < n_heads; h++) {
+      float* v = x + h * head_dim;
+      int64_t i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+      float a = v[i0], b = v[i1];
+      v[i0] = a * c - b * s;
+      v[i1] = a * s + b * c;
+    }
+  }
+}
+
+void softmax(float* x, int64_t n) {
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < n; i++) mx = std::max(mx, x[i]);
+  double sum = 0;
+  for (int64_t i = 0; i < n; i++) sum += (x[i] = std::exp(x[i] - mx));
+  float inv = float(1.0 / sum);
+  for (int64_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+#if defined(AHA_X86)
+namespace avx512 {
+extern const CpuOps kOps;
+}
+#endif
+
+static const CpuOps kRefOps = {ref::rmsnorm, ref::swiglu, ref::add, ref::attention};
+
+const CpuOps& cpu_ops(Isa isa) {
+#if defined(AHA_X86)
+  if (isa == Isa::Avx512 || isa == Isa::Avx512Vnni) return avx512::kOps;
+#endif
+  return kRefOps;
+}
+
+}  // namespace aha

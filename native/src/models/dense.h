@@ -1,0 +1,72 @@
+// The dense decoder family: Llama (R1-Distill-Llama), Qwen2 (R1-Distill-Qwen, qkv bias),
+// Qwen3 (R1-0528-Qwen3, q/k norm). One forward over a flat batch of tokens from any
+// number of sequences, reading and writing the paged KV cache.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "aha/model.h"
+#include "backends/cpu/matmul.h"
+#include "core/thread_pool.h"
+#include "models/loader.h"
+#include "runtime/kv_cache.h"
+
+namespace aha {
+
+struct DenseLayer {
+  const Tensor* attn_norm;   // [hidden] f32
+  const Tensor* wq;          // {hidden, n_heads*head_dim}
+  const Tensor* wk;          // {hidden, n_kv_heads*head_dim}
+  const Tensor* wv;          // {hidden, n_kv_heads*head_dim}
+  const Tensor* wo;          // {n_heads*head_dim, hidden}
+  const Tensor* bq = nullptr, *bk = nullptr, *bv = nullptr, *bo = nullptr;  // qwen2: [out] f32
+  const Tensor* q_norm = nullptr, *k_norm = nullptr;                      // qwen3: [head_dim] f32
+  const Tensor* ffn_norm;    // [hidden] f32
+  const Tensor* w_gate;      // {hidden, intermediate}
+  const Tensor* w_up;        // {hidden, intermediate}
+  const Tensor* w_down;      // {intermediate, hidden}
+};
+
+// Tokens of one forward pass, flattened across sequences.
+struct ForwardBatch {
+  std::vector<int32_t> tokens;              // [T]
+  std::vector<int64_t> pos;                 // [T] position in its sequence
+  std::vector<const int32_t*> blocks;       // [T] block table of its sequence
+  std::vector<int64_t> logit_rows;          // token indices whose logits are wanted, in output order
+};
+
+// Activations of one forward pass; grown on demand and reused.
+struct DenseWorkspace {
+  std::vector<float> x;      // [T, hidden] residual stream
+  std::vector<float> xn;     // [T, hidden] normed
+  std::vector<float> q;      // [T, n_heads*head_dim]
+  std::vector<float> k, v;   // [T, n_kv_heads*head_dim]
+  std::vector<float> attn;   // [T, n_heads*head_dim]
+  std::vector<float> proj;   // [T, hidden]
+  std::vector<float> gate, up;  // [T, intermediate]
+  std::vector<float> attn_scratch;  // [threads, n_heads * 256]
+  MatmulScratch mm;
+};
+
+class DenseModel {
+ public:
+  explicit DenseModel(WeightStore& ws);  // binds and shape-checks every tensor
+  const ModelConfig& config() const { return c_; }
+
+  // logits: [logit_rows.size(), vocab]
+  void forward(const ForwardBatch& b, KvCache& cache, ThreadPool& pool, DenseWorkspace& w, float* logits,
+               const DumpHook* dump) const;
+
+ private:
+  void attention_block(int64_t l, const ForwardBatch& b, KvCache& cache, ThreadPool& pool, DenseWorkspace& w, const DumpHook* dump) const;
+  void ffn_block(int64_t l, int64_t T, ThreadPool& pool, DenseWorkspace& w, const DumpHook* dump) const;
+
+  ModelConfig c_;
+  const Tensor* tok_embd_;     // {hidden, vocab}
+  const Tensor* output_norm_;  // [hidden]
+  const Tensor* output_;       // {hidden, vocab} (tok_embd_ when tied)
+  std::vector<DenseLayer> layers_;
+  std::vector<float> inv_freq_;  // [head_dim/2]
+};
+
+}  // namespace aha

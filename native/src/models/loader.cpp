@@ -1,0 +1,338 @@
+#include "models/loader.h"
+
+#include <sys/stat.h>
+
+#include <cmath>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "aha/error.h"
+#include "aha/kernels.h"
+#include "core/json.h"
+#include "formats/gguf.h"
+#include "formats/safetensors.h"
+
+namespace aha {
+
+const char* arch_name(Arch a) {
+  switch (a) {
+    case Arch::Llama: return "llama";
+    case Arch::Qwen2: return "qwen2";
+    case Arch::Qwen3: return "qwen3";
+  }
+  return "?";
+}
+
+int64_t Tensor::rows() const {
+  int64_t r = 1;
+  for (size_t i = 1; i < ne.size(); i++) r *= ne[i];
+  return r;
+}
+
+int64_t Tensor::numel() const { return ne.empty() ? 0 : ne[0] * rows(); }
+
+static std::string shape_str(const std::vector<int64_t>& ne) {
+  std::string s = "[";
+  for (size_t i = 0; i < ne.size(); i++) s += (i ? ", " : "") + std::to_string(ne[i]);
+  return s + "]";
+}
+
+const Tensor* WeightStore::find(const std::string& n) const {
+  auto it = tensors.find(n);
+  return it == tensors.end() ? nullptr : &it->second;
+}
+
+const Tensor& WeightStore::get(const std::string& n, std::vector<int64_t> expected) const {
+  const Tensor* t = find(n);
+  if (!t) fail_file(path, "missing tensor '" + n + "'");
+  std::vector<int64_t> have = t->ne;
+  while (have.size() > expected.size() && have.back() == 1) have.pop_back();
+  if (have != expected) fail_file(path, "tensor '" + n + "' has shape " + shape_str(t->ne) + ", expected " + shape_str(expected));
+  return *t;
+}
+
+const Tensor& WeightStore::get_f32(const std::string& n, std::vector<int64_t> expected) {
+  const Tensor& t = get(n, expected);
+  if (t.dtype == DType::F32) return t;
+  auto buf = std::make_unique<std::vector<uint8_t>>(size_t(t.numel()) * 4);
+  float* out = reinterpret_cast<float*>(buf->data());
+  for (int64_t r = 0; r < t.rows(); r++)
+    dequantize_row(t.dtype, static_cast<const uint8_t*>(t.data) + size_t(r) * t.row_bytes, out + r * t.ne[0], t.ne[0]);
+  Tensor& m = tensors[n];
+  m.dtype = DType::F32;
+  m.data = out;
+  m.row_bytes = size_t(t.ne[0]) * 4;
+  owned.push_back(std::move(buf));
+  return m;
+}
+
+static bool is_dir(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail_file(path, "cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+static void check_config(const ModelConfig& c, const std::string& file) {
+  auto bad = [&](const std::string& what) { fail_file(file, what); };
+  auto range = [&](const char* name, int64_t v, int64_t lo, int64_t hi) {
+    if (v < lo || v > hi) bad(std::string(name) + " = " + std::to_string(v) + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  };
+  range("vocab_size", c.vocab_size, 1, int64_t(1) << 24);
+  range("hidden_size", c.hidden_size, 1, 1 << 17);
+  range("intermediate_size", c.intermediate_size, 1, 1 << 20);
+  range("num_hidden_layers", c.num_hidden_layers, 1, 4096);
+  range("num_attention_heads", c.num_attention_heads, 1, 4096);
+  range("num_key_value_heads", c.num_key_value_heads, 1, c.num_attention_heads);
+  range("head_dim", c.head_dim, 2, 1024);
+  if (c.head_dim % 2) bad("head_dim must be even for rotary embeddings");
+  if (c.num_attention_heads % c.num_key_value_heads) bad("num_attention_heads is not a multiple of num_key_value_heads");
+  range("max_position_embeddings", c.max_position_embeddings, 1, int64_t(1) << 24);
+  if (!(c.rms_norm_eps > 0 && c.rms_norm_eps < 1)) bad("rms_norm_eps out of range");
+  if (!(c.rope_theta > 0)) bad("rope_theta must be positive");
+}
+
+ModelConfig config_from_hf_json(const std::string& text, const std::string& file) {
+  Json j = Json::parse(text, file);
+  if (!j.is_object()) fail_file(file, "not a JSON object");
+  ModelConfig c;
+  try {
+    std::string archs;
+    if (const Json* a = j.find("architectures"); a && a->is_array() && !a->array().empty() && a->array()[0].is_string())
+      archs = a->array()[0].string();
+    if (archs == "LlamaForCausalLM") c.arch = Arch::Llama;
+    else if (archs == "Qwen2ForCausalLM") c.arch = Arch::Qwen2;
+    else if (archs == "Qwen3ForCausalLM") c.arch = Arch::Qwen3;
+    else fail_file(file, "unsupported architecture '" + (archs.empty() ? j.get_string("model_type", "?") : archs) +
+                             "' (supported: LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)");
+    c.vocab_size = j.get_int("vocab_size", 0);
+    c.hidden_size = j.get_int("hidden_size", 0);
+    c.intermediate_size = j.get_int("intermediate_size", 0);
+    c.num_hidden_layers = j.get_int("num_hidden_layers", 0);
+    c.num_attention_heads = j.get_int("num_attention_heads", 0);
+    c.num_key_value_heads = j.get_int("num_key_value_heads", c.num_attention_heads);
+    c.head_dim = j.get_int("head_dim", c.num_attention_heads ? c.hidden_size / c.num_attention_heads : 0);
+    c.max_position_embeddings = j.get_int("max_position_embeddings", 4096);
+    c.rms_norm_eps = j.get_number("rms_norm_eps", 1e-6);
+    c.tie_word_embeddings = j.get_bool("tie_word_embeddings", false);
+    c.qk_norm = c.arch == Arch::Qwen3;
+    c.attention_bias = c.arch == Arch::Qwen2 || j.get_bool("attention_bias", false);
+    c.rope_neox = true;
+    // transformers ≥ 5 keeps rope settings in rope_parameters; older configs use rope_theta + rope_scaling.
+    const Json* rp = j.find("rope_parameters");
+    if (!rp || !rp->is_object()) rp = j.find("rope_scaling");
+    c.rope_theta = j.get_number("rope_theta", rp && rp->is_object() ? rp->get_number("rope_theta", 10000.0) : 10000.0);
+    if (rp && rp->is_object()) {
+      std::string type = rp->get_string("rope_type", rp->get_string("type", "default"));
+      if (type == "llama3") {
+        c.rope_scaling = RopeScalingType::Llama3;
+        c.rope_factor = rp->get_number("factor", 8.0);
+        c.rope_low_freq_factor = rp->get_number("low_freq_factor", 1.0);
+        c.rope_high_freq_factor = rp->get_number("high_freq_factor", 4.0);
+        c.rope_original_max_position = rp->get_int("original_max_position_embeddings", 8192);
+      } else if (type == "linear") {
+        c.rope_scaling = RopeScalingType::Linear;
+        c.rope_factor = rp->get_number("factor", 1.0);
+      } else if (type != "default") {
+        fail_file(file, "unsupported rope scaling type '" + type + "'");
+      }
+    }
+    c.bos_token_id = j.get_int("bos_token_id", -1);
+    if (const Json* e = j.find("eos_token_id")) {
+      if (e->is_array()) for (auto& x : e->array()) c.eos_token_ids.push_back(x.integer());
+      else if (e->is_number()) c.eos_token_ids.push_back(e->integer());
+    }
+  } catch (const Error& e) {
+    std::string m = e.what();
+    if (m.rfind(file, 0) == 0) throw;
+    fail_file(file, m);
+  }
+  check_config(c, file);
+  return c;
+}
+
+std::string canonical_name_from_hf(const std::string& hf) {
+  static const std::map<std::string, std::string> top = {
+      {"model.embed_tokens.weight", "token_embd.weight"},
+      {"model.norm.weight", "output_norm.weight"},
+      {"lm_head.weight", "output.weight"},
+  };
+  if (auto it = top.find(hf); it != top.end()) return it->second;
+  static const std::map<std::string, std::string> layer = {
+      {"input_layernorm.weight", "attn_norm.weight"},
+      {"self_attn.q_proj.weight", "attn_q.weight"},
+      {"self_attn.k_proj.weight", "attn_k.weight"},
+      {"self_attn.v_proj.weight", "attn_v.weight"},
+      {"self_attn.o_proj.weight", "attn_output.weight"},
+      {"self_attn.q_proj.bias", "attn_q.bias"},
+      {"self_attn.k_proj.bias", "attn_k.bias"},
+      {"self_attn.v_proj.bias", "attn_v.bias"},
+      {"self_attn.o_proj.bias", "attn_output.bias"},
+      {"self_attn.q_norm.weight", "attn_q_norm.weight"},
+      {"self_attn.k_norm.weight", "attn_k_norm.weight"},
+      {"post_attention_layernorm.weight", "ffn_norm.weight"},
+      {"mlp.gate_proj.weight", "ffn_gate.weight"},
+      {"mlp.up_proj.weight", "ffn_up.weight"},
+      {"mlp.down_proj.weight", "ffn_down.weight"},
+  };
+  const std::string prefix = "model.layers.";
+  if (hf.rfind(prefix, 0) != 0) return "";
+  size_t dot = hf.find('.', prefix.size());
+  if (dot == std::string::npos) return "";
+  std::string idx = hf.substr(prefix.size(), dot - prefix.size());
+  if (idx.empty() || idx.find_first_not_of("0123456789") != std::string::npos) return "";
+  auto it = layer.find(hf.substr(dot + 1));
+  return it == layer.end() ? "" : "blk." + idx + "." + it->second;
+}
+
+static ModelConfig config_from_gguf(const GgufFile& g) {
+  const std::string& file = g.path();
+  std::string a = g.get_string("general.architecture", "");
+  ModelConfig c;
+  if (a == "llama") c.arch = Arch::Llama;
+  else if (a == "qwen2") c.arch = Arch::Qwen2;
+  else if (a == "qwen3") c.arch = Arch::Qwen3;
+  else fail_file(file, "unsupported architecture '" + a + "' (supported: llama, qwen2, qwen3)");
+  auto key = [&](const char* k) { return a + "." + k; };
+  auto need_int = [&](const char* k) {
+    if (!g.find(key(k))) fail_file(file, "missing metadata '" + key(k) + "'");
+    return g.get_int(key(k), 0);
+  };
+  c.hidden_size = need_int("embedding_length");
+  c.intermediate_size = need_int("feed_forward_length");
+  c.num_hidden_layers = need_int("block_count");
+  c.num_attention_heads = need_int("attention.head_count");
+  c.num_key_value_heads = g.get_int(key("attention.head_count_kv"), c.num_attention_heads);
+  c.head_dim = g.get_int(key("attention.key_length"), c.num_attention_heads ? c.hidden_size / c.num_attention_heads : 0);
+  c.max_position_embeddings = g.get_int(key("context_length"), 4096);
+  c.rms_norm_eps = g.get_float(key("attention.layer_norm_rms_epsilon"), 1e-6);
+  c.rope_theta = g.get_float(key("rope.freq_base"), 10000.0);
+  std::string st = g.get_string(key("rope.scaling.type"), "none");
+  if (st == "linear") {
+    c.rope_scaling = RopeScalingType::Linear;
+    c.rope_factor = g.get_float(key("rope.scaling.factor"), 1.0);
+  } else if (st != "none") {
+    fail_file(file, "unsupported rope scaling type '" + st + "'");
+  }
+  c.rope_neox = c.arch != Arch::Llama;  // llama.cpp permutes llama's Q/K rows for interleaved rope
+  c.qk_norm = c.arch == Arch::Qwen3;
+  c.attention_bias = false;  // taken from the presence of bias tensors
+  c.bos_token_id = g.get_int("tokenizer.ggml.bos_token_id", -1);
+  for (const char* k : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
+    int64_t id = g.get_int(k, -1);
+    if (id >= 0 && std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), id) == c.eos_token_ids.end()) c.eos_token_ids.push_back(id);
+  }
+  if (const GgufValue* v = g.find(key("vocab_size"))) c.vocab_size = v->as_int();
+  else if (const GgufValue* t = g.find("tokenizer.ggml.tokens")) c.vocab_size = int64_t(t->count);
+  for (auto& t : g.tensors())
+    if (t.name == "token_embd.weight" && t.ne.size() >= 2) c.vocab_size = t.ne[1];
+  c.tie_word_embeddings = true;
+  for (auto& t : g.tensors())
+    if (t.name == "output.weight") c.tie_word_embeddings = false;
+  check_config(c, file);
+  return c;
+}
+
+static void add_tensor(WeightStore& ws, const std::string& name, DType dt, const std::vector<int64_t>& ne, const uint8_t* data) {
+  Tensor t;
+  t.name = name;
+  t.dtype = dt;
+  t.ne = ne;
+  t.data = data;
+  t.row_bytes = row_bytes(dt, ne[0]);
+  ws.tensors[name] = std::move(t);
+}
+
+std::unique_ptr<WeightStore> load_weights(const std::string& path, const std::function<void(const LoadProgress&)>& progress) {
+  auto ws = std::make_unique<WeightStore>();
+  ws->path = path;
+  auto report = [&](double f, const char* stage) {
+    if (progress) progress({f, stage});
+  };
+  report(0.0, "reading header");
+  if (is_dir(path)) {
+    ws->format = "safetensors";
+    std::string cfg = path + "/config.json";
+    ws->config = config_from_hf_json(read_text(cfg), cfg);
+    SafetensorsModel st(path);
+    ws->files = st.files();
+    for (auto& t : st.tensors()) {
+      std::string n = canonical_name_from_hf(t.name);
+      if (n.empty()) continue;  // rotary inv_freq buffers and the like
+      add_tensor(*ws, n, t.dtype, t.ne, t.data);
+    }
+    size_t slash = path.find_last_of('/', path.size() > 1 ? path.size() - 2 : 0);
+    ws->name = slash == std::string::npos ? path : path.substr(slash + 1);
+    if (!ws->find("output.weight")) ws->config.tie_word_embeddings = true;
+  } else {
+    ws->format = "gguf";
+    GgufFile g(path);
+    ws->config = config_from_gguf(g);
+    ws->files.push_back(g.shared_file());
+    for (auto& t : g.tensors()) {
+      if (t.name == "rope_freqs.weight") {
+        if (t.dtype != DType::F32) fail_file(path, "rope_freqs.weight must be f32");
+        const float* f = reinterpret_cast<const float*>(t.data);
+        ws->rope_freqs.assign(f, f + t.ne[0]);
+        if (int64_t(ws->rope_freqs.size()) != ws->config.head_dim / 2)
+          fail_file(path, "rope_freqs.weight has " + std::to_string(t.ne[0]) + " entries, expected head_dim/2 = " + std::to_string(ws->config.head_dim / 2));
+        continue;
+      }
+      add_tensor(*ws, t.name, t.dtype, t.ne, t.data);
+    }
+    ws->name = g.get_string("general.name", path.substr(path.find_last_of('/') + 1));
+  }
+  if (ws->find("blk.0.attn_q.bias")) ws->config.attention_bias = true;
+  // Touch the weights once so the first token does not pay for page faults, and report progress.
+  size_t total = 0, done = 0;
+  for (auto& f : ws->files) total += f->size();
+  for (auto& f : ws->files) {
+    const size_t step = size_t(64) << 20;
+    for (size_t off = 0; off < f->size(); off += step) {
+      f->prefetch(off, step);
+      volatile uint8_t sink = 0;
+      for (size_t p = off; p < std::min(f->size(), off + step); p += 4096) sink = sink + f->data()[p];
+      done += std::min(step, f->size() - off);
+      report(0.05 + 0.9 * double(done) / double(total ? total : 1), "mapping weights");
+    }
+  }
+  return ws;
+}
+
+std::vector<float> rope_inv_freq(const ModelConfig& c, const std::vector<float>& gguf_rope_freqs) {
+  const int64_t half = c.head_dim / 2;
+  std::vector<float> inv(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; i++) {
+    // As transformers computes it: in float32, theta ** (2i / head_dim).
+    inv[size_t(i)] = 1.0f / std::pow(float(c.rope_theta), float(2 * i) / float(c.head_dim));
+  }
+  if (!gguf_rope_freqs.empty()) {
+    for (int64_t i = 0; i < half; i++) inv[size_t(i)] /= gguf_rope_freqs[size_t(i)];
+    return inv;
+  }
+  if (c.rope_scaling == RopeScalingType::Linear) {
+    for (auto& f : inv) f = float(f / c.rope_factor);
+  } else if (c.rope_scaling == RopeScalingType::Llama3) {
+    const double old_ctx = double(c.rope_original_max_position);
+    const double low_wavelen = old_ctx / c.rope_low_freq_factor, high_wavelen = old_ctx / c.rope_high_freq_factor;
+    for (auto& f : inv) {
+      double wavelen = 2 * M_PI / f;
+      if (wavelen > low_wavelen) {
+        f = float(f / c.rope_factor);
+      } else if (wavelen >= high_wavelen) {
+        double smooth = (old_ctx / wavelen - c.rope_low_freq_factor) / (c.rope_high_freq_factor - c.rope_low_freq_factor);
+        f = float((1 - smooth) * f / c.rope_factor + smooth * f);
+      }
+    }
+  }
+  return inv;
+}
+
+}  // namespace aha

@@ -1,0 +1,40 @@
+// Model files → one ModelConfig and one set of canonical (GGUF-style) tensor names,
+// whether the source is a GGUF file or an HF folder (config.json + safetensors).
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "aha/model.h"
+#include "core/mapped_file.h"
+
+namespace aha {
+
+struct WeightStore {
+  std::string path, format, name;
+  ModelConfig config;
+  std::map<std::string, Tensor> tensors;         // canonical name -> tensor
+  std::vector<float> rope_freqs;                 // GGUF rope_freqs.weight (llama3 scaling), if present
+  std::vector<std::shared_ptr<MappedFile>> files;
+  std::vector<std::unique_ptr<std::vector<uint8_t>>> owned;  // converted copies (e.g. bf16 norms → f32)
+
+  const Tensor* find(const std::string& name) const;
+  // Throws "path: missing tensor 'name'" / "...: tensor 'name' has shape [a, b], expected [c, d]".
+  const Tensor& get(const std::string& name, std::vector<int64_t> expected_ne) const;
+  // The same tensor as f32 (converted once and owned by the store when stored otherwise).
+  const Tensor& get_f32(const std::string& name, std::vector<int64_t> expected_ne);
+};
+
+std::unique_ptr<WeightStore> load_weights(const std::string& path, const std::function<void(const LoadProgress&)>& progress);
+
+// HF tensor name -> canonical name ("" when the tensor is not one the engine uses).
+std::string canonical_name_from_hf(const std::string& hf);
+
+// Parses an HF config.json text into a ModelConfig (errors name `file`).
+ModelConfig config_from_hf_json(const std::string& text, const std::string& file);
+
+// Per-pair rotary inverse frequencies [head_dim/2], with the config's scaling applied.
+std::vector<float> rope_inv_freq(const ModelConfig& c, const std::vector<float>& gguf_rope_freqs);
+
+}  // namespace aha

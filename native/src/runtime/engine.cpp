@@ -1,0 +1,334 @@
+// The Model API: weights + paged KV cache + sequences + the forward of the model's family,
+// and generation (batched decoding of several requests, prompts shared through forks).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <list>
+#include <map>
+
+#include "aha/error.h"
+#include "aha/kernels.h"
+#include "aha/model.h"
+#include "models/dense.h"
+#include "models/loader.h"
+#include "runtime/kv_cache.h"
+#include "runtime/sampler.h"
+
+namespace aha {
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::Length: return "length";
+    case FinishReason::Stop: return "stop";
+    case FinishReason::Cancelled: return "cancelled";
+    case FinishReason::Context: return "context";
+  }
+  return "?";
+}
+
+class Engine {
+ public:
+  Engine(const std::string& path, const LoadOptions& o) {
+    ws = load_weights(path, o.progress);
+    if (o.progress) o.progress({0.96, "binding weights"});
+    model = std::make_unique<DenseModel>(*ws);
+    const ModelConfig& c = ws->config;
+    context = o.context > 0 ? o.context : std::min<int64_t>(c.max_position_embeddings, 4096);
+    if (context > c.max_position_embeddings) context = c.max_position_embeddings;
+    int64_t cache_tokens = o.kv_cache_tokens > 0 ? o.kv_cache_tokens : 2 * context;
+    const int64_t bs = 16;
+    if (o.kv_dtype != DType::F16 && o.kv_dtype != DType::F32) throw Error("KV cache dtype must be f16 or f32");
+    cache = std::make_unique<KvCache>(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, o.kv_dtype, (cache_tokens + bs - 1) / bs, bs);
+    pool = std::make_unique<ThreadPool>(o.threads > 0 ? o.threads : ThreadPool::physical_cores());
+    if (o.progress) o.progress({1.0, "ready"});
+  }
+
+  std::unique_ptr<WeightStore> ws;
+  std::unique_ptr<DenseModel> model;
+  std::unique_ptr<KvCache> cache;
+  std::unique_ptr<ThreadPool> pool;
+  DenseWorkspace work;
+  int64_t context = 0;
+  std::vector<Sequence> seqs;
+  DumpHook dump;
+  // Finished generations kept for reuse by a later prompt with the same prefix (LRU, most recent last).
+  std::list<int> prefix_cache;
+  static constexpr size_t kPrefixCacheEntries = 4;
+
+  Sequence& seq(int id) {
+    if (id < 0 || size_t(id) >= seqs.size() || !seqs[size_t(id)].live) throw Error("no sequence " + std::to_string(id));
+    return seqs[size_t(id)];
+  }
+
+  int new_sequence() {
+    for (size_t i = 0; i < seqs.size(); i++)
+      if (!seqs[i].live) {
+        seqs[i] = Sequence{};
+        seqs[i].live = true;
+        return int(i);
+      }
+    seqs.push_back(Sequence{});
+    seqs.back().live = true;
+    return int(seqs.size() - 1);
+  }
+
+  int fork(int src) {
+    int id = new_sequence();
+    Sequence& s = seq(src);
+    Sequence& d = seqs[size_t(id)];
+    d.tokens = s.tokens;
+    d.blocks = s.blocks;
+    for (int32_t b : d.blocks) cache->retain(b);
+    return id;
+  }
+
+  void free_sequence(int id) {
+    Sequence& s = seq(id);
+    for (int32_t b : s.blocks) cache->release(b);
+    s = Sequence{};
+    prefix_cache.remove(id);
+  }
+
+  void truncate(int id, int64_t n) {
+    Sequence& s = seq(id);
+    if (n < 0 || n > int64_t(s.tokens.size())) throw Error("cannot truncate a sequence of " + std::to_string(s.tokens.size()) + " tokens to " + std::to_string(n));
+    s.tokens.resize(size_t(n));
+    size_t keep = size_t((n + cache->block_size() - 1) / cache->block_size());
+    while (s.blocks.size() > keep) {
+      cache->release(s.blocks.back());
+      s.blocks.pop_back();
+    }
+  }
+
+  int32_t alloc_block() {
+    // Evict cached prefixes (oldest first) before giving up.
+    for (;;) {
+      if (cache->free_blocks() > 0 || prefix_cache.empty()) return cache->alloc();
+      int victim = prefix_cache.front();
+      free_sequence(victim);
+    }
+  }
+
+  // Makes room for n more tokens: new blocks, and a private copy of a shared last block.
+  void reserve(Sequence& s, int64_t n) {
+    const int64_t bs = cache->block_size();
+    const int64_t len = int64_t(s.tokens.size());
+    if (len % bs != 0 && !s.blocks.empty() && cache->refcount(s.blocks.back()) > 1) {
+      int32_t fresh = alloc_block();
+      cache->copy_block(fresh, s.blocks.back());
+      cache->release(s.blocks.back());
+      s.blocks.back() = fresh;
+    }
+    while (int64_t(s.blocks.size()) * bs < len + n) s.blocks.push_back(alloc_block());
+  }
+
+  void forward(const std::vector<Model::BatchItem>& items, std::vector<float>& logits) {
+    ForwardBatch b;
+    std::vector<int> used;
+    for (auto& it : items) {
+      Sequence& s = seq(it.seq);
+      if (std::find(used.begin(), used.end(), it.seq) != used.end()) throw Error("sequence " + std::to_string(it.seq) + " appears twice in one batch");
+      used.push_back(it.seq);
+      if (it.tokens.empty()) throw Error("a batch item has no tokens");
+      if (int64_t(s.tokens.size() + it.tokens.size()) > context)
+        throw Error("prompt of " + std::to_string(s.tokens.size() + it.tokens.size()) + " tokens is longer than the context (" +
+                    std::to_string(context) + " tokens)");
+      for (int32_t id : it.tokens)
+        if (id < 0 || id >= ws->config.vocab_size)
+          throw Error("token id " + std::to_string(id) + " is outside the vocabulary (0.." + std::to_string(ws->config.vocab_size - 1) + ")");
+    }
+    for (auto& it : items) reserve(seq(it.seq), int64_t(it.tokens.size()));
+    for (auto& it : items) {
+      Sequence& s = seq(it.seq);
+      const int64_t start = int64_t(s.tokens.size());
+      for (size_t j = 0; j < it.tokens.size(); j++) {
+        if (it.all_logits || j + 1 == it.tokens.size()) b.logit_rows.push_back(int64_t(b.tokens.size()));
+        b.tokens.push_back(it.tokens[j]);
+        b.pos.push_back(start + int64_t(j));
+        b.blocks.push_back(s.blocks.data());
+      }
+    }
+    const int64_t V = ws->config.vocab_size;
+    logits.resize(b.logit_rows.size() * size_t(V));
+    model->forward(b, *cache, *pool, work, logits.data(), dump ? &dump : nullptr);
+    for (auto& it : items) {
+      Sequence& s = seq(it.seq);
+      s.tokens.insert(s.tokens.end(), it.tokens.begin(), it.tokens.end());
+    }
+  }
+
+  // A sequence holding the longest cached prefix of `prompt` (at most prompt.size()-1 tokens, so
+  // at least one token is left to compute logits from), or a fresh one.
+  int sequence_for_prompt(const std::vector<int32_t>& prompt, int64_t* cached) {
+    int best = -1;
+    size_t best_len = 0;
+    for (int id : prefix_cache) {
+      const auto& t = seqs[size_t(id)].tokens;
+      size_t n = 0;
+      while (n < t.size() && n + 1 < prompt.size() && t[n] == prompt[n]) n++;
+      if (n > best_len) best_len = n, best = id;
+    }
+    *cached = int64_t(best_len);
+    if (best < 0) return new_sequence();
+    int id = fork(best);
+    truncate(id, int64_t(best_len));
+    return id;
+  }
+
+  std::vector<GenerateResult> generate(const std::vector<GenerateRequest>& reqs, const std::function<bool(size_t, int32_t)>& on_token,
+                                       const std::atomic<bool>* cancel) {
+    using clock = std::chrono::steady_clock;
+    const int64_t V = ws->config.vocab_size;
+    std::vector<GenerateResult> res(reqs.size());
+    for (auto& r : reqs) {
+      if (r.prompt.empty()) throw Error("the prompt is empty");
+      if (int64_t(r.prompt.size()) > context)
+        throw Error("prompt of " + std::to_string(r.prompt.size()) + " tokens is longer than the context (" + std::to_string(context) + " tokens)");
+      if (r.max_tokens < 0) throw Error("max_tokens must be ≥ 0");
+    }
+    std::vector<Sampler> samplers;
+    for (auto& r : reqs) samplers.emplace_back(r.sampler);
+    std::vector<int> ids(reqs.size(), -1);
+    std::vector<std::vector<float>> last(reqs.size());
+    std::vector<bool> active(reqs.size(), true);
+
+    auto t0 = clock::now();
+    try {
+      // Prefill each distinct prompt once; requests with the same prompt fork it (shared blocks).
+      std::map<std::vector<int32_t>, size_t> first_with;
+      std::vector<Model::BatchItem> batch;
+      std::vector<size_t> owners;
+      for (size_t i = 0; i < reqs.size(); i++) {
+        auto [it, fresh] = first_with.emplace(reqs[i].prompt, i);
+        if (!fresh) continue;
+        int64_t cached = 0;
+        ids[i] = sequence_for_prompt(reqs[i].prompt, &cached);
+        res[i].cached_tokens = cached;
+        batch.push_back({ids[i], std::vector<int32_t>(reqs[i].prompt.begin() + cached, reqs[i].prompt.end()), false});
+        owners.push_back(i);
+      }
+      std::vector<float> logits;
+      forward(batch, logits);
+      for (size_t j = 0; j < owners.size(); j++) last[owners[j]].assign(logits.begin() + int64_t(j) * V, logits.begin() + int64_t(j + 1) * V);
+      for (size_t i = 0; i < reqs.size(); i++) {
+        res[i].prompt_tokens = int64_t(reqs[i].prompt.size());
+        if (ids[i] >= 0) continue;
+        size_t src = first_with[reqs[i].prompt];
+        ids[i] = fork(ids[src]);
+        last[i] = last[src];
+        res[i].cached_tokens = int64_t(reqs[i].prompt.size());
+      }
+      double prefill = std::chrono::duration<double>(clock::now() - t0).count();
+      for (auto& r : res) r.prefill_seconds = prefill;
+
+      auto t1 = clock::now();
+      for (;;) {
+        std::vector<Model::BatchItem> step;
+        std::vector<size_t> who;
+        for (size_t i = 0; i < reqs.size(); i++) {
+          if (!active[i]) continue;
+          const GenerateRequest& r = reqs[i];
+          Sequence& s = seq(ids[i]);
+          if (cancel && cancel->load()) {
+            res[i].finish = FinishReason::Cancelled;
+            active[i] = false;
+            continue;
+          }
+          if (int64_t(res[i].tokens.size()) >= r.max_tokens) {
+            res[i].finish = FinishReason::Length;
+            active[i] = false;
+            continue;
+          }
+          int32_t tok = samplers[i].sample(last[i].data(), V, s.tokens);
+          res[i].tokens.push_back(tok);
+          bool eos = !r.ignore_eos && std::find(ws->config.eos_token_ids.begin(), ws->config.eos_token_ids.end(), tok) != ws->config.eos_token_ids.end();
+          bool stop = eos || std::find(r.stop_tokens.begin(), r.stop_tokens.end(), tok) != r.stop_tokens.end();
+          bool keep = on_token ? on_token(i, tok) : true;
+          if (stop || !keep) {
+            res[i].finish = stop ? FinishReason::Stop : FinishReason::Cancelled;
+            active[i] = false;
+            continue;
+          }
+          if (int64_t(res[i].tokens.size()) >= r.max_tokens) {
+            res[i].finish = FinishReason::Length;
+            active[i] = false;
+            continue;
+          }
+          if (int64_t(s.tokens.size()) + 1 > context) {
+            res[i].finish = FinishReason::Context;
+            active[i] = false;
+            continue;
+          }
+          step.push_back({ids[i], {tok}, false});
+          who.push_back(i);
+        }
+        if (step.empty()) break;
+        forward(step, logits);
+        for (size_t j = 0; j < who.size(); j++) last[who[j]].assign(logits.begin() + int64_t(j) * V, logits.begin() + int64_t(j + 1) * V);
+      }
+      double decode = std::chrono::duration<double>(clock::now() - t1).count();
+      for (auto& r : res) r.decode_seconds = decode;
+    } catch (...) {
+      for (int id : ids)
+        if (id >= 0 && seqs[size_t(id)].live) free_sequence(id);
+      throw;
+    }
+    // Keep finished sequences as reusable prefixes (their last sampled token was never forwarded,
+    // so a sequence holds exactly the tokens whose K/V are in the cache).
+    for (size_t i = 0; i < ids.size(); i++) {
+      prefix_cache.push_back(ids[i]);
+      while (prefix_cache.size() > kPrefixCacheEntries) free_sequence(prefix_cache.front());
+    }
+    return res;
+  }
+};
+
+Model::Model() = default;
+Model::~Model() = default;
+
+std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& opts) {
+  std::unique_ptr<Model> m(new Model());
+  m->e_ = std::make_unique<Engine>(path, opts);
+  return m;
+}
+
+const ModelConfig& Model::config() const { return e_->ws->config; }
+int Model::threads() const { return e_->pool->size(); }
+void Model::set_threads(int n) { e_->pool = std::make_unique<ThreadPool>(n > 0 ? n : ThreadPool::physical_cores()); }
+int Model::new_sequence() { return e_->new_sequence(); }
+int Model::fork_sequence(int s) { return e_->fork(s); }
+void Model::free_sequence(int s) { e_->free_sequence(s); }
+void Model::truncate_sequence(int s, int64_t n) { e_->truncate(s, n); }
+int64_t Model::sequence_length(int s) const { return int64_t(e_->seq(s).tokens.size()); }
+const std::vector<int32_t>& Model::sequence_tokens(int s) const { return e_->seq(s).tokens; }
+int64_t Model::free_cache_tokens() const { return e_->cache->free_blocks() * e_->cache->block_size(); }
+void Model::forward(const std::vector<BatchItem>& items, std::vector<float>& logits) { e_->forward(items, logits); }
+void Model::set_dump_hook(DumpHook hook) { e_->dump = std::move(hook); }
+
+std::vector<GenerateResult> Model::generate(const std::vector<GenerateRequest>& reqs, const std::function<bool(size_t, int32_t)>& on_token,
+                                            const std::atomic<bool>* cancel) {
+  return e_->generate(reqs, on_token, cancel);
+}
+
+ModelInfo Model::info() const {
+  const WeightStore& ws = *e_->ws;
+  ModelInfo i;
+  i.path = ws.path;
+  i.format = ws.format;
+  i.architecture = arch_name(ws.config.arch);
+  i.name = ws.name;
+  for (auto& [n, t] : ws.tensors) {
+    i.parameters += t.numel();
+    i.dtype_mix[dtype_name(t.dtype)] += t.numel();
+    i.weight_bytes += int64_t(t.row_bytes) * t.rows();
+  }
+  i.context_length = ws.config.max_position_embeddings;
+  i.context = e_->context;
+  i.kv_bytes = e_->cache->bytes();
+  i.vocab_size = ws.config.vocab_size;
+  i.config = ws.config;
+  return i;
+}
+
+}  // namespace aha

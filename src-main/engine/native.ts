@@ -1,0 +1,121 @@
+// Typed access to the native engine addon (native/build/Release/aha.node).
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface LoadOptions {
+  threads?: number;
+  /** Max tokens per sequence; default min(model's context, 4096). */
+  context?: number;
+  /** Total KV cache capacity across sequences; default 2 × context. */
+  cacheTokens?: number;
+  kvType?: 'f16' | 'f32';
+}
+
+export interface LoadProgress {
+  fraction: number;
+  stage: string;
+}
+
+export interface ModelInfo {
+  path: string;
+  format: 'gguf' | 'safetensors';
+  architecture: string;
+  name: string;
+  parameters: number;
+  dtypeMix: Record<string, number>;
+  weightBytes: number;
+  contextLength: number;
+  context: number;
+  kvBytes: number;
+  vocabSize: number;
+  threads: number;
+  config: {
+    hiddenSize: number;
+    intermediateSize: number;
+    layers: number;
+    heads: number;
+    kvHeads: number;
+    headDim: number;
+    ropeTheta: number;
+    tiedEmbeddings: boolean;
+    bosTokenId: number;
+    eosTokenIds: number[];
+  };
+}
+
+export interface SamplerOptions {
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  repetitionPenalty?: number;
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  penaltyLastN?: number;
+  seed?: number;
+  logitBias?: Record<number, number>;
+}
+
+export interface GenerateRequest extends SamplerOptions {
+  prompt: number[] | Int32Array;
+  maxTokens?: number;
+  stopTokens?: number[];
+  ignoreEos?: boolean;
+}
+
+export type FinishReason = 'length' | 'stop' | 'cancelled' | 'context';
+
+export interface GenerateResult {
+  tokens: number[];
+  finishReason: FinishReason;
+  promptTokens: number;
+  cachedTokens: number;
+  prefillSeconds: number;
+  decodeSeconds: number;
+}
+
+export interface NativeModel {
+  info(): ModelInfo;
+  /** Logits of the last position, or of every position with all=true. */
+  logits(tokens: number[] | Int32Array, all?: boolean): Promise<Float32Array[]>;
+  /** Decodes the requests together; onToken(requestIndex, token) streams every token. */
+  generate(requests: GenerateRequest[], onToken?: (request: number, token: number) => void): Promise<GenerateResult[]>;
+  cancel(): void;
+  benchmark(opts: { pp: number; tg: number; repeats?: number }): Promise<{ pp: { tokens: number; tps: number }; tg: { tokens: number; tps: number } }>;
+  unload(): Promise<void>;
+}
+
+export interface NativeAddon {
+  loadModel(path: string, options?: LoadOptions, onProgress?: (p: LoadProgress) => void): Promise<NativeModel>;
+  quantizeRows(type: string, data: Float32Array, rowLength: number): Uint8Array;
+  dequantizeRows(type: string, data: Uint8Array, rowLength: number): Float32Array;
+  measureBandwidth(threads?: number): Promise<number>;
+  cpuInfo(): { isa: string; bestIsa: string; physicalCores: number };
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+function addonPath(): string {
+  const candidates = [
+    process.env.AHA_ADDON,
+    resolve(here, '../../native/build/Release/aha.node'),
+    // Packaged app: the addon is unpacked next to the asar.
+    join(here.replace('app.asar', 'app.asar.unpacked'), '../../native/build/Release/aha.node'),
+  ].filter((p): p is string => !!p);
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) throw new Error(`the native engine is not built (looked in ${candidates.join(', ')}); run \`npm install\` or \`npm run build:native\``);
+  return found;
+}
+
+let cached: NativeAddon | undefined;
+
+export function native(): NativeAddon {
+  if (!cached) cached = createRequire(import.meta.url)(addonPath()) as NativeAddon;
+  return cached;
+}
+
+export function quantizeRows(type: string, data: Float32Array, rowLength: number): Uint8Array {
+  return native().quantizeRows(type, data, rowLength);
+}
