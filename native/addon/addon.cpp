@@ -36,6 +36,7 @@ Napi::Object info_to_js(Napi::Env env, const aha::ModelInfo& i, int threads) {
   for (auto& [k, v] : i.dtype_mix) mix.Set(k, double(v));
   o.Set("dtypeMix", mix);
   o.Set("weightBytes", double(i.weight_bytes));
+  o.Set("decodeBytes", double(i.decode_bytes));
   o.Set("contextLength", double(i.context_length));
   o.Set("context", double(i.context));
   o.Set("kvBytes", double(i.kv_bytes));

@@ -26,6 +26,8 @@ export interface ModelInfo {
   parameters: number;
   dtypeMix: Record<string, number>;
   weightBytes: number;
+  /** Weight bytes one decode step reads (all but the embedding table, unless it is tied). */
+  decodeBytes: number;
   contextLength: number;
   context: number;
   kvBytes: number;

@@ -73,6 +73,7 @@ struct ModelInfo {
   int64_t parameters = 0;
   std::map<std::string, int64_t> dtype_mix;  // dtype name -> parameter count
   int64_t weight_bytes = 0;
+  int64_t decode_bytes = 0;          // weight bytes one decode step reads (the embedding table only when tied)
   int64_t context_length = 0;        // the model's trained context
   int64_t context = 0;               // the context this load allows per sequence
   int64_t kv_bytes = 0;              // KV cache memory reserved

@@ -322,6 +322,7 @@ ModelInfo Model::info() const {
     i.parameters += t.numel();
     i.dtype_mix[dtype_name(t.dtype)] += t.numel();
     i.weight_bytes += int64_t(t.row_bytes) * t.rows();
+    if (n != "token_embd.weight" || ws.config.tie_word_embeddings) i.decode_bytes += int64_t(t.row_bytes) * t.rows();
   }
   i.context_length = ws.config.max_position_embeddings;
   i.context = e_->context;

@@ -1,0 +1,133 @@
+// The op harness: every optimized CPU op on every ISA this machine runs, against the scalar
+// reference, over odd and even shapes, scored by normalized error ||a - b|| / ||b||.
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "aha/kernels.h"
+#include "backends/cpu/ops.h"
+#include "check.h"
+
+using namespace aha;
+
+namespace {
+
+std::vector<Isa> isas_here() {
+  std::vector<Isa> out;
+  for (Isa i : {Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni, Isa::Neon})
+    if (int(i) <= int(best_isa()) && (best_isa() == Isa::Neon) == (i == Isa::Neon)) out.push_back(i);
+  return out;
+}
+
+double nerr(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); i++) {
+    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    den += double(b[i]) * b[i];
+  }
+  return std::sqrt(num / (den + 1e-30));
+}
+
+std::vector<float> randn(size_t n, std::mt19937& rng, float scale = 1.0f) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+}  // namespace
+
+TEST(ops_elementwise_match_reference) {
+  std::mt19937 rng(7);
+  for (Isa isa : isas_here()) {
+    const CpuOps& ops = cpu_ops(isa);
+    for (int64_t n : {1, 7, 16, 33, 64, 1000, 1536}) {
+      auto x = randn(size_t(n), rng, 3.0f), w = randn(size_t(n), rng), u = randn(size_t(n), rng);
+      std::vector<float> a(size_t(n)), b(size_t(n));
+      ops.rmsnorm(a.data(), x.data(), w.data(), n, 1e-6f);
+      ref::rmsnorm(b.data(), x.data(), w.data(), n, 1e-6f);
+      CHECK_MSG(nerr(a, b) < 1e-6, isa_name(isa) << " rmsnorm n=" << n << " err " << nerr(a, b));
+      ops.swiglu(a.data(), x.data(), u.data(), n);
+      ref::swiglu(b.data(), x.data(), u.data(), n);
+      CHECK_MSG(nerr(a, b) < 1e-6, isa_name(isa) << " swiglu n=" << n << " err " << nerr(a, b));
+      a = x;
+      b = x;
+      ops.add(a.data(), w.data(), n);
+      ref::add(b.data(), w.data(), n);
+      CHECK(a == b);
+    }
+  }
+}
+
+TEST(ops_swiglu_extreme_inputs) {
+  for (Isa isa : isas_here()) {
+    std::vector<float> g = {-100.0f, -30.0f, -5.0f, 0.0f, 5.0f, 30.0f, 100.0f, 88.0f, -88.0f, 1e-20f, -1e-20f, 3.0f, -3.0f, 0.5f, 2.0f, 10.0f};
+    std::vector<float> u(g.size(), 1.0f), a(g.size()), b(g.size());
+    cpu_ops(isa).swiglu(a.data(), g.data(), u.data(), int64_t(g.size()));
+    ref::swiglu(b.data(), g.data(), u.data(), int64_t(g.size()));
+    for (size_t i = 0; i < g.size(); i++) CHECK_MSG(std::fabs(a[i] - b[i]) <= 1e-6f * (1 + std::fabs(b[i])), isa_name(isa) << " g=" << g[i] << " " << a[i] << " vs " << b[i]);
+  }
+}
+
+// Attention over a paged cache with scattered block tables, f16 and f32 K/V, several GQA groups.
+TEST(ops_attention_matches_reference) {
+  std::mt19937 rng(11);
+  for (Isa isa : isas_here()) {
+    for (bool f16 : {false, true})
+      for (int group : {1, 2, 6, 7})
+        for (int hd : {16, 40, 64, 128})
+          for (int64_t n_ctx : {1, 5, 16, 17, 100}) {
+            const int64_t bs = 16, n_blocks = (n_ctx + bs - 1) / bs + 3;
+            const size_t es = f16 ? 2 : 4, slot = size_t(hd) * es;
+            std::vector<uint8_t> K(size_t(n_blocks * bs) * slot), V(K.size());
+            auto kf = randn(size_t(n_blocks * bs * hd), rng), vf = randn(size_t(n_blocks * bs * hd), rng);
+            for (size_t i = 0; i < kf.size(); i++) {
+              if (f16) {
+                uint16_t hk = f32_to_fp16(kf[i]), hv = f32_to_fp16(vf[i]);
+                std::memcpy(&K[2 * i], &hk, 2);
+                std::memcpy(&V[2 * i], &hv, 2);
+              } else {
+                std::memcpy(&K[4 * i], &kf[i], 4);
+                std::memcpy(&V[4 * i], &vf[i], 4);
+              }
+            }
+            std::vector<int32_t> blocks;
+            for (int64_t b = 0; b < (n_ctx + bs - 1) / bs; b++) blocks.push_back(int32_t((b * 5 + 2) % n_blocks));  // scattered
+            auto q = randn(size_t(group * hd), rng, 0.5f);
+            std::vector<float> out(size_t(group * hd)), want(out.size()), scratch(size_t(group) * 256 + 64);
+            AttentionArgs a{q.data(), out.data(), group, hd, float(1 / std::sqrt(double(hd))), n_ctx, blocks.data(), bs,
+                            K.data(), V.data(), size_t(bs) * slot, slot, f16, scratch.data()};
+            cpu_ops(isa).attention(a);
+            a.out = want.data();
+            ref::attention(a);
+            CHECK_MSG(nerr(out, want) < 2e-6, isa_name(isa) << " f16=" << f16 << " group=" << group << " hd=" << hd << " n_ctx=" << n_ctx << " err " << nerr(out, want));
+          }
+  }
+}
+
+// Interleaved rope on rows permuted the way llama.cpp's converter permutes Q/K equals neox rope.
+TEST(ops_rope_layouts_agree) {
+  std::mt19937 rng(3);
+  const int64_t hd = 16, nh = 3;
+  std::vector<float> inv(hd / 2);
+  for (int64_t i = 0; i < hd / 2; i++) inv[size_t(i)] = float(std::pow(10000.0, -2.0 * double(i) / hd));
+  auto x = randn(size_t(nh * hd), rng);
+  std::vector<float> perm(x.size());
+  for (int64_t h = 0; h < nh; h++)
+    for (int64_t i = 0; i < hd / 2; i++) {
+      perm[size_t(h * hd + 2 * i)] = x[size_t(h * hd + i)];
+      perm[size_t(h * hd + 2 * i + 1)] = x[size_t(h * hd + i + hd / 2)];
+    }
+  rope(x.data(), nh, hd, 37, inv.data(), true);
+  rope(perm.data(), nh, hd, 37, inv.data(), false);
+  for (int64_t h = 0; h < nh; h++)
+    for (int64_t i = 0; i < hd / 2; i++) {
+      CHECK_NEAR(perm[size_t(h * hd + 2 * i)], x[size_t(h * hd + i)], 1e-6);
+      CHECK_NEAR(perm[size_t(h * hd + 2 * i + 1)], x[size_t(h * hd + i + hd / 2)], 1e-6);
+    }
+  // position 0 is the identity
+  auto y = randn(size_t(hd), rng), y0 = y;
+  rope(y.data(), 1, hd, 0, inv.data(), true);
+  CHECK(y == y0);
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env node
+// `npm test`: everything that needs no GPU, ending with one line "N passed, N failed".
+//   1. the native engine's C++ tests (op harness, formats, tiny models against the goldens)
+//   2. TypeScript typecheck
+//   3. node:test suites (unit, integration) under Node ≥ 22
+// Runs on the system Node too: when it is older than 22 the suites run under the Node 22
+// that the `node` dev dependency installs.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const only = process.argv.slice(2); // optional filters: "native", "types", "node"
+
+function nodeBinary() {
+  if (Number(process.versions.node.split('.')[0]) >= 22) return process.execPath;
+  const local = join(root, 'node_modules', 'node', 'bin', 'node');
+  if (existsSync(local)) return local;
+  const bin = join(root, 'node_modules', '.bin', 'node');
+  if (existsSync(bin)) return bin;
+  console.error('Node 22 or newer is needed for the tests: run `npm install` (it installs Node 22 as a dev dependency)');
+  process.exit(1);
+}
+
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+  process.stdout.write(r.stdout ?? '');
+  process.stderr.write(r.stderr ?? '');
+  return r;
+}
+
+function counts(text, passRe, failRe) {
+  const p = [...text.matchAll(passRe)].pop();
+  const f = [...text.matchAll(failRe)].pop();
+  return { passed: p ? Number(p[1]) : 0, failed: f ? Number(f[1]) : 0, found: !!p };
+}
+
+let passed = 0;
+let failed = 0;
+const want = (k) => only.length === 0 || only.includes(k);
+const node = nodeBinary();
+
+// Tiny models first: both the C++ and the TS tests read them.
+{
+  const r = run(node, ['--import', 'tsx', 'tests/fixtures/make-tiny-models.ts'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  if (r.status !== 0) {
+    console.error('generating the tiny test models failed');
+    failed++;
+  }
+}
+
+if (want('native')) {
+  const exe = ['native/build/aha_tests', 'native/build/Release/aha_tests'].map((p) => join(root, p)).find(existsSync);
+  if (!exe) {
+    console.error('native/build/aha_tests is missing: run `npm install` (or `npm run build:native`)');
+    failed++;
+  } else {
+    const r = run(exe, [], { env: { ...process.env, AHA_FIXTURES: join(root, 'tests/fixtures') } });
+    const c = counts(r.stdout ?? '', /^(\d+) passed, \d+ failed$/gm, /^\d+ passed, (\d+) failed$/gm);
+    passed += c.passed;
+    failed += c.failed + (c.found && r.status === 0 ? 0 : c.found ? 0 : 1);
+  }
+}
+
+if (want('types')) {
+  const r = run(node, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json', '--noEmit']);
+  if (r.status === 0) {
+    passed++;
+    console.log('ok   typecheck (tsc --noEmit)');
+  } else {
+    failed++;
+    console.log('FAIL typecheck (tsc --noEmit)');
+  }
+}
+
+if (want('node')) {
+  const files = ['tests/unit', 'tests/integration']
+    .filter((d) => existsSync(join(root, d)))
+    .flatMap((d) => readdirSync(join(root, d)).filter((f) => f.endsWith('.test.ts')).map((f) => join(d, f)));
+  if (files.length) {
+    const r = run(node, ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=1', ...files]);
+    const out = (r.stdout ?? '') + (r.stderr ?? '');
+    const c = counts(out, /^ℹ pass (\d+)$/gm, /^ℹ fail (\d+)$/gm);
+    passed += c.passed;
+    failed += c.failed + (c.found ? 0 : 1);
+  }
+}
+
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,293 @@
+// The `aha` command: generate, logits, bench, info. Every subcommand has --help, --json where it
+// prints results, and errors that say what to fix (exit code 2 for usage, 1 for failures).
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { native, type LoadOptions, type LoadProgress } from '../engine/native.ts';
+import { openModel } from '../engine/open.ts';
+import { generateText } from '../engine/stream.ts';
+
+class UsageError extends Error {}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+const common: Options = {
+  model: { type: 'string', short: 'm' },
+  threads: { type: 'string', short: 't' },
+  ctx: { type: 'string' },
+  kv: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+const commands: Record<string, { summary: string; usage: string; options: Options; run: (v: Values) => Promise<void> }> = {
+  generate: {
+    summary: 'generate text from a prompt or a chat message',
+    usage: `aha generate --model PATH (--prompt TEXT | --chat TEXT) [options]
+  --prompt TEXT        raw prompt (no template)
+  --chat TEXT          a user message, rendered with the model's chat template
+  --system TEXT        system message for --chat
+  --max-tokens N       default 256
+  --temperature T      default 0.6 (R1's recommendation); 0 = greedy
+  --top-p P            default 0.95
+  --top-k K            default 0 (off)
+  --min-p P            default 0
+  --repeat-penalty R   default 1 (off)
+  --seed S             default 0
+  --stop TEXT          stop string (repeatable)
+  --threads N          default: physical cores
+  --ctx N              context per sequence
+  --kv f16|f32         KV cache dtype (default f16)
+  --json               print one JSON object instead of streaming text`,
+    options: {
+      prompt: { type: 'string', short: 'p' },
+      chat: { type: 'string' },
+      system: { type: 'string' },
+      'max-tokens': { type: 'string', short: 'n' },
+      temperature: { type: 'string' },
+      'top-p': { type: 'string' },
+      'top-k': { type: 'string' },
+      'min-p': { type: 'string' },
+      'repeat-penalty': { type: 'string' },
+      seed: { type: 'string' },
+      stop: { type: 'string', multiple: true },
+      adapter: { type: 'string' },
+    },
+    run: generate,
+  },
+  logits: {
+    summary: 'print the logits of the last (or every) position as JSON',
+    usage: `aha logits --model PATH --tokens 1,2,3 [--all] [--kv f32]
+  --tokens IDS   comma-separated token ids
+  --all          logits of every position, not just the last`,
+    options: { tokens: { type: 'string' }, all: { type: 'boolean' }, adapter: { type: 'string' } },
+    run: logits,
+  },
+  bench: {
+    summary: 'measure prompt processing and generation speed against the memory bound',
+    usage: `aha bench --model PATH [--pp 512] [--tg 128] [--threads N] [--repeats R] [--json]`,
+    options: { pp: { type: 'string' }, tg: { type: 'string' }, repeats: { type: 'string' } },
+    run: bench,
+  },
+  info: {
+    summary: 'describe a model: architecture, parameters, dtypes, context, memory',
+    usage: `aha info --model PATH [--json]`,
+    options: {},
+    run: info,
+  },
+};
+
+type Values = Record<string, string | boolean | string[] | undefined>;
+
+function int(v: Values, key: string, fallback: number, min = 0): number {
+  const s = v[key];
+  if (s === undefined) return fallback;
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${key} must be an integer ≥ ${min}, got '${s}'`);
+  return n;
+}
+
+function float(v: Values, key: string, fallback: number): number {
+  const s = v[key];
+  if (s === undefined) return fallback;
+  const n = Number(s);
+  if (!Number.isFinite(n)) throw new UsageError(`--${key} must be a number, got '${s}'`);
+  return n;
+}
+
+function loadOptions(v: Values): LoadOptions {
+  const kv = v.kv as string | undefined;
+  if (kv !== undefined && kv !== 'f16' && kv !== 'f32') throw new UsageError(`--kv must be f16 or f32, got '${kv}'`);
+  return { threads: int(v, 'threads', 0, 1), context: int(v, 'ctx', 0, 1), kvType: kv as 'f16' | 'f32' | undefined };
+}
+
+function modelPath(v: Values): string {
+  if (typeof v.model !== 'string') throw new UsageError('--model PATH is required (a .gguf file or a Hugging Face model folder)');
+  if (v.adapter !== undefined) throw new UsageError('--adapter is not supported yet: LoRA adapters come with the training engine');
+  return v.model;
+}
+
+function progressBar(json: boolean): ((p: LoadProgress) => void) | undefined {
+  if (json || !process.stderr.isTTY) return undefined;
+  return (p) => {
+    const w = 30;
+    const done = Math.round(p.fraction * w);
+    process.stderr.write(`\r[${'#'.repeat(done)}${'.'.repeat(w - done)}] ${Math.round(p.fraction * 100)}% ${p.stage}   `);
+    if (p.fraction >= 1) process.stderr.write('\r' + ' '.repeat(w + 30) + '\r');
+  };
+}
+
+async function generate(v: Values): Promise<void> {
+  const path = modelPath(v);
+  if ((v.prompt === undefined) === (v.chat === undefined)) throw new UsageError('give exactly one of --prompt TEXT or --chat TEXT');
+  const json = !!v.json;
+  const m = await openModel(path, loadOptions(v), progressBar(json));
+  try {
+    let text: string;
+    if (typeof v.chat === 'string') {
+      if (m.templateError) process.stderr.write(`warning: ${m.templateError}; using the ${m.template.name} template\n`);
+      const messages = [
+        ...(typeof v.system === 'string' ? [{ role: 'system' as const, content: v.system }] : []),
+        { role: 'user' as const, content: v.chat },
+      ];
+      text = m.template.render(messages, { bosToken: m.tokenizer.bosToken, eosToken: m.tokenizer.eosToken });
+    } else {
+      text = v.prompt as string;
+    }
+    const prompt = m.tokenizer.encode(text, { addSpecialTokens: typeof v.chat !== 'string' });
+    const res = await generateText(
+      m.model,
+      m.tokenizer,
+      {
+        prompt,
+        maxTokens: int(v, 'max-tokens', 256),
+        temperature: float(v, 'temperature', 0.6),
+        topP: float(v, 'top-p', 0.95),
+        topK: int(v, 'top-k', 0),
+        minP: float(v, 'min-p', 0),
+        repetitionPenalty: float(v, 'repeat-penalty', 1),
+        seed: int(v, 'seed', 0),
+        stop: (v.stop as string[] | undefined) ?? [],
+      },
+      json ? undefined : (d) => process.stdout.write(d),
+    );
+    const tps = res.tokens.length / Math.max(res.decodeSeconds, 1e-9);
+    if (json) {
+      process.stdout.write(
+        JSON.stringify({
+          text: res.text,
+          tokens: res.tokens,
+          finish_reason: res.finishReason,
+          prompt_tokens: res.promptTokens,
+          prefill_seconds: res.prefillSeconds,
+          decode_seconds: res.decodeSeconds,
+          tokens_per_second: tps,
+        }) + '\n',
+      );
+    } else {
+      process.stdout.write('\n');
+      process.stderr.write(
+        `[${res.promptTokens} prompt tokens in ${res.prefillSeconds.toFixed(2)} s · ${res.tokens.length} tokens at ${tps.toFixed(1)} t/s · ${res.finishReason}]\n`,
+      );
+    }
+  } finally {
+    await m.model.unload();
+  }
+}
+
+async function logits(v: Values): Promise<void> {
+  const path = modelPath(v);
+  if (typeof v.tokens !== 'string' || !v.tokens.trim()) throw new UsageError('--tokens 1,2,3 is required');
+  const tokens = v.tokens.split(',').map((s) => {
+    const n = Number(s.trim());
+    if (!Number.isInteger(n) || n < 0) throw new UsageError(`--tokens: '${s}' is not a token id`);
+    return n;
+  });
+  const model = await native().loadModel(path, loadOptions(v));
+  try {
+    const rows = await model.logits(tokens, !!v.all);
+    process.stdout.write(`{"tokens":${JSON.stringify(tokens)},"logits":[${rows.map((r) => JSON.stringify(Array.from(r))).join(',')}]}\n`);
+  } finally {
+    await model.unload();
+  }
+}
+
+async function bench(v: Values): Promise<void> {
+  const path = modelPath(v);
+  const json = !!v.json;
+  const opts = loadOptions(v);
+  const pp = int(v, 'pp', 512), tg = int(v, 'tg', 128), repeats = int(v, 'repeats', 1, 1);
+  const model = await native().loadModel(path, { ...opts, context: Math.max(opts.context ?? 0, pp + tg + 8) }, progressBar(json));
+  try {
+    const info = model.info();
+    const r = await model.benchmark({ pp, tg, repeats });
+    const bandwidth = await native().measureBandwidth(info.threads);
+    // The decode bound: one step reads every weight once (the embedding table only when tied).
+    const bound = (bandwidth * 1e9) / info.decodeBytes;
+    const out = {
+      model: info.name,
+      path: info.path,
+      dtype_mix: info.dtypeMix,
+      parameters: info.parameters,
+      weight_bytes: info.weightBytes,
+      threads: info.threads,
+      isa: native().cpuInfo().isa,
+      pp: r.pp,
+      tg: r.tg,
+      bandwidth_gbs: bandwidth,
+      tg_bound_tps: bound,
+      tg_fraction_of_bound: r.tg.tps / bound,
+    };
+    if (json) process.stdout.write(JSON.stringify(out) + '\n');
+    else {
+      process.stdout.write(
+        `${info.name} · ${info.threads} threads · ${out.isa}\n` +
+          `pp${pp}: ${r.pp.tps.toFixed(1)} t/s\n` +
+          `tg${tg}: ${r.tg.tps.toFixed(2)} t/s (bound ${bound.toFixed(2)} t/s at ${bandwidth.toFixed(1)} GB/s: ${(100 * out.tg_fraction_of_bound).toFixed(0)}%)\n`,
+      );
+    }
+  } finally {
+    await model.unload();
+  }
+}
+
+async function info(v: Values): Promise<void> {
+  const path = modelPath(v);
+  const model = await native().loadModel(path, loadOptions(v));
+  try {
+    const i = model.info();
+    if (v.json) process.stdout.write(JSON.stringify(i) + '\n');
+    else {
+      const gb = (b: number) => `${(b / 1e9).toFixed(2)} GB`;
+      process.stdout.write(
+        `${i.name} (${i.architecture}, ${i.format})\n` +
+          `parameters: ${(i.parameters / 1e9).toFixed(3)} B · weights ${gb(i.weightBytes)}\n` +
+          `dtypes: ${Object.entries(i.dtypeMix).map(([k, n]) => `${k} ${((100 * n) / i.parameters).toFixed(1)}%`).join(', ')}\n` +
+          `context: ${i.contextLength} trained, ${i.context} loaded · KV cache ${gb(i.kvBytes)}\n`,
+      );
+    }
+  } finally {
+    await model.unload();
+  }
+}
+
+function help(): string {
+  return (
+    'aha — run reasoning models locally\n\nUsage: aha <command> [options]\n\nCommands:\n' +
+    Object.entries(commands).map(([n, c]) => `  ${n.padEnd(10)} ${c.summary}`).join('\n') +
+    '\n\nRun `aha <command> --help` for a command\'s options.\n'
+  );
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(help());
+    return name ? 0 : 2;
+  }
+  const cmd = commands[name];
+  if (!cmd) {
+    process.stderr.write(`aha: unknown command '${name}'\n\n${help()}`);
+    return 2;
+  }
+  let values: Values;
+  try {
+    ({ values } = parseArgs({ args: rest, options: { ...common, ...cmd.options }, strict: true, allowPositionals: false }));
+  } catch (e) {
+    process.stderr.write(`aha ${name}: ${(e as Error).message}\n\nUsage: ${cmd.usage}\n`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(`Usage: ${cmd.usage}\n`);
+    return 0;
+  }
+  try {
+    await cmd.run(values);
+    return 0;
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`aha ${name}: ${e.message}\n\nUsage: ${cmd.usage}\n`);
+      return 2;
+    }
+    process.stderr.write(`aha ${name}: ${(e as Error).message}\n`);
+    return 1;
+  }
+}
