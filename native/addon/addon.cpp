@@ -340,7 +340,7 @@ Napi::Value ModelObject::Benchmark(const Napi::CallbackInfo& info) {
     std::vector<float> logits;
     for (int r = 0; r < reps; r++) {
       if (pp > 0) {
-        std::vector<int32_t> toks(size_t(pp));
+        std::vector<int32_t> toks(static_cast<size_t>(pp));
         for (auto& t : toks) t = dist(rng);
         int seq = m.new_sequence();
         auto t0 = clock::now();

@@ -44,7 +44,7 @@ TEST(ops_elementwise_match_reference) {
     const CpuOps& ops = cpu_ops(isa);
     for (int64_t n : {1, 7, 16, 33, 64, 1000, 1536}) {
       auto x = randn(size_t(n), rng, 3.0f), w = randn(size_t(n), rng), u = randn(size_t(n), rng);
-      std::vector<float> a(size_t(n)), b(size_t(n));
+      std::vector<float> a(static_cast<size_t>(n)), b(static_cast<size_t>(n));
       ops.rmsnorm(a.data(), x.data(), w.data(), n, 1e-6f);
       ref::rmsnorm(b.data(), x.data(), w.data(), n, 1e-6f);
       CHECK_MSG(nerr(a, b) < 1e-6, isa_name(isa) << " rmsnorm n=" << n << " err " << nerr(a, b));
