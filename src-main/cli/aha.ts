@@ -2,8 +2,6 @@
 // prints results, and errors that say what to fix (exit code 2 for usage, 1 for failures).
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { native, type LoadOptions, type LoadProgress } from '../engine/native.ts';
-import { openModel } from '../engine/open.ts';
-import { generateText } from '../engine/stream.ts';
 
 class UsageError extends Error {}
 
@@ -119,6 +117,9 @@ async function generate(v: Values): Promise<void> {
   const path = modelPath(v);
   if ((v.prompt === undefined) === (v.chat === undefined)) throw new UsageError('give exactly one of --prompt TEXT or --chat TEXT');
   const json = !!v.json;
+  // Loaded on demand: the tokenizer stack is only needed for text.
+  const { openModel } = await import('../engine/open.ts');
+  const { generateText } = await import('../engine/stream.ts');
   const m = await openModel(path, loadOptions(v), progressBar(json));
   try {
     let text: string;
