@@ -149,6 +149,9 @@ struct Q8_0 {
   }
 };
 
+// Weight rows are prefetched this many bytes ahead (see dot_avx512.cpp).
+constexpr int kPrefetch = 512;
+
 template <class K, int RW, int RA>
 struct MicroQ {
   static void run(int64_t k, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
@@ -158,7 +161,10 @@ struct MicroQ {
     for (int64_t b = 0; b < k / QK; b++) {
       typename K::W wv[RW];
 #pragma GCC unroll 8
-      for (int r = 0; r < RW; r++) wv[r] = K::load_w(w + size_t(r) * ws + size_t(b) * K::kBlock);
+      for (int r = 0; r < RW; r++) {
+        _mm_prefetch(reinterpret_cast<const char*>(w + size_t(r) * ws + size_t(b) * K::kBlock) + kPrefetch, _MM_HINT_T0);
+        wv[r] = K::load_w(w + size_t(r) * ws + size_t(b) * K::kBlock);
+      }
 #pragma GCC unroll 8
       for (int c = 0; c < RA; c++) {
         const typename K::A av = K::load_a(a + size_t(c) * as + size_t(b) * kQ8);
@@ -323,7 +329,11 @@ struct MicroK {
       typename K::S st[RW];
       __m256i isum[RW][RA];
 #pragma GCC unroll 8
-      for (int r = 0; r < RW; r++) st[r] = K::prep(wb + size_t(r) * ws);
+      for (int r = 0; r < RW; r++) {
+        for (size_t off = 0; off < K::kBlock; off += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(wb + size_t(r) * ws) + 3 * K::kBlock + off, _MM_HINT_T0);
+        st[r] = K::prep(wb + size_t(r) * ws);
+      }
 #pragma GCC unroll 8
       for (int r = 0; r < RW; r++)
 #pragma GCC unroll 8

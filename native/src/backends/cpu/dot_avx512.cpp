@@ -64,6 +64,21 @@ inline __m512 scales2(const uint8_t* p, size_t off) {
   return _mm512_cvtph_ps(_mm256_set_m128i(hi, lo));
 }
 
+// The first 32 bytes of a pair of blocks of `block` bytes at p (only the first block when Half;
+// the rest zero), for reading both blocks' fp16 scales with one load.
+template <bool Half>
+inline __m256i pair_head(const uint8_t* p, size_t block) {
+  return Half ? _mm256_maskz_loadu_epi8(__mmask32((1u << block) - 1), p) : load256(p);
+}
+
+// f32 lanes 0-7 = the fp16 at byte O0 (< 16) of head, lanes 8-15 = the fp16 at byte O1 (16..30).
+template <int O0, int O1>
+inline __m512 scales_at(__m256i head) {
+  static_assert(O0 >= 0 && O0 < 15 && O1 >= 16 && O1 < 31, "fp16 offsets");
+  const __m256i idx = _mm256_set_m128i(_mm_set1_epi16(short(((O1 - 15) << 8) | (O1 - 16))), _mm_set1_epi16(short(((O0 + 1) << 8) | O0)));
+  return _mm512_cvtph_ps(_mm256_shuffle_epi8(head, idx));
+}
+
 // 32 bytes at p, then 32 bytes at p + off (zeros when Half).
 template <bool Half>
 inline __m512i two256(const uint8_t* p, size_t off) {
@@ -129,8 +144,9 @@ struct QSym {
   };
   template <bool Half>
   static W load_w(const uint8_t* b) {
-    if constexpr (Five) return {add_high_bit<Half>(nibbles2<Half>(b + 6, kBlock), b + 2, kBlock), scales2<Half>(b, kBlock)};
-    else return {nibbles2<Half>(b + 2, kBlock), scales2<Half>(b, kBlock)};
+    const __m512 d = scales_at<0, int(kBlock)>(pair_head<Half>(b, kBlock));
+    if constexpr (Five) return {add_high_bit<Half>(nibbles2<Half>(b + 6, kBlock), b + 2, kBlock), d};
+    else return {nibbles2<Half>(b + 2, kBlock), d};
   }
   template <bool Half>
   static A load_a(const uint8_t* b) {
@@ -158,9 +174,10 @@ struct QMin {
   };
   template <bool Half>
   static W load_w(const uint8_t* b) {
-    if constexpr (Five)
-      return {add_high_bit<Half>(nibbles2<Half>(b + 8, kBlock), b + 4, kBlock), scales2<Half>(b, kBlock), scales2<Half>(b + 2, kBlock)};
-    else return {nibbles2<Half>(b + 4, kBlock), scales2<Half>(b, kBlock), scales2<Half>(b + 2, kBlock)};
+    const __m256i head = pair_head<Half>(b, kBlock);
+    const __m512 d = scales_at<0, int(kBlock)>(head), m = scales_at<2, int(kBlock) + 2>(head);
+    if constexpr (Five) return {add_high_bit<Half>(nibbles2<Half>(b + 8, kBlock), b + 4, kBlock), d, m};
+    else return {nibbles2<Half>(b + 4, kBlock), d, m};
   }
   template <bool Half>
   static A load_a(const uint8_t* b) {
@@ -197,13 +214,20 @@ struct Q8_0 {
   }
 };
 
+// Weight rows are prefetched this many bytes ahead: with several rows streaming at once the
+// hardware prefetcher alone leaves the decode loop waiting on DRAM.
+constexpr int kPrefetch = 512;
+
 template <class K, int RW, int RA>
 struct MicroQ {
   template <bool Half>
   static inline void step(__m512 (&acc)[RW][RA], const uint8_t* w, size_t ws, const uint8_t* a, size_t as) {
     typename K::W wv[RW];
 #pragma GCC unroll 8
-    for (int r = 0; r < RW; r++) wv[r] = K::template load_w<Half>(w + size_t(r) * ws);
+    for (int r = 0; r < RW; r++) {
+      _mm_prefetch(reinterpret_cast<const char*>(w + size_t(r) * ws) + kPrefetch, _MM_HINT_T0);
+      wv[r] = K::template load_w<Half>(w + size_t(r) * ws);
+    }
 #pragma GCC unroll 8
     for (int c = 0; c < RA; c++) {
       const typename K::A av = K::template load_a<Half>(a + size_t(c) * as);
@@ -388,7 +412,11 @@ struct MicroK {
       typename K::S st[RW];
       __m512i isum[RW][RA];
 #pragma GCC unroll 8
-      for (int r = 0; r < RW; r++) st[r] = K::prep(wb + size_t(r) * ws);
+      for (int r = 0; r < RW; r++) {
+        for (size_t off = 0; off < K::kBlock; off += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(wb + size_t(r) * ws) + 3 * K::kBlock + off, _MM_HINT_T0);
+        st[r] = K::prep(wb + size_t(r) * ws);
+      }
 #pragma GCC unroll 8
       for (int r = 0; r < RW; r++)
 #pragma GCC unroll 8
