@@ -4,9 +4,9 @@
 // of the scalar ones (quantize_row_q8_0_ref / quantize_row_q8_K_ref).
 //
 // Weight dtype -> activation dtype (same in every table):
-//   f32, f16, bf16 -> f32   (no native f16/bf16 arithmetic here; converting the weights on load
-//                            costs the same as converting activations, and f32 activations keep
-//                            the product exact up to summation order)
+//   f32, f16, bf16 -> f32   (no f16/bf16 arithmetic on these CPUs, so one side is widened on load
+//                            either way; widening the weights keeps decode at memory speed
+//                            (bench_dot) and the products exact up to summation order)
 //   q4_0, q4_1, q5_0, q5_1, q8_0 -> q8_0   (the q4_1/q5_1 min term uses the sum of the q8_0
 //                                          quants, computed in the kernel)
 //   q4_K, q5_K, q6_K -> q8_K

@@ -7,6 +7,7 @@
 #include <array>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "backends/cpu/dot.h"
 #include "core/quants.h"
@@ -154,26 +155,51 @@ constexpr int kPrefetch = 512;
 
 template <class K, int RW, int RA>
 struct MicroQ {
+  // One block: RW weight blocks against RA activation blocks, act(c) giving activation c's.
+  template <class Act>
+  static inline void step(__m256 (&acc)[RW][RA], const uint8_t* w, size_t ws, Act act) {
+    typename K::W wv[RW];
+#pragma GCC unroll 8
+    for (int r = 0; r < RW; r++) {
+      _mm_prefetch(reinterpret_cast<const char*>(w + size_t(r) * ws) + kPrefetch, _MM_HINT_T0);
+      wv[r] = K::load_w(w + size_t(r) * ws);
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < RA; c++) {
+      const typename K::A& av = act(c);
+#pragma GCC unroll 8
+      for (int r = 0; r < RW; r++) K::madd(acc[r][c], wv[r], av);
+    }
+  }
+  static void store(__m256 (&acc)[RW][RA], float* y, size_t ys) {
+    for (int r = 0; r < RW; r++)
+      for (int c = 0; c < RA; c++) y[size_t(c) * ys + size_t(r)] = hsum(acc[r][c]);
+  }
+  // a: q8_0 activation rows, as bytes apart.
   static void run(int64_t k, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
     __m256 acc[RW][RA];
     for (auto& row : acc)
       for (auto& v : row) v = _mm256_setzero_ps();
     for (int64_t b = 0; b < k / QK; b++) {
-      typename K::W wv[RW];
-#pragma GCC unroll 8
-      for (int r = 0; r < RW; r++) {
-        _mm_prefetch(reinterpret_cast<const char*>(w + size_t(r) * ws + size_t(b) * K::kBlock) + kPrefetch, _MM_HINT_T0);
-        wv[r] = K::load_w(w + size_t(r) * ws + size_t(b) * K::kBlock);
-      }
-#pragma GCC unroll 8
-      for (int c = 0; c < RA; c++) {
-        const typename K::A av = K::load_a(a + size_t(c) * as + size_t(b) * kQ8);
-#pragma GCC unroll 8
-        for (int r = 0; r < RW; r++) K::madd(acc[r][c], wv[r], av);
-      }
+      const uint8_t* ab = a + size_t(b) * kQ8;
+      step(acc, w + size_t(b) * K::kBlock, ws, [&](int c) { return K::load_a(ab + size_t(c) * as); });
     }
-    for (int r = 0; r < RW; r++)
-      for (int c = 0; c < RA; c++) y[size_t(c) * ys + size_t(r)] = hsum(acc[r][c]);
+    store(acc, y, ys);
+  }
+};
+
+// The same over activations prepared by tile_q: rows of K::A per block, as bytes apart.
+template <class K, int RW, int RA>
+struct MicroQX {
+  static void run(int64_t k, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
+    using M = MicroQ<K, RW, RA>;
+    __m256 acc[RW][RA];
+    for (auto& row : acc)
+      for (auto& v : row) v = _mm256_setzero_ps();
+    for (int64_t b = 0; b < k / QK; b++)
+      M::step(acc, w + size_t(b) * K::kBlock, ws,
+              [&](int c) -> const typename K::A& { return reinterpret_cast<const typename K::A*>(a + size_t(c) * as)[b]; });
+    M::store(acc, y, ys);
   }
 };
 
@@ -395,6 +421,29 @@ void tile(int64_t k, const void* w, size_t ws, int nw, const void* a, size_t as,
   }
 }
 
+// Tiles of the q8_0-activation kernels: with several weight row groups to sweep, each
+// activation block is prepared once into a per-thread buffer (see dot_avx512.cpp).
+template <class K>
+void tile_q(int64_t k, const void* w, size_t ws, int nw, const void* a, size_t as, int na, float* y, size_t ys) {
+  if (na == 1 || nw <= K::kRW) return tile<MicroQ, K>(k, w, ws, nw, a, as, na, y, ys);
+  static constexpr auto grid = micro_grid<MicroQX, K>(std::make_integer_sequence<int, K::kRW>());
+  const int64_t nb = k / QK;
+  thread_local std::vector<typename K::A> buf;
+  if (buf.size() < size_t(na * nb)) buf.resize(size_t(na * nb));
+  const uint8_t* ab = static_cast<const uint8_t*>(a);
+  for (int c = 0; c < na; c++)
+    for (int64_t b = 0; b < nb; b++) buf[size_t(c * nb + b)] = K::load_a(ab + size_t(c) * as + size_t(b) * kQ8);
+  const uint8_t* wb = static_cast<const uint8_t*>(w);
+  const uint8_t* xb = reinterpret_cast<const uint8_t*>(buf.data());
+  const size_t xs = size_t(nb) * sizeof(typename K::A);
+  for (int r0 = 0; r0 < nw; r0 += K::kRW) {
+    const int rw = std::min(K::kRW, nw - r0);
+    for (int c0 = 0; c0 < na; c0 += K::kRA)
+      grid[size_t(rw - 1)][size_t(std::min(K::kRA, na - c0) - 1)](k, wb + size_t(r0) * ws, ws, xb + size_t(c0) * xs, xs,
+                                                                  y + size_t(c0) * ys + size_t(r0), ys);
+  }
+}
+
 // ---- activation quantizers: the bytes of quantize_row_q8_0_ref / quantize_row_q8_K_ref.
 
 inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
@@ -474,11 +523,11 @@ const WeightKernel kKernels[] = {
     {DType::F32, DType::F32, tile<MicroF, F32>},
     {DType::F16, DType::F32, tile<MicroF, F16>},
     {DType::BF16, DType::F32, tile<MicroF, BF16>},
-    {DType::Q4_0, DType::Q8_0, tile<MicroQ, QSym<false>>},
-    {DType::Q4_1, DType::Q8_0, tile<MicroQ, QMin<false>>},
-    {DType::Q5_0, DType::Q8_0, tile<MicroQ, QSym<true>>},
-    {DType::Q5_1, DType::Q8_0, tile<MicroQ, QMin<true>>},
-    {DType::Q8_0, DType::Q8_0, tile<MicroQ, Q8_0>},
+    {DType::Q4_0, DType::Q8_0, tile_q<QSym<false>>},
+    {DType::Q4_1, DType::Q8_0, tile_q<QMin<false>>},
+    {DType::Q5_0, DType::Q8_0, tile_q<QSym<true>>},
+    {DType::Q5_1, DType::Q8_0, tile_q<QMin<true>>},
+    {DType::Q8_0, DType::Q8_0, tile_q<Q8_0>},
     {DType::Q4_K, DType::Q8_K, tile<MicroK, Q45K<false>>},
     {DType::Q5_K, DType::Q8_K, tile<MicroK, Q45K<true>>},
     {DType::Q6_K, DType::Q8_K, tile<MicroK, Q6K>},

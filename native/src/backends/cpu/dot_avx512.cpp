@@ -22,6 +22,7 @@
 #include <array>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "backends/cpu/dot.h"
 #include "core/quants.h"
@@ -220,8 +221,9 @@ constexpr int kPrefetch = 512;
 
 template <class K, int RW, int RA>
 struct MicroQ {
-  template <bool Half>
-  static inline void step(__m512 (&acc)[RW][RA], const uint8_t* w, size_t ws, const uint8_t* a, size_t as) {
+  // One step: RW weight block pairs against RA activation steps, act(c) giving activation c's.
+  template <bool Half, class Act>
+  static inline void step(__m512 (&acc)[RW][RA], const uint8_t* w, size_t ws, Act act) {
     typename K::W wv[RW];
 #pragma GCC unroll 8
     for (int r = 0; r < RW; r++) {
@@ -230,20 +232,48 @@ struct MicroQ {
     }
 #pragma GCC unroll 8
     for (int c = 0; c < RA; c++) {
-      const typename K::A av = K::template load_a<Half>(a + size_t(c) * as);
+      const typename K::A& av = act(c);
 #pragma GCC unroll 8
       for (int r = 0; r < RW; r++) K::madd(acc[r][c], wv[r], av);
     }
   }
+  static void store(__m512 (&acc)[RW][RA], float* y, size_t ys) {
+    for (int r = 0; r < RW; r++)
+      for (int c = 0; c < RA; c++) y[size_t(c) * ys + size_t(r)] = _mm512_reduce_add_ps(acc[r][c]);
+  }
+  // a: q8_0 activation rows, as bytes apart.
   static void run(int64_t k, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
     __m512 acc[RW][RA];
     for (auto& row : acc)
       for (auto& v : row) v = _mm512_setzero_ps();
     const int64_t nb = k / QK;
-    for (int64_t b = 0; b + 1 < nb; b += 2) step<false>(acc, w + size_t(b) * K::kBlock, ws, a + size_t(b) * kQ8, as);
-    if (nb & 1) step<true>(acc, w + size_t(nb - 1) * K::kBlock, ws, a + size_t(nb - 1) * kQ8, as);
-    for (int r = 0; r < RW; r++)
-      for (int c = 0; c < RA; c++) y[size_t(c) * ys + size_t(r)] = _mm512_reduce_add_ps(acc[r][c]);
+    for (int64_t b = 0; b + 1 < nb; b += 2) {
+      const uint8_t* ab = a + size_t(b) * kQ8;
+      step<false>(acc, w + size_t(b) * K::kBlock, ws, [&](int c) { return K::template load_a<false>(ab + size_t(c) * as); });
+    }
+    if (nb & 1) {
+      const uint8_t* ab = a + size_t(nb - 1) * kQ8;
+      step<true>(acc, w + size_t(nb - 1) * K::kBlock, ws, [&](int c) { return K::template load_a<true>(ab + size_t(c) * as); });
+    }
+    store(acc, y, ys);
+  }
+};
+
+// The same over activations prepared by expand_acts: rows of K::A per step, as bytes apart.
+template <class K, int RW, int RA>
+struct MicroQX {
+  static void run(int64_t k, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
+    using M = MicroQ<K, RW, RA>;
+    __m512 acc[RW][RA];
+    for (auto& row : acc)
+      for (auto& v : row) v = _mm512_setzero_ps();
+    const int64_t nb = k / QK;
+    auto act = [&](int64_t s) {
+      return [=](int c) -> const typename K::A& { return reinterpret_cast<const typename K::A*>(a + size_t(c) * as)[s]; };
+    };
+    for (int64_t b = 0; b + 1 < nb; b += 2) M::template step<false>(acc, w + size_t(b) * K::kBlock, ws, act(b / 2));
+    if (nb & 1) M::template step<true>(acc, w + size_t(nb - 1) * K::kBlock, ws, act(nb / 2));
+    M::store(acc, y, ys);
   }
 };
 
@@ -478,6 +508,33 @@ void tile(int64_t k, const void* w, size_t ws, int nw, const void* a, size_t as,
   }
 }
 
+// Tiles of the q8_0-activation kernels. With several weight row groups to sweep, each
+// activation step (quants, sums, scales) is prepared once into a per-thread buffer and read
+// back by every group, instead of being prepared again by each.
+template <class K>
+void tile_q(int64_t k, const void* w, size_t ws, int nw, const void* a, size_t as, int na, float* y, size_t ys) {
+  if (na == 1 || nw <= K::kRW) return tile<MicroQ, K>(k, w, ws, nw, a, as, na, y, ys);
+  static constexpr auto grid = micro_grid<MicroQX, K>(std::make_integer_sequence<int, K::kRW>());
+  const int64_t nb = k / QK, nsteps = (nb + 1) / 2;
+  thread_local std::vector<typename K::A> buf;
+  if (buf.size() < size_t(na * nsteps)) buf.resize(size_t(na * nsteps));
+  const uint8_t* ab = static_cast<const uint8_t*>(a);
+  for (int c = 0; c < na; c++)
+    for (int64_t s = 0; s < nsteps; s++) {
+      const uint8_t* p = ab + size_t(c) * as + size_t(2 * s) * kQ8;
+      buf[size_t(c * nsteps + s)] = 2 * s + 1 < nb ? K::template load_a<false>(p) : K::template load_a<true>(p);
+    }
+  const uint8_t* wb = static_cast<const uint8_t*>(w);
+  const uint8_t* xb = reinterpret_cast<const uint8_t*>(buf.data());
+  const size_t xs = size_t(nsteps) * sizeof(typename K::A);
+  for (int r0 = 0; r0 < nw; r0 += K::kRW) {
+    const int rw = std::min(K::kRW, nw - r0);
+    for (int c0 = 0; c0 < na; c0 += K::kRA)
+      grid[size_t(rw - 1)][size_t(std::min(K::kRA, na - c0) - 1)](k, wb + size_t(r0) * ws, ws, xb + size_t(c0) * xs, xs,
+                                                                  y + size_t(c0) * ys + size_t(r0), ys);
+  }
+}
+
 // ---- activation quantizers: the bytes of quantize_row_q8_0_ref / quantize_row_q8_K_ref.
 
 // roundf: to nearest, ties away from zero.
@@ -539,11 +596,11 @@ const WeightKernel kKernels[] = {
     {DType::F32, DType::F32, tile<MicroF, F32>},
     {DType::F16, DType::F32, tile<MicroF, F16>},
     {DType::BF16, DType::F32, tile<MicroF, BF16>},
-    {DType::Q4_0, DType::Q8_0, tile<MicroQ, QSym<false>>},
-    {DType::Q4_1, DType::Q8_0, tile<MicroQ, QMin<false>>},
-    {DType::Q5_0, DType::Q8_0, tile<MicroQ, QSym<true>>},
-    {DType::Q5_1, DType::Q8_0, tile<MicroQ, QMin<true>>},
-    {DType::Q8_0, DType::Q8_0, tile<MicroQ, Q8_0>},
+    {DType::Q4_0, DType::Q8_0, tile_q<QSym<false>>},
+    {DType::Q4_1, DType::Q8_0, tile_q<QMin<false>>},
+    {DType::Q5_0, DType::Q8_0, tile_q<QSym<true>>},
+    {DType::Q5_1, DType::Q8_0, tile_q<QMin<true>>},
+    {DType::Q8_0, DType::Q8_0, tile_q<Q8_0>},
     {DType::Q4_K, DType::Q8_K, tile<MicroK, Q45K<false>>},
     {DType::Q5_K, DType::Q8_K, tile<MicroK, Q45K<true>>},
     {DType::Q6_K, DType::Q8_K, tile<MicroK, Q6K>},
