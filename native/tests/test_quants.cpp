@@ -154,11 +154,12 @@ TEST(quant_tiles_match_reference) {
       const int nmax = 33;
       const size_t ws = row_bytes(wt, k) + 13;  // odd padding: rows start unaligned
       const std::vector<float> wf = randn(size_t(k) * nmax, rng, 0.5f);
-      std::vector<uint8_t> w(ws * nmax);
+      // Sized to end with the last row, so a sanitizer build catches reads past it.
+      std::vector<uint8_t> w(ws * (nmax - 1) + row_bytes(wt, k));
       for (int r = 0; r < nmax; r++) quantize_row(wt, wf.data() + size_t(r) * size_t(k), w.data() + size_t(r) * ws, k);
       const size_t as = row_bytes(ref->act, k) + 5;
       std::vector<float> af = randn(size_t(k) * nmax, rng, 2.0f);
-      std::vector<uint8_t> a(as * nmax);
+      std::vector<uint8_t> a(as * (nmax - 1) + row_bytes(ref->act, k));
       for (int r = 0; r < nmax; r++) quantize_act(ref->act, af.data() + size_t(r) * size_t(k), a.data() + size_t(r) * as, k, Isa::Scalar);
 
       // The reference tile against double-precision dot products of the dequantized rows.

@@ -359,8 +359,8 @@ void pack_scale_min_k4(const uint8_t* ls, const uint8_t* lm, uint8_t* s) {
 
 // The part q4_K and q5_K share: per sub-block scale/min fits, their 6-bit codes, the final quants.
 // nmax is 15 (q4_K) or 31 (q5_K), with the grid llama.cpp uses for each.
-void quant_k_scales(const float* x, int nmax, float rmin, float rdelta, int nstep, uint16_t* d_out, uint16_t* dmin_out,
-                    uint8_t* scales, uint8_t* L) {
+// Returns the fp16 d and dmin as (dmin << 16) | d.
+uint32_t quant_k_scales(const float* x, int nmax, float rmin, float rdelta, int nstep, uint8_t* scales, uint8_t* L) {
   float mins[QK_K / 32], sc[QK_K / 32], weights[32];
   uint8_t Laux[32];
   float max_scale = 0, max_min = 0;
@@ -381,26 +381,27 @@ void quant_k_scales(const float* x, int nmax, float rmin, float rdelta, int nste
     lm[j] = std::min<uint8_t>(63, uint8_t(nearest_int(inv_min * mins[j])));
   }
   pack_scale_min_k4(ls, lm, scales);
-  *d_out = f2h(max_scale / 63.f);
-  *dmin_out = f2h(max_min / 63.f);
+  const uint16_t dh = f2h(max_scale / 63.f), dminh = f2h(max_min / 63.f);
   for (int j = 0; j < QK_K / 32; j++) {
     uint8_t s, m;
     get_scale_min_k4(j, scales, &s, &m);
-    const float d = h2f(*d_out) * float(s);
+    const float d = h2f(dh) * float(s);
     if (d == 0) continue;  // keeps the quants of the fit, as llama.cpp does
-    const float dm = h2f(*dmin_out) * float(m);
+    const float dm = h2f(dminh) * float(m);
     for (int ii = 0; ii < 32; ii++) {
       const int l = nearest_int((x[32 * j + ii] + dm) / d);
       L[32 * j + ii] = uint8_t(std::max(0, std::min(nmax, l)));
     }
   }
+  return uint32_t(dh) | uint32_t(dminh) << 16;
 }
 
 void quant_q4_K(const float* x, block_q4_K* y, int64_t nb) {
   uint8_t L[QK_K];
   for (int64_t i = 0; i < nb; i++, x += QK_K) {
     std::memset(y[i].scales, 0, 12);
-    quant_k_scales(x, 15, -1.f, 0.1f, 20, &y[i].d, &y[i].dmin, y[i].scales, L);
+    const uint32_t dd = quant_k_scales(x, 15, -1.f, 0.1f, 20, y[i].scales, L);
+    y[i].d = uint16_t(dd), y[i].dmin = uint16_t(dd >> 16);
     uint8_t* q = y[i].qs;
     for (int j = 0; j < QK_K; j += 64, q += 32)
       for (int l = 0; l < 32; l++) q[l] = uint8_t(L[j + l] | (L[j + l + 32] << 4));
@@ -411,7 +412,8 @@ void quant_q5_K(const float* x, block_q5_K* y, int64_t nb) {
   uint8_t L[QK_K];
   for (int64_t i = 0; i < nb; i++, x += QK_K) {
     std::memset(y[i].scales, 0, 12);
-    quant_k_scales(x, 31, -0.5f, 0.1f, 15, &y[i].d, &y[i].dmin, y[i].scales, L);
+    const uint32_t dd = quant_k_scales(x, 31, -0.5f, 0.1f, 15, y[i].scales, L);
+    y[i].d = uint16_t(dd), y[i].dmin = uint16_t(dd >> 16);
     uint8_t* qh = y[i].qh;
     uint8_t* ql = y[i].qs;
     std::memset(qh, 0, QK_K / 8);

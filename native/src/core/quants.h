@@ -15,6 +15,10 @@ namespace aha {
 constexpr int QK = 32;    // elements per block of the legacy quants
 constexpr int QK_K = 256;  // elements per super-block of the K-quants
 
+// Packed (alignment 1): rows may start anywhere (odd strides, buffers from JavaScript), and
+// ggml's layouts have no padding to lose. Never take the address of a multi-byte member.
+#pragma pack(push, 1)
+
 struct block_q4_0 {
   uint16_t d;
   uint8_t qs[QK / 2];  // element j in the low nibble of qs[j], element j + 16 in the high nibble
@@ -59,6 +63,8 @@ struct block_q8_K {
   int8_t qs[QK_K];
   int16_t bsums[QK_K / 16];  // sum of each 16 consecutive qs
 };
+
+#pragma pack(pop)
 
 static_assert(sizeof(block_q4_0) == 18, "q4_0 block");
 static_assert(sizeof(block_q4_1) == 20, "q4_1 block");
