@@ -134,7 +134,7 @@ inline __m512i act_sums(__m512i q) { return dot_u8s8(_mm512_set1_epi8(1), q); }
 template <bool Five>
 struct QSym {
   static constexpr size_t kBlock = Five ? sizeof(block_q5_0) : sizeof(block_q4_0);
-  static constexpr int kRW = 4, kRA = 4, kRW1 = 8;
+  static constexpr int kRW = 4, kRA = 4, kRW1 = 6;
   struct W {
     __m512i q;
     __m512 d;
@@ -164,7 +164,7 @@ struct QSym {
 template <bool Five>
 struct QMin {
   static constexpr size_t kBlock = Five ? sizeof(block_q5_1) : sizeof(block_q4_1);
-  static constexpr int kRW = 4, kRA = 3, kRW1 = 8;
+  static constexpr int kRW = 4, kRA = 3, kRW1 = 6;
   struct W {
     __m512i q;
     __m512 d, m;
@@ -193,7 +193,7 @@ struct QMin {
 
 struct Q8_0 {
   static constexpr size_t kBlock = sizeof(block_q8_0);
-  static constexpr int kRW = 4, kRA = 4, kRW1 = 8;
+  static constexpr int kRW = 4, kRA = 4, kRW1 = 6;
   struct W {
     __m512i absq;
     __mmask64 neg;
