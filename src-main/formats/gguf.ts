@@ -52,6 +52,8 @@ class Reader {
     this.bufStart = this.pos;
   }
 
+  // Ensures n bytes at pos are buffered and returns their offset in the buffer. Callers must
+  // call this before touching this.buf: it may replace the buffer.
   private at(n: number, what: string): number {
     this.ensure(n, what);
     const o = this.pos - this.bufStart;
@@ -59,16 +61,16 @@ class Reader {
     return o;
   }
 
-  u8(w: string) { return this.buf.readUInt8(this.at(1, w)); }
-  i8(w: string) { return this.buf.readInt8(this.at(1, w)); }
-  u16(w: string) { return this.buf.readUInt16LE(this.at(2, w)); }
-  i16(w: string) { return this.buf.readInt16LE(this.at(2, w)); }
-  u32(w: string) { return this.buf.readUInt32LE(this.at(4, w)); }
-  i32(w: string) { return this.buf.readInt32LE(this.at(4, w)); }
-  f32(w: string) { return this.buf.readFloatLE(this.at(4, w)); }
-  f64(w: string) { return this.buf.readDoubleLE(this.at(8, w)); }
-  u64(w: string) { return this.buf.readBigUInt64LE(this.at(8, w)); }
-  i64(w: string) { return this.buf.readBigInt64LE(this.at(8, w)); }
+  u8(w: string) { const o = this.at(1, w); return this.buf.readUInt8(o); }
+  i8(w: string) { const o = this.at(1, w); return this.buf.readInt8(o); }
+  u16(w: string) { const o = this.at(2, w); return this.buf.readUInt16LE(o); }
+  i16(w: string) { const o = this.at(2, w); return this.buf.readInt16LE(o); }
+  u32(w: string) { const o = this.at(4, w); return this.buf.readUInt32LE(o); }
+  i32(w: string) { const o = this.at(4, w); return this.buf.readInt32LE(o); }
+  f32(w: string) { const o = this.at(4, w); return this.buf.readFloatLE(o); }
+  f64(w: string) { const o = this.at(8, w); return this.buf.readDoubleLE(o); }
+  u64(w: string) { const o = this.at(8, w); return this.buf.readBigUInt64LE(o); }
+  i64(w: string) { const o = this.at(8, w); return this.buf.readBigInt64LE(o); }
   count(w: string, max = MAX_COUNT): number {
     const n = this.u64(w);
     if (n > BigInt(max)) this.fail(`${w}: absurd count ${n}`);

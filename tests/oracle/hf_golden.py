@@ -3,7 +3,9 @@
     .venv/bin/python tests/oracle/hf_golden.py           # write tests/fixtures/golden/<model>.json
     .venv/bin/python tests/oracle/hf_golden.py --check   # regenerate and fail on drift
 
-Per model and text: the token ids (transformers' tokenizer on tokenizer.json), and per position
+Per model and text: the token ids (the Rust `tokenizers` library on tokenizer.json, plus the BOS
+that tokenizer_config's add_bos_token asks for: transformers 5's LlamaTokenizer mangles the
+DeepSeek byte-level tokenizer, so it is not the oracle for ids), and per position
 the logsumexp, sum and sum of squares over the full vocabulary, the top 16 (id, logit), and the
 logits at fixed probe ids; plus 8 greedy tokens with the top-2 margin of each step.
 """
@@ -15,6 +17,7 @@ import tempfile
 
 import torch
 import transformers
+from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -38,14 +41,24 @@ def probe_ids(vocab):
 
 def golden(name):
     d = os.path.join(GEN, name)
-    tok = AutoTokenizer.from_pretrained(d)
+    tok = AutoTokenizer.from_pretrained(d)  # for the chat template only
+    rust = Tokenizer.from_file(os.path.join(d, 'tokenizer.json'))
+    with open(os.path.join(d, 'tokenizer_config.json')) as f:
+        cfg = json.load(f)
+    bos = cfg.get('bos_token')
+    bos = bos.get('content') if isinstance(bos, dict) else bos
+    bos_id = rust.token_to_id(bos) if (bos and cfg.get('add_bos_token')) else None
+
+    def encode(text, add_special):
+        ids = rust.encode(text, add_special_tokens=False).ids
+        return ([bos_id] if add_special and bos_id is not None and ids[:1] != [bos_id] else []) + ids
     model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float64, attn_implementation='eager').eval()
     vocab = model.config.vocab_size
     probes = probe_ids(vocab)
     texts = list(TEXTS) + [tok.apply_chat_template(CHAT, tokenize=False, add_generation_prompt=True)]
     seqs = []
     for i, text in enumerate(texts):
-        ids = tok(text, add_special_tokens=(i < len(TEXTS)))['input_ids']
+        ids = encode(text, i < len(TEXTS))
         with torch.no_grad():
             logits = model(torch.tensor([ids])).logits[0]
         positions = []
