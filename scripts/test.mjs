@@ -51,7 +51,7 @@ const node = nodeBinary();
 }
 
 if (want('native')) {
-  const exe = ['native/build/aha_tests', 'native/build/Release/aha_tests'].map((p) => join(root, p)).find(existsSync);
+  const exe = ['native/build/native/aha_tests', 'native/build/aha_tests'].map((p) => join(root, p)).find(existsSync);
   if (!exe) {
     console.error('native/build/aha_tests is missing: run `npm install` (or `npm run build:native`)');
     failed++;

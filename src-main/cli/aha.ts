@@ -271,7 +271,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   let values: Values;
   try {
-    ({ values } = parseArgs({ args: rest, options: { ...common, ...cmd.options }, strict: true, allowPositionals: false }));
+    values = parseArgs({ args: rest, options: { ...common, ...cmd.options }, strict: true, allowPositionals: false }).values as Values;
   } catch (e) {
     process.stderr.write(`aha ${name}: ${(e as Error).message}\n\nUsage: ${cmd.usage}\n`);
     return 2;

@@ -173,7 +173,7 @@ export function readGguf(path: string): GgufFile {
     }
     const dataOffset = Math.ceil(r.pos / alignment) * alignment;
     for (const t of tensors) {
-      let bytes: number;
+      let bytes = 0;
       try {
         bytes = ggmlTensorBytes(t.type, t.shape);
       } catch (e) {
@@ -278,7 +278,7 @@ class Writer {
       for (const item of a.value) this.payload(a.itemType, item as GgufValue);
       return;
     }
-    this.num(type, typeof v === 'object' ? (v.value as number | bigint | boolean) : v);
+    this.num(type, (typeof v === 'object' ? v.value : v) as number | bigint | boolean);
   }
   take(): Buffer {
     const b = Buffer.concat(this.chunks);

@@ -86,7 +86,7 @@ test('logits of every position, and errors become JS errors', async () => {
 
 test('quantizeRows and dequantizeRows round-trip GGUF blocks', () => {
   const x = new Float32Array(512).map((_, i) => Math.sin(i * 0.37) * 3);
-  for (const [t, tol] of [['q8_0', 0.02], ['q6_K', 0.05], ['q4_K', 0.2], ['f16', 0.002]] as const) {
+  for (const [t, tol] of [['q8_0', 0.02], ['q6_K', 0.08], ['q4_K', 0.35], ['f16', 0.002]] as const) {
     const q = native().quantizeRows(t, x, 256);
     const y = native().dequantizeRows(t, q, 256);
     let err = 0;

@@ -11,7 +11,7 @@ const root = resolve(import.meta.dirname, '../..');
 const gen = join(root, 'tests/fixtures/generated');
 
 function aha(...args: string[]) {
-  const r = spawnSync(process.execPath, [join(root, 'bin/aha.mjs'), ...args], { cwd: root, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [join(root, 'bin/aha.mjs'), ...args], { cwd: root, encoding: 'utf8', maxBuffer: 1 << 28 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
