@@ -9,10 +9,15 @@ CXX="$(command -v clang++ || command -v clang++-14 || true)"
 if [ -z "$CXX" ]; then echo "fuzz: skipped (clang++ not installed; apt-get install clang libclang-rt-14-dev)"; exit 0; fi
 out=native/build/fuzz
 mkdir -p "$out/corpus"
+srcs=(native/dev/fuzz_headers.cpp native/src/formats/gguf.cpp native/src/formats/safetensors.cpp
+      native/src/core/json.cpp native/src/core/mapped_file.cpp native/src/core/dtype.cpp)
+# Rebuild only when a source or header changed.
+if [ ! -x "$out/fuzz_headers" ] || [ -n "$(find "${srcs[@]}" native/src/formats native/src/core native/include -newer "$out/fuzz_headers" 2>/dev/null | head -1)" ]; then
 "$CXX" -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Inative/include -Inative/src \
   native/dev/fuzz_headers.cpp native/src/formats/gguf.cpp native/src/formats/safetensors.cpp \
   native/src/core/json.cpp native/src/core/mapped_file.cpp native/src/core/dtype.cpp \
   -o "$out/fuzz_headers"
+fi
 # Seeds: the headers of the generated tiny models (first 64 KiB), prefixed with the parser-selector byte.
 for f in tests/fixtures/generated/*.gguf; do
   [ -e "$f" ] || continue

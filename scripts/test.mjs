@@ -11,7 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const only = process.argv.slice(2); // optional filters: "native", "types", "node"
+const only = process.argv.slice(2); // optional filters: "native", "fuzz", "types", "node"
 
 function nodeBinary() {
   if (Number(process.versions.node.split('.')[0]) >= 22) return process.execPath;
@@ -60,6 +60,20 @@ if (want('native')) {
     const c = counts(r.stdout ?? '', /^(\d+) passed, \d+ failed$/gm, /^\d+ passed, (\d+) failed$/gm);
     passed += c.passed;
     failed += c.failed + (c.found && r.status === 0 ? 0 : c.found ? 0 : 1);
+  }
+}
+
+if (want('fuzz')) {
+  // libFuzzer over the GGUF and safetensors header parsers, briefly (needs clang; skipped with a line without it).
+  const r = run('bash', ['scripts/fuzz.sh'], { env: { ...process.env, FUZZ_SECONDS: process.env.FUZZ_SECONDS ?? '10' } });
+  const out = (r.stdout ?? '') + (r.stderr ?? '');
+  if (/fuzz: skipped/.test(out)) console.log('skip fuzz (clang not installed)');
+  else if (r.status === 0 && /fuzz: no crash/.test(out)) {
+    passed++;
+    console.log('ok   fuzz header parsers');
+  } else {
+    failed++;
+    console.log('FAIL fuzz header parsers');
   }
 }
 

@@ -38,7 +38,9 @@ std::vector<SafeTensor> parse_safetensors(const uint8_t* base, size_t size, cons
   const size_t data_size = size - data_start;
   std::vector<SafeTensor> out;
   std::vector<std::pair<size_t, size_t>> ranges;
-  for (auto& [key, v] : header.object()) {
+  for (auto& entry : header.object()) {
+    const std::string& key = entry.first;  // not a structured binding: lambdas capture it
+    const Json& v = entry.second;
     if (key == "__metadata__") continue;
     auto bad = [&](const std::string& what) { fail_file(name, "tensor '" + key + "': " + what); };
     if (!v.is_object()) bad("entry is not an object");
