@@ -1,18 +1,43 @@
 #!/usr/bin/env bash
-# The Python oracle (Hugging Face transformers, torch, llama.cpp's gguf package) in .venv,
-# installed from the machine's configured wheel store; never needed by `npm test`.
+# The Python oracle (Hugging Face transformers, torch, tokenizers, safetensors, llama.cpp's gguf
+# package) in .venv, from the machine's local wheel store; never needed by `npm test`.
+# Idempotent and additive: an existing .venv (another tool may have made it with fewer packages)
+# is kept, and only what tests/oracle/requirements.txt pins and it lacks is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+req=tests/oracle/requirements.txt
 [ -x .venv/bin/python ] || python3 -m venv .venv
-if .venv/bin/python -c 'import torch, transformers, safetensors, gguf, numpy' 2>/dev/null; then
-  echo "oracle venv ready"; exit 0
+satisfied() {
+  .venv/bin/python - "$req" <<'PY'
+import sys
+from importlib.metadata import version, PackageNotFoundError
+ok = True
+for line in open(sys.argv[1]):
+    line = line.split('#')[0].strip()
+    if not line:
+        continue
+    name, want = line.split('==')
+    try:
+        have = version(name)
+    except PackageNotFoundError:
+        have = None
+    if have != want:
+        print(f'  {name}: {have or "missing"}, want {want}')
+        ok = False
+sys.exit(0 if ok else 1)
+PY
+}
+if satisfied >/dev/null; then
+  echo "oracle venv ready"
+  exit 0
 fi
-# Point pip at the local indexes first so it does not wait on an unreachable public one.
+satisfied || true
 args=()
-for idx in /opt/pypi/simple /opt/pypi-more/simple; do
-  [ -d "$idx" ] && args+=(--extra-index-url "file://$idx")
-done
+[ -d /opt/pypi/simple ] && args+=(--index-url file:///opt/pypi/simple)
+[ -d /opt/pypi-more/simple ] && args+=(--extra-index-url file:///opt/pypi-more/simple)
 [ -d /opt/wheels ] && args+=(--find-links /opt/wheels)
-if [ -d /opt/pypi/simple ]; then args=(--index-url file:///opt/pypi/simple "${args[@]}"); fi
-.venv/bin/pip install -q --disable-pip-version-check "${args[@]}" -r tests/oracle/requirements.txt
+# pip warns for every package a file:// index lacks; those lines are noise.
+.venv/bin/pip install -q --disable-pip-version-check "${args[@]}" -r "$req" 2>&1 |
+  { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+satisfied
 echo "oracle venv ready"
