@@ -36,6 +36,7 @@ function tokenText(v: unknown): string | undefined {
 const NORMAL = 1;
 const CONTROL = 3;
 const USER_DEFINED = 4;
+const UNUSED = 5;
 
 export class Tokenizer {
   readonly bosToken?: string;
@@ -171,6 +172,7 @@ export function hfTokenizerFromGguf(g: GgufFile): { json: Json; config: Json } {
   const added: Json[] = [];
   toks.forEach((t, i) => {
     const type = tt[i] ?? NORMAL;
+    if (type === UNUSED) return;
     if (type === CONTROL || type === USER_DEFINED) {
       if (/^\[PAD\d+\]$/.test(t)) return;
       added.push({ id: i, content: t, single_word: false, lstrip: false, rstrip: false, normalized: false, special: type === CONTROL });
