@@ -7,6 +7,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "aha/error.h"
 
@@ -48,6 +50,24 @@ void MappedFile::prefetch(size_t offset, size_t len) const {
   uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
   uintptr_t start = uintptr_t(data_ + offset) & ~(page - 1);
   ::madvise(reinterpret_cast<void*>(start), uintptr_t(data_ + offset + len) - start, MADV_WILLNEED);
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail_file(path, "cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool is_regular_file(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+bool is_directory(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 }  // namespace aha

@@ -25,4 +25,9 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// Small file helpers for config and index files (errors name the path).
+std::string read_text_file(const std::string& path);
+bool is_regular_file(const std::string& path);
+bool is_directory(const std::string& path);
+
 }  // namespace aha

@@ -11,21 +11,9 @@
 
 #include "aha/error.h"
 #include "core/json.h"
+#include "core/mapped_file.h"
 
 namespace aha {
-
-static bool file_exists(const std::string& p) {
-  struct stat st;
-  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-static std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail_file(path, "cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::vector<SafeTensor> parse_safetensors(const uint8_t* base, size_t size, const std::string& name) {
   if (size < 8) fail_file(name, "truncated: shorter than the 8-byte safetensors header length");
@@ -101,8 +89,8 @@ SafetensorsModel::SafetensorsModel(const std::string& dir) {
   std::string index = dir + "/model.safetensors.index.json";
   std::vector<std::string> shards;
   std::map<std::string, std::string> weight_map;
-  if (file_exists(index)) {
-    Json j = Json::parse(read_text(index), index);
+  if (is_regular_file(index)) {
+    Json j = Json::parse(read_text_file(index), index);
     const Json* wm = j.find("weight_map");
     if (!wm || !wm->is_object()) fail_file(index, "no \"weight_map\" object");
     std::set<std::string> uniq;
@@ -113,7 +101,7 @@ SafetensorsModel::SafetensorsModel(const std::string& dir) {
       weight_map[k] = v.string();
       if (uniq.insert(v.string()).second) shards.push_back(v.string());
     }
-  } else if (file_exists(single)) {
+  } else if (is_regular_file(single)) {
     shards.push_back("model.safetensors");
   } else {
     fail_file(dir, "no model.safetensors or model.safetensors.index.json");

@@ -10,6 +10,7 @@
 #include "aha/error.h"
 #include "aha/kernels.h"
 #include "core/json.h"
+#include "core/mapped_file.h"
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
 
@@ -65,19 +66,6 @@ const Tensor& WeightStore::get_f32(const std::string& n, std::vector<int64_t> ex
   m.row_bytes = size_t(t.ne[0]) * 4;
   owned.push_back(std::move(buf));
   return m;
-}
-
-static bool is_dir(const std::string& p) {
-  struct stat st;
-  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail_file(path, "cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 static void check_config(const ModelConfig& c, const std::string& file) {
@@ -257,10 +245,10 @@ std::unique_ptr<WeightStore> load_weights(const std::string& path, const std::fu
     if (progress) progress({f, stage});
   };
   report(0.0, "reading header");
-  if (is_dir(path)) {
+  if (is_directory(path)) {
     ws->format = "safetensors";
     std::string cfg = path + "/config.json";
-    ws->config = config_from_hf_json(read_text(cfg), cfg);
+    ws->config = config_from_hf_json(read_text_file(cfg), cfg);
     SafetensorsModel st(path);
     ws->files = st.files();
     for (auto& t : st.tensors()) {
