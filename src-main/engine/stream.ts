@@ -14,12 +14,12 @@ export interface TextResult extends GenerateResult {
   text: string;
 }
 
-/** Streams the text of one generation through onText; resolves with the full text. */
+/** Streams the text of one generation through onText (with the tokens generated so far); resolves with the full text. */
 export async function generateText(
   model: NativeModel,
   tokenizer: Tokenizer,
   req: TextRequest,
-  onText?: (delta: string) => void,
+  onText?: (delta: string, tokens: number) => void,
 ): Promise<TextResult> {
   const decoder = new StreamDecoder(tokenizer);
   const stops = (req.stop ?? []).filter((s) => s.length > 0);
@@ -27,16 +27,18 @@ export async function generateText(
   let text = '';
   let emitted = 0;
   let stopped = false;
+  let tokens = 0;
   const flush = (final: boolean) => {
     const upto = final ? text.length : Math.max(emitted, text.length - holdBack);
     if (upto > emitted) {
-      onText?.(text.slice(emitted, upto));
+      onText?.(text.slice(emitted, upto), tokens);
       emitted = upto;
     }
   };
   const { stop: _stop, ...native } = req;
   const [res] = await model.generate([native], (_i, token) => {
     if (stopped) return;
+    tokens++;
     text += decoder.push(token);
     for (const s of stops) {
       const at = text.indexOf(s, Math.max(0, emitted - s.length));
