@@ -65,6 +65,23 @@ const commands: Record<string, { summary: string; usage: string; options: Option
     options: { pp: { type: 'string' }, tg: { type: 'string' }, repeats: { type: 'string' } },
     run: bench,
   },
+  serve: {
+    summary: 'serve the app in a browser, its WebSocket API and an OpenAI-compatible API',
+    usage: `aha serve [--port N] [--host 127.0.0.1] [--api-key KEY] [--data-dir DIR] [--model PATH]
+  --port N         default 8484 (0: any free port)
+  --host H         default 127.0.0.1 (loopback); 0.0.0.0 serves the network — set --api-key then
+  --api-key KEY    require this key (Authorization: Bearer KEY; the page takes ?key=KEY); also $AHA_API_KEY
+  --data-dir DIR   where the database lives (default: the desktop app's folder; also $AHA_DATA_DIR)
+  --model PATH     add this GGUF file or HF folder to the library and load it at start`,
+    options: { port: { type: 'string' }, host: { type: 'string' }, 'api-key': { type: 'string' }, 'data-dir': { type: 'string' } },
+    run: serveCommand,
+  },
+  models: {
+    summary: 'list the model library, with LM Studio and Ollama models discovered',
+    usage: `aha models [--data-dir DIR] [--json]`,
+    options: { 'data-dir': { type: 'string' } },
+    run: modelsCommand,
+  },
   info: {
     summary: 'describe a model: architecture, parameters, dtypes, context, memory',
     usage: `aha info --model PATH [--json]`,
@@ -247,6 +264,61 @@ async function info(v: Values): Promise<void> {
     }
   } finally {
     await model.unload();
+  }
+}
+
+async function serveCommand(v: Values): Promise<void> {
+  const port = int(v, 'port', 8484);
+  if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`);
+  const host = (v.host as string | undefined) ?? '127.0.0.1';
+  const apiKey = (v['api-key'] as string | undefined) ?? process.env.AHA_API_KEY;
+  const { createApp, defaultDataDir } = await import('../services/app.ts');
+  const { forkHost } = await import('../engine-host/client.ts');
+  const { serve } = await import('../server/server.ts');
+  const { fileURLToPath } = await import('node:url');
+  const { existsSync } = await import('node:fs');
+  const dataDir = (v['data-dir'] as string | undefined) ?? defaultDataDir();
+  const app = await createApp({ dataDir, spawnHost: forkHost(), shell: 'server' });
+  const rendererDir = fileURLToPath(new URL('../../out/renderer', import.meta.url));
+  if (!existsSync(rendererDir)) process.stderr.write('note: the app\'s pages are not built (run `npm run build`); the APIs work without them\n');
+  if (!['127.0.0.1', '::1', 'localhost'].includes(host) && !apiKey)
+    process.stderr.write(`warning: serving ${host} without --api-key: anyone on your network can use the app\n`);
+  const server = await serve(app, { host, port, apiKey, rendererDir });
+  process.stdout.write(`Aha is running at ${server.url}${apiKey ? '/?key=…' : '/'}  (OpenAI API: ${server.url}/v1 · data: ${dataDir})\n`);
+  if (typeof v.model === 'string') {
+    const entry = app.library.add(v.model);
+    app.bus.emit('models.changed', { models: app.library.list() });
+    const state = await app.engine.load(entry);
+    process.stdout.write(`${state.message}\n`);
+  }
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await server.close();
+  await app.close();
+}
+
+async function modelsCommand(v: Values): Promise<void> {
+  const { openDatabase } = await import('../db/index.ts');
+  const { ModelLibrary } = await import('../services/models/library.ts');
+  const { defaultDataDir } = await import('../services/app.ts');
+  const { mkdirSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const dataDir = (v['data-dir'] as string | undefined) ?? defaultDataDir();
+  mkdirSync(dataDir, { recursive: true });
+  const db = openDatabase(join(dataDir, 'aha.db'));
+  try {
+    const models = new ModelLibrary(db, { warn: (m) => process.stderr.write(`warning: ${m}\n`) }).refresh();
+    if (v.json) process.stdout.write(JSON.stringify(models) + '\n');
+    else if (!models.length) process.stdout.write('No models yet. Add one with `aha serve --model PATH` or in the app; LM Studio and Ollama folders are scanned.\n');
+    else
+      for (const m of models)
+        process.stdout.write(
+          `${m.missing ? '(missing) ' : ''}${m.name} · ${m.architecture} · ${m.quantization} · ${(m.parameters / 1e9).toFixed(2)} B params · ${(m.sizeBytes / 1e9).toFixed(2)} GB · ctx ${m.contextLength} · ${m.source}\n  ${m.path}\n`,
+        );
+  } finally {
+    db.close();
   }
 }
 

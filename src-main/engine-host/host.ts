@@ -42,6 +42,16 @@ async function pump(): Promise<void> {
   }
 }
 
+/** Cancels the running generation and every queued one; resolves when none is left. */
+async function stopAll(): Promise<void> {
+  for (const q of queue) cancelled.add(q.id);
+  if (running !== null) {
+    cancelled.add(running);
+    current?.model.model.cancel();
+  }
+  while (running !== null || queue.length) await new Promise((r) => setTimeout(r, 5));
+}
+
 async function unloadCurrent(): Promise<void> {
   const m = current;
   current = null;
@@ -50,6 +60,7 @@ async function unloadCurrent(): Promise<void> {
 
 const handlers: { [Op in HostRequest['op']]: (req: Extract<HostRequest, { op: Op }>) => Promise<HostResults[Op]> } = {
   async load(req) {
+    await stopAll();
     await unloadCurrent();
     const model = await openModel(req.path, req.options, (p) => send({ id: req.id, type: 'progress', fraction: p.fraction, stage: p.stage }));
     const loaded: LoadedModel = { path: req.path, info: model.model.info(), templateName: model.template.name, templateError: model.templateError ?? null };
@@ -57,6 +68,7 @@ const handlers: { [Op in HostRequest['op']]: (req: Extract<HostRequest, { op: Op
     return loaded;
   },
   async unload() {
+    await stopAll();
     await unloadCurrent();
     return { ok: true };
   },
