@@ -44,7 +44,8 @@ const node = nodeBinary();
 // Tiny models first: both the C++ and the TS tests read them.
 {
   const r = run(node, ['--import', 'tsx', 'tests/fixtures/make-tiny-models.ts'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  if (r.status !== 0) {
+  const s = run(node, ['--import', 'tsx', 'tests/fixtures/make-scripted-model.ts'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  if (r.status !== 0 || s.status !== 0) {
     console.error('generating the tiny test models failed');
     failed++;
   }
