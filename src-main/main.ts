@@ -38,7 +38,7 @@ function createWindow(): BrowserWindow {
     title: 'Aha',
     show: false,
     webPreferences: {
-      preload: join(here, '../preload/index.mjs'),
+      preload: join(here, '../preload/index.cjs'),
       contextIsolation: true,
       sandbox: true,
       nodeIntegration: false,
