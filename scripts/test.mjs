@@ -2,7 +2,8 @@
 // `npm test`: everything that needs no GPU, ending with one line "N passed, N failed".
 //   1. the native engine's C++ tests (op harness, formats, tiny models against the goldens)
 //   2. TypeScript typecheck
-//   3. node:test suites (unit, integration) under Node ≥ 22
+//   3. the app's build (electron-vite: main, engine host, preload, renderer) and svelte-check
+//   4. node:test suites (unit, integration, and e2e in Debian's Chromium) under Node ≥ 22
 // Runs on the system Node too: when it is older than 22 the suites run under the Node 22
 // that the `node` dev dependency installs.
 import { spawnSync } from 'node:child_process';
@@ -11,7 +12,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const only = process.argv.slice(2); // optional filters: "native", "fuzz", "types", "node"
+const only = process.argv.slice(2); // optional filters: "native", "fuzz", "types", "app", "node"
 
 function nodeBinary() {
   if (Number(process.versions.node.split('.')[0]) >= 22) return process.execPath;
@@ -89,8 +90,31 @@ if (want('types')) {
   }
 }
 
+if (want('app')) {
+  const b = run(node, [join(root, 'node_modules/electron-vite/bin/electron-vite.js'), 'build', '--logLevel', 'warn']);
+  if (b.status === 0) {
+    passed++;
+    console.log('ok   build the app (electron-vite: main, engine host, preload, renderer)');
+  } else {
+    failed++;
+    console.log('FAIL build the app (electron-vite)');
+  }
+  const c = run(node, [join(root, 'node_modules/svelte-check/bin/svelte-check'), '--tsconfig', join(root, 'src-renderer/tsconfig.json'), '--output', 'human', '--threshold', 'warning']);
+  if (c.status === 0) {
+    passed++;
+    console.log('ok   svelte-check (renderer types and a11y)');
+  } else {
+    failed++;
+    console.log('FAIL svelte-check');
+  }
+}
+
+const chromium = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 if (want('node')) {
-  const files = ['tests/unit', 'tests/integration']
+  const dirs = ['tests/unit', 'tests/integration'];
+  if (existsSync(chromium)) dirs.push('tests/e2e');
+  else console.log(`skip e2e (no Chromium at ${chromium}: \`apt-get install chromium\`; .ci/run installs it)`);
+  const files = dirs
     .filter((d) => existsSync(join(root, d)))
     .flatMap((d) => readdirSync(join(root, d)).filter((f) => f.endsWith('.test.ts')).map((f) => join(d, f)));
   if (files.length) {
