@@ -3,8 +3,7 @@
 // window. Where Electron's binary is absent (an offline install: it is downloaded on first use)
 // it says so and serves the same app in a browser at a local URL instead (`aha serve`).
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -37,27 +36,23 @@ function buildIfStale() {
   if (r.status !== 0) process.exit(r.status ?? 1);
 }
 
+/** The Electron executable, fetched on first use (Electron 45 downloads its binary lazily). */
 function electronBinary() {
-  try {
-    const path = createRequire(import.meta.url)('electron');
-    if (typeof path === 'string' && existsSync(path)) return path;
-  } catch {
-    // not installed, or its binary was never downloaded
-  }
-  // Electron fetches its binary on first use; offline that fails and the browser takes over.
-  const install = join(root, 'node_modules/electron/install.js');
-  if (existsSync(install) && !process.env.AHA_NO_ELECTRON) {
-    console.log('Fetching the Electron binary (first start)…');
-    const r = spawnSync(node22(), [install], { cwd: root, stdio: 'inherit', timeout: 300_000 });
-    if (r.status === 0) {
-      try {
-        const path = createRequire(import.meta.url)('electron');
-        if (typeof path === 'string' && existsSync(path)) return path;
-      } catch {
-        // fall through
-      }
-    }
-  }
+  const dir = join(root, 'node_modules/electron');
+  const installed = () => {
+    const pathFile = join(dir, 'path.txt');
+    if (!existsSync(pathFile)) return null;
+    const exe = join(dir, 'dist', readFileSync(pathFile, 'utf8').trim());
+    return existsSync(exe) ? exe : null;
+  };
+  if (!existsSync(join(dir, 'install.js'))) return null;
+  const found = installed();
+  if (found) return found;
+  console.log('Fetching the Electron binary (first start)…');
+  const r = spawnSync(node22(), [join(dir, 'install.js')], { cwd: root, encoding: 'utf8', timeout: 300_000 });
+  if (r.status === 0) return installed();
+  const why = (r.stderr || r.error?.message || '').split('\n').find((l) => l.trim()) ?? `exit code ${r.status}`;
+  console.log(`Could not fetch it (${why.trim()}).`);
   return null;
 }
 
