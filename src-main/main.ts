@@ -1,7 +1,7 @@
 // The desktop app's main process: the window, the menu, and the wiring between the renderer
 // (IPC) and the services. Everything else lives in services/; the engine runs in its own
 // utilityProcess so that a native fault never takes the window down.
-import { app, BrowserWindow, ipcMain, Menu, shell, utilityProcess, type MenuItemConstructorOptions } from 'electron';
+import { app, BrowserWindow, dialog, ipcMain, Menu, shell, utilityProcess, type MenuItemConstructorOptions } from 'electron';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dispatch } from './contract/api.ts';
@@ -83,7 +83,15 @@ if (!app.requestSingleInstanceLock()) {
   });
 
   app.whenReady().then(async () => {
-    services = await createApp({ dataDir: process.env.AHA_DATA_DIR ?? app.getPath('userData') ?? defaultDataDir(), spawnHost, shell: 'electron' });
+    const dataDir = process.env.AHA_DATA_DIR ?? app.getPath('userData') ?? defaultDataDir();
+    try {
+      services = await createApp({ dataDir, spawnHost, shell: 'electron' });
+    } catch (e) {
+      // A database from a newer Aha, or one that is not a database: say so and touch nothing.
+      dialog.showErrorBox('Aha cannot open its data', `${(e as Error).message}\n\nData folder: ${dataDir}`);
+      app.exit(1);
+      return;
+    }
     // Only our own window may call in: the sender's frame must be the app's top frame.
     ipcMain.handle(INVOKE, (e, channel: unknown, payload: unknown) => {
       if (!win || e.sender !== win.webContents || e.senderFrame !== win.webContents.mainFrame)

@@ -10,6 +10,8 @@ export class EngineService {
   private current: EngineState = { status: 'idle', modelId: null, progress: 0, message: '', loaded: null };
   /** Loads and unloads run one after another. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** The settings the loaded model was loaded with: a change of threads or context reloads it. */
+  private loadedWith: { threads: number; contextLength: number } | null = null;
 
   constructor(
     private readonly client: EngineClient,
@@ -48,11 +50,13 @@ export class EngineService {
       if (entry.missing) throw new ApiError('not_found', `${entry.path} is missing: it was moved or deleted`);
       this.set({ status: 'loading', modelId: entry.id, progress: 0, message: `Loading ${entry.name}…`, loaded: null });
       const s = this.settings();
+      this.loadedWith = null;
       try {
         const loaded = await this.client.request('load', { path: entry.path, options: { threads: s.threads || undefined, context: s.contextLength } }, (e) => {
           if (e.type === 'progress') this.set({ ...this.current, progress: e.fraction, message: `Loading ${entry.name}: ${e.stage}` });
         });
         const i = loaded.info;
+        this.loadedWith = { threads: s.threads, contextLength: s.contextLength };
         const note = loaded.templateError ? ` (chat template: ${loaded.templateError}; using ${loaded.templateName})` : '';
         return this.set({
           status: 'ready',
@@ -71,14 +75,17 @@ export class EngineService {
   unload(): Promise<EngineState> {
     return this.serial(async () => {
       await this.client.request('unload', {});
+      this.loadedWith = null;
       return this.set({ status: 'idle', modelId: null, progress: 0, message: '', loaded: null });
     });
   }
 
-  /** Loads the model unless it is the one ready now. */
+  /** Loads the model unless it is the one ready now, loaded with the settings in effect. */
   async ensure(entry: ModelEntry): Promise<void> {
     await this.queue;
-    if (this.current.status === 'ready' && this.current.modelId === entry.id) return;
+    const s = this.settings();
+    const same = this.loadedWith && this.loadedWith.threads === s.threads && this.loadedWith.contextLength === s.contextLength;
+    if (this.current.status === 'ready' && this.current.modelId === entry.id && same) return;
     await this.load(entry);
   }
 
