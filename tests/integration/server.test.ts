@@ -299,3 +299,15 @@ test('with an API key: /v1 needs the bearer token and the WebSocket its auth mes
     await keyed.close();
   }
 });
+
+test('a new context length in Settings reloads the model before the next answer', async () => {
+  const c = await wsClient(server.url);
+  await c.invoke('settings.set', { contextLength: 1024 });
+  const conv = (await c.invoke('chat.create', { modelId: model.id })).result;
+  const sent = await c.invoke('chat.send', { conversationId: conv.id, content: 'hi' });
+  await c.until((e) => e.event === 'chat.done' && e.data.message.id === sent.result.assistant.id, 60_000);
+  const state = (await c.invoke('models.state', {})).result;
+  assert.equal(state.status, 'ready');
+  assert.equal(state.loaded.context, 1024);
+  c.ws.close();
+});
