@@ -1,3 +1,4 @@
+import './lib/zod-jitless.ts';
 import 'katex/dist/katex.min.css';
 import './app.css';
 import { mount } from 'svelte';

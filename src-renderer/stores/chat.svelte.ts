@@ -45,15 +45,23 @@ function upsertConversation(conversation: Conversation): void {
   if (chat.open?.id === conversation.id) Object.assign(chat.open, conversation);
 }
 
-function track(message: Message, startedAt = Date.now()): void {
-  // `chat.done` can overtake the answer to the request that started the message.
-  if (message.status === 'streaming' && chat.messages[message.id] && chat.messages[message.id].status !== 'streaming') return;
+const streamedLength = (m: Message) => m.reasoning.length + m.content.length;
+
+/**
+ * Takes a message the server sent whole. Deltas carry no offsets, so the ones that came before
+ * it are replayed only onto a message just created (`replay`: its text is still empty); a
+ * snapshot from `chat.get` may already hold them, and `chat.done` settles the text either way.
+ */
+function track(message: Message, { startedAt = Date.now(), replay = false } = {}): void {
+  const known = chat.messages[message.id];
+  // `chat.done`, or a snapshot read meanwhile, can overtake the answer to the request that started the message.
+  if (message.status === 'streaming' && known && (known.status !== 'streaming' || streamedLength(known) > streamedLength(message))) return;
   chat.messages[message.id] = message;
-  if (message.status !== 'streaming') return;
-  chat.live[message.id] ??= { thinking: message.content === '' && message.reasoning !== '', startedAt };
   const queued = early.get(message.id);
   early.delete(message.id);
-  for (const delta of queued ?? []) onDelta(delta);
+  if (message.status !== 'streaming') return;
+  chat.live[message.id] ??= { thinking: message.content === '' && message.reasoning !== '', startedAt };
+  if (replay) for (const delta of queued ?? []) onDelta(delta);
 }
 
 function onDelta(delta: EventOf<'chat.delta'>): void {
@@ -81,8 +89,9 @@ export function watchChat(): () => void {
   const offs = [
     api.on('chat.changed', ({ conversation }) => {
       upsertConversation(conversation);
-      // The leaf moved to a message this window has not seen (sent from another window).
-      if (chat.open?.id === conversation.id && conversation.leafId !== null && !chat.messages[conversation.leafId]) {
+      // The leaf moved to a message this window has not seen (sent from another window; this
+      // window's own sends bring their messages in their answers).
+      if (chat.open?.id === conversation.id && !chat.sending && conversation.leafId !== null && !chat.messages[conversation.leafId]) {
         void reloadOpen();
       }
     }),
@@ -173,7 +182,7 @@ export async function send(content: string, parentId?: number | null): Promise<b
   const sent = await sending(() => api.invoke('chat.send', payload), 'Could not send the message');
   if (!sent || chat.open?.id !== conversation.id) return sent !== undefined;
   track(sent.user);
-  track(sent.assistant, startedAt);
+  track(sent.assistant, { startedAt, replay: true });
   chat.open.leafId = sent.assistant.id;
   return true;
 }
@@ -183,7 +192,7 @@ export async function regenerate(messageId: number): Promise<void> {
   const startedAt = Date.now();
   const got = await sending(() => api.invoke('chat.regenerate', { messageId }), 'Could not regenerate the answer');
   if (!got || !chat.open || chat.open.id !== conversationId) return;
-  track(got.assistant, startedAt);
+  track(got.assistant, { startedAt, replay: true });
   chat.open.leafId = got.assistant.id;
 }
 
