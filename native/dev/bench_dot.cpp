@@ -1,11 +1,15 @@
 // Micro-benchmark of the dot tiles, single thread, run by hand:
 //   decode:  GB/s of weight streamed by tiles of 256 rows x 1 activation over a ~200 MB
 //            matrix (k = 4096), far larger than L3, so it measures the memory-bound path;
-//   prefill: GFLOP/s (2 k per product) of a 64 weight rows x 64 activation rows tile,
-//            k = 1536, repeated on the same (cache-resident) data: the compute-bound path.
+//   prefill: GFLOP/s (2 k per product) of 256 weight rows x 512 activation rows, k = 1536
+//            (KP to change it), in the tiles matmul uses for the kernel (its panel sizes),
+//            repeated on the same data: the compute-bound path. For the int8 dtypes that is
+//            GOP/s of int8 products.
 // Build after the engine (cmake --build BUILD --target aha_engine):
 //   g++ -O2 -std=gnu++20 -Inative/include -Inative/src native/dev/bench_dot.cpp BUILD/libaha_engine.a -lpthread -o /tmp/bench_dot
-//   /tmp/bench_dot [--isa scalar|avx2|avx512] [--mb 200] [dtype ...]
+//   /tmp/bench_dot [--isa scalar|avx2|avx512|avx512vnni|amx] [--mb 200] [dtype ...]
+// An ISA this machine lacks falls back to the best it has (the header line says which ran).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -59,8 +63,8 @@ int main(int argc, char** argv) {
     DType t;
     if (!std::strcmp(argv[i], "--isa") && i + 1 < argc) {
       const char* n = argv[++i];
-      for (Isa c : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni, Isa::Neon})
-        if (!std::strcmp(n, isa_name(c))) isa = c;
+      for (Isa c : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni, Isa::Amx, Isa::Neon})
+        if (!std::strcmp(n, isa_name(c))) isa = isa_supported(c) ? c : best_isa();
     } else if (!std::strcmp(argv[i], "--mb") && i + 1 < argc) {
       mb = std::atof(argv[++i]);
     } else if (dtype_from_name(argv[i], &t)) {
@@ -95,22 +99,28 @@ int main(int argc, char** argv) {
     }
     const double gbs = double(rb) * double(rows) / best / 1e9;
 
-    // Prefill: one 64 x 64 tile, k = 1536, repeated.
+    // Prefill: 256 weight rows x 512 activation rows in the kernel's panels, repeated.
     const int64_t kp = std::getenv("KP") ? std::atoll(std::getenv("KP")) : 1536;
-    const int n = 64;
-    const std::vector<uint8_t> wp = make_weights(t, kp, n, rng);
-    const std::vector<uint8_t> ap = make_acts(*kern, kp, n, rng, isa);
+    const int nw = 256, na = 512;
+    const std::vector<uint8_t> wp = make_weights(t, kp, nw, rng);
+    const std::vector<uint8_t> ap = make_acts(*kern, kp, na, rng, isa);
     const size_t rbp = row_bytes(t, kp), abp = row_bytes(kern->act, kp);
-    std::vector<float> yp(size_t(n) * n);
-    int reps = 1;
-    double dt = 0;
-    while (dt < 0.3) {
+    const int pw = kern->panel_w ? int(kern->panel_w) : nw, pa = kern->panel_a ? int(kern->panel_a) : na;
+    std::vector<float> yp(size_t(nw) * na);
+    auto prefill = [&] {
+      for (int r0 = 0; r0 < nw; r0 += pw)
+        for (int i0 = 0; i0 < na; i0 += pa)
+          kern->tile(kp, wp.data() + size_t(r0) * rbp, rbp, std::min(pw, nw - r0), ap.data() + size_t(i0) * abp, abp,
+                     std::min(pa, na - i0), yp.data() + size_t(i0) * nw + size_t(r0), size_t(nw));
+    };
+    prefill();  // warm up (and the kernel's buffers)
+    double dt = 1e30;
+    for (int pass = 0; pass < 5; pass++) {
       const double t0 = now();
-      for (int i = 0; i < reps; i++) kern->tile(kp, wp.data(), rbp, n, ap.data(), abp, n, yp.data(), size_t(n));
-      dt = now() - t0;
-      if (dt < 0.3) reps *= 2;
+      prefill();
+      dt = std::min(dt, now() - t0);
     }
-    const double gflops = 2.0 * double(kp) * n * n * reps / dt / 1e9;
+    const double gflops = 2.0 * double(kp) * nw * na / dt / 1e9;
     std::printf("%-6s %14.2f %16.1f\n", dtype_name(t), gbs, gflops);
   }
   return 0;

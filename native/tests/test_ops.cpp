@@ -13,10 +13,11 @@ using namespace aha;
 
 namespace {
 
+// The optimized ISAs this machine runs (the others are skipped; quant_isas_here says which).
 std::vector<Isa> isas_here() {
   std::vector<Isa> out;
-  for (Isa i : {Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni, Isa::Neon})
-    if (int(i) <= int(best_isa()) && (best_isa() == Isa::Neon) == (i == Isa::Neon)) out.push_back(i);
+  for (Isa i : {Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni, Isa::Amx, Isa::Neon})
+    if (isa_supported(i)) out.push_back(i);
   return out;
 }
 

@@ -19,10 +19,11 @@ const DType kFileTypes[] = {DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1, 
 const DType kWeightTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0,
                               DType::Q5_1, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
+// The optimized ISAs this machine runs (the others are skipped; quant_isas_here says which).
 std::vector<Isa> isas_here() {
   std::vector<Isa> out;
-  for (Isa i : {Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni, Isa::Neon})
-    if (int(i) <= int(best_isa()) && (best_isa() == Isa::Neon) == (i == Isa::Neon)) out.push_back(i);
+  for (Isa i : {Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni, Isa::Amx, Isa::Neon})
+    if (isa_supported(i)) out.push_back(i);
   return out;
 }
 
@@ -79,6 +80,13 @@ uint64_t fnv1a(const std::vector<uint8_t>& b) {
 }
 
 }  // namespace
+
+// Which kernel sets the tests below run here, and which they skip because this CPU (or OS) lacks them.
+TEST(quant_isas_here) {
+  for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni, Isa::Amx, Isa::Neon})
+    std::printf("     %-10s %s\n", isa_name(i), isa_supported(i) ? "tested" : "SKIPPED: not supported by this CPU/OS");
+  CHECK(isa_supported(Isa::Scalar) && isa_supported(best_isa()));
+}
 
 // dequantize(quantize(x)) of Gaussian rows: rmse / rms(x) below a bound per dtype, about 1.2x
 // what the codec gives (bits per weight in parentheses).
@@ -138,10 +146,12 @@ TEST(quant_roundtrip_edge_blocks) {
 }
 
 // Every ISA's tile against the scalar reference tile, on the same quantized activations, over
-// odd shapes and strides wider than a row; the reference against the dequantized math.
+// odd shapes and strides wider than a row; the reference against the dequantized math. The
+// sizes cross every kernel's blocking: micro-tiles of up to 8 rows, AMX's 16-row tiles in pairs
+// (and its hand-off to the VNNI tiles below 8 activation rows).
 TEST(quant_tiles_match_reference) {
   std::mt19937 rng(7);
-  const int sizes[] = {1, 2, 3, 5, 7, 16, 33};
+  const int sizes[] = {1, 2, 3, 5, 7, 8, 16, 33, 70};
   for (DType wt : kWeightTypes) {
     const WeightKernel* ref = weight_kernel(wt, Isa::Scalar);
     CHECK_MSG(ref, "no reference kernel for " << dtype_name(wt));
@@ -151,7 +161,7 @@ TEST(quant_tiles_match_reference) {
     else if (blk == 32) ks = {32, 96, 288};
     else ks = {256, 768};
     for (int64_t k : ks) {
-      const int nmax = 33;
+      const int nmax = 70;
       const size_t ws = row_bytes(wt, k) + 13;  // odd padding: rows start unaligned
       const std::vector<float> wf = randn(size_t(k) * nmax, rng, 0.5f);
       // Sized to end with the last row, so a sanitizer build catches reads past it.

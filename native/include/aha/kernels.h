@@ -14,11 +14,15 @@
 
 namespace aha {
 
-enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2, Avx512Vnni = 3, Neon = 4 };
+// x86 levels in increasing order (each implies the ones before it); Neon stands alone.
+// Avx512Vnni: AVX-512 with vpdpbusd/vpdpwssd. Amx: that plus AMX-INT8 tiles, which the OS
+// must grant (Linux arch_prctl) before a thread may use them.
+enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2, Avx512Vnni = 3, Neon = 4, Amx = 5 };
 const char* isa_name(Isa isa);
-Isa best_isa();                 // what this CPU supports best
-Isa active_isa();               // best_isa(), or the AHA_ISA override ("scalar", "avx2", ...)
-void set_active_isa(Isa isa);   // clamps to best_isa(); used by tests and --isa
+Isa best_isa();                 // what this CPU (and OS) supports best
+bool isa_supported(Isa isa);    // this machine runs isa's kernels
+Isa active_isa();               // best_isa(), or the AHA_ISA override ("scalar", "avx2", ..., "amx")
+void set_active_isa(Isa isa);   // an unsupported isa becomes best_isa(); used by tests and --isa
 
 // y[i * y_stride + j] = dot(A row i, W row j) for i < na, j < nw.
 // w/a point at the first row; strides are in bytes for w and a, in floats for y.
@@ -31,6 +35,9 @@ struct WeightKernel {
   DType weight;
   DType act;       // dtype the activations are converted to for this weight dtype
   DotTileFn tile;
+  // Matrix-matrix tiles matmul hands to `tile`: weight rows (0: a thread's whole share) and
+  // activation rows (0: all of them). Kernels that repack operands per call want big tiles.
+  int64_t panel_w = 64, panel_a = 64;
 };
 
 // nullptr when the dtype has no kernel (callers report "unsupported dtype").

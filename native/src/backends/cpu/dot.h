@@ -1,4 +1,5 @@
-// Per-ISA tables of the CPU dot-product kernels (dot_ref.cpp, dot_avx2.cpp, dot_avx512.cpp);
+// Per-ISA tables of the CPU dot-product kernels (dot_ref.cpp, dot_avx2.cpp, dot_avx512.cpp,
+// dot_avx512vnni.cpp, dot_amx.cpp);
 // dispatch.cpp picks one by the active ISA. Every table has one entry per weight dtype with a
 // kernel, and the activation quantizers for q8_0 / q8_K, which must produce exactly the bytes
 // of the scalar ones (quantize_row_q8_0_ref / quantize_row_q8_K_ref).
@@ -34,6 +35,16 @@ extern const CpuDotKernels kDot;
 namespace avx512 {
 extern const CpuDotKernels kDot;
 }
+namespace avx512vnni {
+extern const CpuDotKernels kDot;
+}
+// Only the int8 weight dtypes (AMX-INT8 tiles for prefill, the VNNI tiles for decode); the
+// others, and the activation quantizers, come from avx512vnni::kDot.
+#if defined(AHA_AMX)
+namespace amx {
+extern const CpuDotKernels kDot;
+}
+#endif
 #endif
 
 }  // namespace aha

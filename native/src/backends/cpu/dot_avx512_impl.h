@@ -1,11 +1,14 @@
-// AVX-512 (F/BW/DQ/VL, no VNNI) dot-product tiles. Tested against dot_ref.cpp.
+// AVX-512 (F/BW/DQ/VL) dot-product tiles, compiled twice: without VNNI into namespace avx512
+// (dot_avx512.cpp) and with it into avx512vnni (dot_avx512vnni.cpp), where the int8 products
+// become vpdpbusd / vpdpwssd. Tested against dot_ref.cpp.
 //
 // A tile is swept in micro-tiles of RW weight rows x RA activation rows with RW*RA vector
 // accumulators: each weight vector loaded (and unpacked) is used RA times, each activation
 // vector RW times. Decode (one activation row) uses taller micro-tiles (kRW1 rows) so more
 // weight rows stream at once.
 //
-// Integer products use vpmaddubsw (u8 x s8 -> s16 pairs) then vpmaddwd (-> s32). Weight quants
+// Integer products use vpmaddubsw (u8 x s8 -> s16 pairs) then vpmaddwd (-> s32), or vpdpbusd
+// (u8 x s8 -> s32, accumulating) with VNNI. Weight quants
 // stay unsigned as stored (q4: 0..15, q5: 0..31, q6: 0..63) and their offset (-8, -16, -32) is
 // subtracted through the sums of the activation quants; signed q8_0 weights move their sign
 // onto the activation (|w| * (sign(w) a)). No s16 sum saturates (63 * 127 * 2 < 32767), so
@@ -16,6 +19,7 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
+#pragma once
 #include <immintrin.h>
 
 #include <algorithm>
@@ -29,7 +33,7 @@
 
 namespace aha {
 
-namespace avx512 {
+namespace AHA_DOT_AVX512_NS {
 
 namespace {
 
@@ -54,8 +58,29 @@ inline float ldf(const uint8_t* p) {
   return v;
 }
 
-// Sums of u8 x s8 products over each 4 bytes -> 16 s32 lanes.
-inline __m512i dot_u8s8(__m512i u, __m512i s) { return _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1)); }
+// acc + the sums of u8 x s8 products over each 4 bytes -> 16 s32 lanes.
+inline __m512i dot_u8s8_acc(__m512i acc, __m512i u, __m512i s) {
+#if defined(__AVX512VNNI__)
+  return _mm512_dpbusd_epi32(acc, u, s);
+#else
+  return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1)));
+#endif
+}
+inline __m512i dot_u8s8(__m512i u, __m512i s) {
+#if defined(__AVX512VNNI__)
+  return _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, s);
+#else
+  return _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1));
+#endif
+}
+// acc + the s16 pair products x * y summed into s32 lanes.
+inline __m512i madd16_acc(__m512i acc, __m512i x, __m512i y) {
+#if defined(__AVX512VNNI__)
+  return _mm512_dpwssd_epi32(acc, x, y);
+#else
+  return _mm512_add_epi32(acc, _mm512_madd_epi16(x, y));
+#endif
+}
 
 // f32 lanes 0-7 = fp16 at p, lanes 8-15 = fp16 at p + off (0 when Half).
 template <bool Half>
@@ -140,7 +165,7 @@ struct QSym {
     __m512 d;
   };
   struct A {
-    __m512i q, off;  // off: Off x the activation sums
+    __m512i q, noff;  // noff: -Off x the activation sums
     __m512 d;
   };
   template <bool Half>
@@ -152,10 +177,10 @@ struct QSym {
   template <bool Half>
   static A load_a(const uint8_t* b) {
     const ActQ8 a = load_q8_0<Half>(b);
-    return {a.q, _mm512_slli_epi32(act_sums(a.q), Five ? 4 : 3), a.d};
+    return {a.q, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(act_sums(a.q), Five ? 4 : 3)), a.d};
   }
   static void madd(__m512& acc, const W& w, const A& a) {
-    const __m512i s = _mm512_sub_epi32(dot_u8s8(w.q, a.q), a.off);
+    const __m512i s = dot_u8s8_acc(a.noff, w.q, a.q);
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(w.d, a.d), acc);
   }
 };
@@ -461,7 +486,7 @@ struct MicroK {
           const __m512i av = load512(ab + size_t(c) * as + 4 + 64 * size_t(i));
 #pragma GCC unroll 8
           for (int r = 0; r < RW; r++)
-            isum[r][c] = _mm512_add_epi32(isum[r][c], _mm512_madd_epi16(_mm512_maddubs_epi16(q[r], av), sc[r]));
+            isum[r][c] = madd16_acc(isum[r][c], _mm512_maddubs_epi16(q[r], av), sc[r]);
         }
       }
 #pragma GCC unroll 8
@@ -610,6 +635,6 @@ const WeightKernel kKernels[] = {
 
 const CpuDotKernels kDot = {kKernels, int(sizeof(kKernels) / sizeof(kKernels[0])), quantize_q8_0, quantize_q8_K};
 
-}  // namespace avx512
+}  // namespace AHA_DOT_AVX512_NS
 
 }  // namespace aha

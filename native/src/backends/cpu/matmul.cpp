@@ -9,10 +9,6 @@ namespace aha {
 
 namespace {
 
-// Tile sizes for the matrix-matrix path: a tile of weight rows stays in L2 while every
-// activation row block streams past it.
-constexpr int64_t kRowsPerTile = 64;   // weight rows
-constexpr int64_t kActPerTile = 64;    // activation rows
 constexpr int64_t kDecodeMaxM = 4;     // up to this many rows: one pass over W per thread range
 
 const WeightKernel& kernel_for(const Tensor& W, Isa isa) {
@@ -44,18 +40,20 @@ void matmul(const Tensor& W, const float* x, int64_t m, float* y, ThreadPool& po
   pool.parallel_for(m, [&](int64_t i0, int64_t i1, int) {
     for (int64_t i = i0; i < i1; i++) quantize_act(kern.act, x + i * k, act + size_t(i) * a_stride, k, isa);
   });
-  // Each thread owns a contiguous range of weight-row tiles and sweeps all activation blocks.
-  const int64_t n_tiles = (n_out + kRowsPerTile - 1) / kRowsPerTile;
-  pool.parallel_for(n_tiles, [&](int64_t t0, int64_t t1, int) {
-    for (int64_t t = t0; t < t1; t++) {
-      const int64_t r0 = t * kRowsPerTile, nr = std::min(kRowsPerTile, n_out - r0);
-      for (int64_t i0 = 0; i0 < m; i0 += kActPerTile) {
-        const int64_t na = std::min(kActPerTile, m - i0);
+  // Each thread owns a contiguous range of weight rows and sweeps all activation rows, in
+  // tiles of the kernel's panel sizes (a weight tile stays in L2 while the activations stream past).
+  const int64_t pw = kern.panel_w, pa = kern.panel_a ? kern.panel_a : m;
+  pool.parallel_for(n_out, [&](int64_t j0, int64_t j1, int) {
+    const int64_t step = pw ? pw : j1 - j0;
+    for (int64_t r0 = j0; r0 < j1; r0 += step) {
+      const int64_t nr = std::min(step, j1 - r0);
+      for (int64_t i0 = 0; i0 < m; i0 += pa) {
+        const int64_t na = std::min(pa, m - i0);
         kern.tile(k, w + size_t(r0) * W.row_bytes, W.row_bytes, int(nr), act + size_t(i0) * a_stride, a_stride, int(na),
                   y + i0 * n_out + r0, size_t(n_out));
       }
     }
-  });
+  }, 32);
 }
 
 void matmul_reference(const Tensor& W, const float* x, int64_t m, float* y) {

@@ -100,7 +100,7 @@ static const CpuOps kRefOps = {ref::rmsnorm, ref::swiglu, ref::add, ref::attenti
 
 const CpuOps& cpu_ops(Isa isa) {
 #if defined(AHA_X86)
-  if (isa == Isa::Avx512 || isa == Isa::Avx512Vnni) return avx512::kOps;
+  if (isa == Isa::Avx512 || isa == Isa::Avx512Vnni || isa == Isa::Amx) return avx512::kOps;
 #endif
   return kRefOps;
 }

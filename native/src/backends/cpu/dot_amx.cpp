@@ -1,0 +1,351 @@
+// AMX-INT8 matrix-matrix tiles for the int8 weight dtypes. Tested against dot_ref.cpp.
+//
+// A tile call computes nw weight rows x na activation rows in three steps:
+//  1. the activation rows (q8_0 or q8_K, as matmul quantized them) are packed once into the
+//     layout tdpbssd wants for its B operand: per 16 rows and per sub-block of ks values
+//     (ks = 32, or 16 for q6_K), ks/4 rows of 16 x 4 bytes; their scales as floats, and for
+//     the dtypes with a min term, scale x the sum of the sub-block's quants;
+//  2. every 32 weight rows are unpacked to signed int8 (row-major, the A operand as is) with a
+//     float scale (and min) per sub-block, the block-wise dequantization minus the products;
+//  3. for every 32 activation rows, each sub-block is one tdpbssd per 16 x 16 output tile
+//     (exact int32 dot products of ks values), and AVX-512 adds them into float accumulators
+//     with the weight-scale x activation-scale of the sub-block: the reference's per-block
+//     float combination in another order.
+// Tiles: tmm0-3 the four 16 x 16 s32 products, tmm4-5 two groups of 16 weight rows, tmm6-7 two
+// groups of 16 activation rows. Fewer than kMinActRows activation rows (decode) go to the
+// AVX-512 VNNI tiles, which stream the weights once without the unpacking.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "backends/cpu/dot.h"
+#include "core/quants.h"
+
+namespace aha {
+
+namespace amx {
+
+namespace {
+
+constexpr int kMinActRows = 8;
+
+// The palette-1 tile configuration (Intel SDM, LDTILECFG).
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// This thread's tiles shaped for sub-blocks of ks values (configured once per thread and ks).
+void configure(int ks) {
+  thread_local int current = 0;
+  if (current == ks) return;
+  TileConfig c;
+  for (int t = 0; t < 4; t++) c.rows[t] = 16, c.colsb[t] = 64;          // C: 16 x 16 s32
+  for (int t = 4; t < 6; t++) c.rows[t] = 16, c.colsb[t] = uint16_t(ks);  // A: 16 weight rows x ks
+  for (int t = 6; t < 8; t++) c.rows[t] = uint8_t(ks / 4), c.colsb[t] = 64;  // B: ks/4 x (16 rows x 4)
+  _tile_loadconfig(&c);
+  current = ks;
+}
+
+inline float h2f(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+// ---- weight unpackers: one row of k values -> q[k] signed int8 in element order, scale[k/ks]
+// and (HasMin) min[k/ks], so that x = scale * q + min per sub-block of ks.
+
+struct WQ8_0 {
+  static constexpr DType kType = DType::Q8_0;
+  static constexpr int kSub = 32;
+  static constexpr bool kHasMin = false;
+  static void unpack(const uint8_t* w, int64_t k, int8_t* q, float* scale, float*) {
+    for (int64_t b = 0; b < k / QK; b++, w += sizeof(block_q8_0)) {
+      scale[b] = h2f(w);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + QK * b), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2)));
+    }
+  }
+};
+
+// 16 bytes of nibbles -> 32 values: low nibbles first, then high, minus off.
+inline void nibbles(const uint8_t* p, int8_t* q, int off) {
+  const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), m = _mm_set1_epi8(0x0F);
+  const __m256i v = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(x, 4), m), _mm_and_si128(x, m));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), _mm256_sub_epi8(v, _mm256_set1_epi8(char(off))));
+}
+
+// 32 nibble values at q plus 16 where bit i of qh (32 bits) is set.
+inline void add_bit5(int8_t* q, uint32_t qh) {
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), _mm256_mask_add_epi8(v, __mmask32(qh), v, _mm256_set1_epi8(16)));
+}
+
+template <bool Five, bool Min>
+struct WQLegacy {
+  // q4_0 (d, qs), q4_1 (d, m, qs), q5_0 (d, qh, qs), q5_1 (d, m, qh, qs)
+  static constexpr DType kType = Five ? (Min ? DType::Q5_1 : DType::Q5_0) : (Min ? DType::Q4_1 : DType::Q4_0);
+  static constexpr int kSub = 32;
+  static constexpr bool kHasMin = Min;
+  static constexpr size_t kBlock = 2 + (Min ? 2 : 0) + (Five ? 4 : 0) + 16;
+  static constexpr int kOff = Min ? 0 : (Five ? 16 : 8);
+  static void unpack(const uint8_t* w, int64_t k, int8_t* q, float* scale, float* min) {
+    for (int64_t b = 0; b < k / QK; b++, w += kBlock) {
+      scale[b] = h2f(w);
+      if (Min) min[b] = h2f(w + 2);
+      const uint8_t* qs = w + kBlock - 16;
+      if (Five) {
+        uint32_t qh;
+        std::memcpy(&qh, qs - 4, 4);
+        nibbles(qs, q + QK * b, 0);
+        add_bit5(q + QK * b, qh);
+        if (kOff) {
+          __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + QK * b));
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + QK * b), _mm256_sub_epi8(v, _mm256_set1_epi8(char(kOff))));
+        }
+      } else {
+        nibbles(qs, q + QK * b, kOff);
+      }
+    }
+  }
+};
+
+// q4_K / q5_K: sub-block j of 32 is d sc[j] q - dmin mn[j].
+template <bool Five>
+struct WQ45K {
+  static constexpr DType kType = Five ? DType::Q5_K : DType::Q4_K;
+  static constexpr int kSub = 32;
+  static constexpr bool kHasMin = true;
+  static void unpack(const uint8_t* w, int64_t k, int8_t* q, float* scale, float* min) {
+    const size_t bytes = Five ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    for (int64_t sb = 0; sb < k / QK_K; sb++, w += bytes, q += QK_K, scale += 8, min += 8) {
+      auto* x4 = reinterpret_cast<const block_q4_K*>(w);
+      auto* x5 = reinterpret_cast<const block_q5_K*>(w);
+      const float d = h2f(w), dmin = h2f(w + 2);
+      const uint8_t* qs = Five ? x5->qs : x4->qs;
+      for (int c = 0; c < 4; c++) {
+        // 32 bytes: sub-block 2c in the low nibbles, 2c + 1 in the high.
+        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * c)), m = _mm256_set1_epi8(0x0F);
+        __m256i lo = _mm256_and_si256(x, m), hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), m);
+        if (Five) {
+          const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x5->qh));
+          lo = _mm256_mask_add_epi8(lo, _mm256_test_epi8_mask(h, _mm256_set1_epi8(char(1 << (2 * c)))), lo, _mm256_set1_epi8(16));
+          hi = _mm256_mask_add_epi8(hi, _mm256_test_epi8_mask(h, _mm256_set1_epi8(char(1 << (2 * c + 1)))), hi, _mm256_set1_epi8(16));
+        }
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 64 * c), lo);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 64 * c + 32), hi);
+      }
+      for (int j = 0; j < 8; j++) {
+        uint8_t sc, mn;
+        get_scale_min_k4(j, x4->scales, &sc, &mn);
+        scale[j] = d * float(sc);
+        min[j] = -dmin * float(mn);
+      }
+    }
+  }
+};
+
+// q6_K: sub-block j of 16 is d scales[j] (q - 32).
+struct WQ6K {
+  static constexpr DType kType = DType::Q6_K;
+  static constexpr int kSub = 16;
+  static constexpr bool kHasMin = false;
+  static void unpack(const uint8_t* w, int64_t k, int8_t* q, float* scale, float*) {
+    for (int64_t sb = 0; sb < k / QK_K; sb++, w += sizeof(block_q6_K), q += QK_K, scale += 16) {
+      auto* x = reinterpret_cast<const block_q6_K*>(w);
+      const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3), o = _mm256_set1_epi8(32);
+      for (int h = 0; h < 2; h++) {
+        // Element 128 h + 32 g + l: ql[64 h + l + 32 (g & 1)] nibble g / 2, qh[32 h + l] bits 2 g.
+        const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x->ql + 64 * h));
+        const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x->ql + 64 * h + 32));
+        const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x->qh + 32 * h));
+        const __m256i lo[4] = {_mm256_and_si256(l0, m4), _mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                               _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4)};
+        for (int g = 0; g < 4; g++) {
+          const __m256i hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), m3), 4);
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 128 * h + 32 * g), _mm256_sub_epi8(_mm256_or_si256(lo[g], hi), o));
+        }
+      }
+      const float d = h2f(w + 208);
+      for (int j = 0; j < 16; j++) scale[j] = d * float(x->scales[j]);
+    }
+  }
+};
+
+// ---- packed activations: per group t of 16 rows and sub-block s, the B operand (ks/4 rows of
+// 16 x 4 bytes), and 16 floats each of scale and scale x quant sum (rows past na: zero).
+struct PackedActs {
+  std::vector<int8_t> q;   // [groups][subs][ks/4][16][4]
+  std::vector<float> d;    // [groups][subs][16]
+  std::vector<float> dsum; // [groups][subs][16], when the weight dtype has a min term
+};
+
+// Where sub-block s of an activation row starts, for q8_0 (ks = 32) and q8_K (ks = 32 or 16).
+template <DType Act, int Ks>
+struct ActLayout {
+  static constexpr int64_t kPerBlock = Act == DType::Q8_0 ? 1 : QK_K / Ks;  // sub-blocks per block
+  static constexpr size_t kBlock = Act == DType::Q8_0 ? sizeof(block_q8_0) : sizeof(block_q8_K);
+  static size_t block(int64_t s) { return size_t(s / kPerBlock) * kBlock; }
+  static size_t quants(int64_t s) { return block(s) + (Act == DType::Q8_0 ? 2 : 4 + size_t(s % kPerBlock) * Ks); }
+};
+
+template <DType Act, int Ks, bool Sums>
+void pack_acts(int64_t k, const uint8_t* a, size_t as, int na, PackedActs& p) {
+  using L = ActLayout<Act, Ks>;
+  const int64_t ns = k / Ks, groups = (na + 31) / 32 * 2;  // whole pairs of groups
+  p.q.resize(size_t(groups * ns) * Ks * 16);
+  p.d.resize(size_t(groups * ns) * 16);
+  if (Sums) p.dsum.resize(p.d.size());
+  const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(int(as)));
+  for (int64_t t = 0; t < groups; t++) {
+    const int rows = int(std::max<int64_t>(0, std::min<int64_t>(16, na - 16 * t)));
+    const __mmask16 live = __mmask16((1u << rows) - 1);
+    const uint8_t* base = a + size_t(16 * t) * as;
+    for (int64_t s = 0; s < ns; s++) {
+      int8_t* dst = p.q.data() + size_t(t * ns + s) * Ks * 16;
+      const uint8_t* qs = base + L::quants(s);
+      __m512i sum = _mm512_setzero_si512();
+      for (int r = 0; r < Ks / 4; r++) {
+        const __m512i v = rows ? _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, qs + 4 * r, 1) : _mm512_setzero_si512();
+        _mm512_storeu_si512(dst + 64 * r, v);
+        if (Sums && Act == DType::Q8_0) sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), v);
+      }
+      const uint8_t* blk = base + L::block(s);
+      __m512 d;
+      if (!rows) d = _mm512_setzero_ps();
+      else if (Act == DType::Q8_0) {
+        const __m512i h = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, blk, 1);
+        d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));
+      } else {
+        d = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, idx, blk, 1);
+      }
+      _mm512_storeu_ps(p.d.data() + size_t(t * ns + s) * 16, d);
+      if (Sums) {
+        if (Act == DType::Q8_K) {
+          // bsums 2j and 2j + 1 (two s16 in one dword) of sub-block j of 32.
+          const __m512i b = rows ? _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, blk + 260 + 4 * (s % L::kPerBlock), 1)
+                                 : _mm512_setzero_si512();
+          sum = _mm512_add_epi32(_mm512_srai_epi32(_mm512_slli_epi32(b, 16), 16), _mm512_srai_epi32(b, 16));
+        }
+        _mm512_storeu_ps(p.dsum.data() + size_t(t * ns + s) * 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(sum)));
+      }
+    }
+  }
+}
+
+// ---- the tile: see the header comment.
+template <class W, DType Act>
+void tile_amx(int64_t k, const void* wv, size_t ws, int nw, const void* av, size_t as, int na, float* y, size_t ys) {
+  constexpr int Ks = W::kSub;
+  constexpr bool Min = W::kHasMin;
+  if (na < kMinActRows) {
+    static const DotTileFn vnni = [] {
+      const CpuDotKernels& t = avx512vnni::kDot;
+      for (int i = 0; i < t.n; i++)
+        if (t.kernels[i].weight == W::kType) return t.kernels[i].tile;
+      return DotTileFn(nullptr);
+    }();
+    return vnni(k, wv, ws, nw, av, as, na, y, ys);
+  }
+  const uint8_t* w = static_cast<const uint8_t*>(wv);
+  const int64_t ns = k / Ks, groups = (na + 31) / 32 * 2;
+  thread_local PackedActs acts;
+  pack_acts<Act, Ks, Min>(k, static_cast<const uint8_t*>(av), as, na, acts);
+  thread_local std::vector<int8_t> wq;  // [32][k]
+  thread_local std::vector<float> wsc, wmn;  // [32][ns]
+  wq.resize(size_t(32 * k));
+  wsc.resize(size_t(32 * ns));
+  wmn.resize(size_t(32 * ns));
+  configure(Ks);
+  alignas(64) int32_t c[4][16][16];
+  for (int j0 = 0; j0 < nw; j0 += 32) {
+    const int rows = std::min(32, nw - j0);
+    for (int r = 0; r < 32; r++) {
+      if (r < rows) {
+        W::unpack(w + size_t(j0 + r) * ws, k, wq.data() + size_t(r) * size_t(k), wsc.data() + size_t(r * ns), wmn.data() + size_t(r * ns));
+      } else {
+        std::memset(wq.data() + size_t(r) * size_t(k), 0, size_t(k));
+        std::memset(wsc.data() + size_t(r * ns), 0, size_t(ns) * sizeof(float));
+        std::memset(wmn.data() + size_t(r * ns), 0, size_t(ns) * sizeof(float));
+      }
+    }
+    for (int64_t t0 = 0; t0 < groups; t0 += 2) {
+      __m512 acc[32][2];
+      for (auto& row : acc) row[0] = row[1] = _mm512_setzero_ps();
+      for (int64_t s = 0; s < ns; s++) {
+        _tile_loadd(4, wq.data() + s * Ks, k);
+        _tile_loadd(5, wq.data() + 16 * k + s * Ks, k);
+        _tile_loadd(6, acts.q.data() + size_t(t0 * ns + s) * Ks * 16, 64);
+        _tile_loadd(7, acts.q.data() + size_t((t0 + 1) * ns + s) * Ks * 16, 64);
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        _tile_dpbssd(0, 4, 6);
+        _tile_dpbssd(1, 4, 7);
+        _tile_dpbssd(2, 5, 6);
+        _tile_dpbssd(3, 5, 7);
+        _tile_stored(0, c[0], 64);
+        _tile_stored(1, c[1], 64);
+        _tile_stored(2, c[2], 64);
+        _tile_stored(3, c[3], 64);
+        const __m512 ad[2] = {_mm512_loadu_ps(acts.d.data() + size_t(t0 * ns + s) * 16),
+                              _mm512_loadu_ps(acts.d.data() + size_t((t0 + 1) * ns + s) * 16)};
+        __m512 am[2];
+        if (Min) {
+          am[0] = _mm512_loadu_ps(acts.dsum.data() + size_t(t0 * ns + s) * 16);
+          am[1] = _mm512_loadu_ps(acts.dsum.data() + size_t((t0 + 1) * ns + s) * 16);
+        }
+#pragma GCC unroll 32
+        for (int j = 0; j < 32; j++) {
+          const __m512 sw = _mm512_set1_ps(wsc[size_t(j * ns + s)]);
+#pragma GCC unroll 2
+          for (int h = 0; h < 2; h++) {
+            const __m512 v = _mm512_cvtepi32_ps(_mm512_load_si512(c[2 * (j / 16) + h][j % 16]));
+            acc[j][h] = _mm512_fmadd_ps(v, _mm512_mul_ps(sw, ad[h]), acc[j][h]);
+            if (Min) acc[j][h] = _mm512_fmadd_ps(_mm512_set1_ps(wmn[size_t(j * ns + s)]), am[h], acc[j][h]);
+          }
+        }
+      }
+      // acc[j][h] lane l is weight row j0 + j, activation row 16 (t0 + h) + l.
+      for (int h = 0; h < 2; h++) {
+        const int64_t i0 = 16 * (t0 + h);
+        const int live = int(std::min<int64_t>(16, na - i0));
+        if (live <= 0) continue;
+        alignas(64) float col[16];
+        for (int j = 0; j < rows; j++) {
+          _mm512_store_ps(col, acc[j][h]);
+          for (int l = 0; l < live; l++) y[size_t(i0 + l) * ys + size_t(j0 + j)] = col[l];
+        }
+      }
+    }
+  }
+}
+
+const WeightKernel kKernels[] = {
+    {DType::Q4_0, DType::Q8_0, tile_amx<WQLegacy<false, false>, DType::Q8_0>, 0, 0},
+    {DType::Q4_1, DType::Q8_0, tile_amx<WQLegacy<false, true>, DType::Q8_0>, 0, 0},
+    {DType::Q5_0, DType::Q8_0, tile_amx<WQLegacy<true, false>, DType::Q8_0>, 0, 0},
+    {DType::Q5_1, DType::Q8_0, tile_amx<WQLegacy<true, true>, DType::Q8_0>, 0, 0},
+    {DType::Q8_0, DType::Q8_0, tile_amx<WQ8_0, DType::Q8_0>, 0, 0},
+    {DType::Q4_K, DType::Q8_K, tile_amx<WQ45K<false>, DType::Q8_K>, 0, 0},
+    {DType::Q5_K, DType::Q8_K, tile_amx<WQ45K<true>, DType::Q8_K>, 0, 0},
+    {DType::Q6_K, DType::Q8_K, tile_amx<WQ6K, DType::Q8_K>, 0, 0},
+};
+
+}  // namespace
+
+// The activation quantizers are the VNNI table's (the same bytes as the reference's).
+const CpuDotKernels kDot = {kKernels, int(sizeof(kKernels) / sizeof(kKernels[0])), nullptr, nullptr};
+
+}  // namespace amx
+
+}  // namespace aha
