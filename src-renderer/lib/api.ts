@@ -9,6 +9,20 @@ export { RequestError, type ConnectionStatus } from './transport.ts';
 const KEY_STORAGE = 'aha.apiKey';
 
 /** The server's API key: `?key=` in the address (then remembered and taken out of it), or the remembered one. */
+/** Remembers a key typed after the server refused the connection, and starts over with it. */
+export function retryWithApiKey(key: string): void {
+  try {
+    localStorage.setItem(KEY_STORAGE, key);
+  } catch {
+    // Without storage the key travels in the address instead.
+    const url = new URL(location.href);
+    url.searchParams.set('key', key);
+    location.replace(url);
+    return;
+  }
+  location.reload();
+}
+
 function apiKey(): string | null {
   const url = new URL(location.href);
   const fromUrl = url.searchParams.get('key');
@@ -30,7 +44,7 @@ function apiKey(): string | null {
 }
 
 let setStatus: (s: ConnectionStatus) => void = () => {};
-let current: ConnectionStatus = { state: 'connecting', reason: '', opened: 0 };
+let current: ConnectionStatus = { state: 'connecting', reason: '', refused: false, opened: 0 };
 
 /** connected / reconnecting, for the banner and for resyncing the stores after a reconnect. */
 export const connection: Readable<ConnectionStatus> = readable(current, (set) => {
@@ -49,7 +63,7 @@ function report(s: ConnectionStatus): void {
 function choose(): Api {
   const bridge = (window as unknown as { aha?: Bridge }).aha;
   if (bridge) {
-    report({ state: 'connected', reason: '', opened: 1 });
+    report({ state: 'connected', reason: '', refused: false, opened: 1 });
     return bridgeApi(bridge);
   }
   return socketApi({

@@ -38,6 +38,8 @@ export interface ConnectionStatus {
   state: ConnectionState;
   /** Why the last connection closed, when the server said (a refused API key, for one). */
   reason: string;
+  /** The server turned the connection away (close code 4401 or 1008, or a reason about the key). */
+  refused: boolean;
   /** Times the socket has (re)opened; stores resync when it goes past 1. */
   opened: number;
 }
@@ -89,7 +91,7 @@ export function socketApi(options: SocketOptions): Api & { close(): void } {
   const setTimer = options.setTimer ?? ((fn, ms) => setTimeout(fn, ms));
   const listeners = new Map<string, Set<(data: unknown) => void>>();
   const pending = new Map<number, Pending>();
-  const status: ConnectionStatus = { state: 'connecting', reason: '', opened: 0 };
+  const status: ConnectionStatus = { state: 'connecting', reason: '', refused: false, opened: 0 };
   let nextId = 1;
   let delay = minDelay;
   let socket: SocketLike | null = null;
@@ -138,7 +140,7 @@ export function socketApi(options: SocketOptions): Api & { close(): void } {
     ws.onopen = () => {
       delay = minDelay;
       if (options.key) ws.send(JSON.stringify({ auth: options.key }));
-      report({ state: 'connected', reason: '', opened: status.opened + 1 });
+      report({ state: 'connected', reason: '', refused: false, opened: status.opened + 1 });
       flush();
     };
     ws.onmessage = (e) => receive(e.data);
@@ -155,7 +157,11 @@ export function socketApi(options: SocketOptions): Api & { close(): void } {
       for (const p of pending.values()) p.reject(lost);
       pending.clear();
       if (closed) return;
-      report({ state: 'reconnecting', reason: e.reason || (e.code === 1006 ? '' : `closed (${e.code})`) });
+      report({
+        state: 'reconnecting',
+        reason: e.reason || (e.code === 1006 ? '' : `closed (${e.code})`),
+        refused: e.code === 4401 || e.code === 1008 || /\b(key|auth)/i.test(e.reason),
+      });
       schedule();
     };
   };

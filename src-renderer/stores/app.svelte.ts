@@ -24,7 +24,7 @@ export function showView(view: View): void {
 
 async function loadAll(): Promise<void> {
   const [info] = await Promise.all([
-    attempt(() => api.invoke('app.info', {}), 'Could not read the app information'),
+    attempt(() => api.invoke('app.info', {}), 'Could not read the app information', { background: true }),
     loadSettings(),
     loadModels(),
     loadConversations(),
@@ -32,20 +32,27 @@ async function loadAll(): Promise<void> {
   if (info) ui.info = info;
 }
 
+async function openRecent(): Promise<void> {
+  const recent = chat.conversations[0];
+  if (recent && !chat.open) await openConversation(recent.id);
+}
+
 /** Loads everything and opens the most recent conversation; returns the disposer of the listeners. */
 export async function startApp(): Promise<() => void> {
   const offs = [watchModels(), watchChat()];
-  let opened = 0;
+  // Events were missed while the connection was down (or the first load never reached the server).
+  let stale = false;
   offs.push(
     connection.subscribe((status) => {
-      if (status.state !== 'connected') return;
-      if (opened && status.opened > opened) void loadAll().then(reloadOpen);
-      opened = status.opened;
+      if (status.state === 'reconnecting') stale = true;
+      else if (status.state === 'connected' && stale) {
+        stale = false;
+        void loadAll().then(() => (chat.open ? reloadOpen() : openRecent()));
+      }
     }),
   );
   await loadAll();
-  const recent = chat.conversations[0];
-  if (recent && !chat.open) await openConversation(recent.id);
+  await openRecent();
   ui.started = true;
   return () => offs.forEach((off) => off());
 }

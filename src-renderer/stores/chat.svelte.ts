@@ -102,7 +102,7 @@ export function watchChat(): () => void {
 }
 
 export async function loadConversations(): Promise<void> {
-  const list = await attempt(() => api.invoke('chat.list', {}), 'Could not list the conversations');
+  const list = await attempt(() => api.invoke('chat.list', {}), 'Could not list the conversations', { background: true });
   if (!list) return;
   chat.conversations = list;
   sortConversations();

@@ -32,8 +32,8 @@ export function watchModels(): () => void {
 
 export async function loadModels(): Promise<void> {
   const [list, engine] = await Promise.all([
-    attempt(() => api.invoke('models.list', {}), 'Could not list the models'),
-    attempt(() => api.invoke('models.state', {}), 'Could not read the engine state'),
+    attempt(() => api.invoke('models.list', {}), 'Could not list the models', { background: true }),
+    attempt(() => api.invoke('models.state', {}), 'Could not read the engine state', { background: true }),
   ]);
   if (list) {
     models.list = list;

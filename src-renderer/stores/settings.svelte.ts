@@ -6,7 +6,7 @@ import { attempt } from './toasts.svelte.ts';
 export const settings = $state<{ value: Settings | null }>({ value: null });
 
 export async function loadSettings(): Promise<void> {
-  const value = await attempt(() => api.invoke('settings.get', {}), 'Could not read the settings');
+  const value = await attempt(() => api.invoke('settings.get', {}), 'Could not read the settings', { background: true });
   if (value) settings.value = value;
 }
 

@@ -1,4 +1,6 @@
 // Messages for the user: every failed request ends up here, with the server's own words.
+import { RequestError } from '../lib/api.ts';
+
 export interface Toast {
   id: number;
   kind: 'error' | 'info';
@@ -28,12 +30,16 @@ export function reportError(error: unknown, doing?: string): void {
   notify(doing ? `${doing}: ${message}` : message, 'error');
 }
 
-/** Runs an action and reports its failure; undefined when it failed. */
-export async function attempt<T>(action: () => Promise<T>, doing?: string): Promise<T | undefined> {
+/**
+ * Runs an action and reports its failure; undefined when it failed. A `background` read that
+ * failed for want of a connection is not reported: the banner says so, and it runs again on
+ * reconnect.
+ */
+export async function attempt<T>(action: () => Promise<T>, doing?: string, { background = false } = {}): Promise<T | undefined> {
   try {
     return await action();
   } catch (error) {
-    reportError(error, doing);
+    if (!(background && error instanceof RequestError && error.code === 'disconnected')) reportError(error, doing);
     return undefined;
   }
 }

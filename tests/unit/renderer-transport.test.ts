@@ -125,6 +125,15 @@ test('a refusal reason from the server is reported', () => {
   sockets[0].open();
   sockets[0].drop(4401, 'wrong API key');
   assert.equal(statuses.at(-1)?.reason, 'wrong API key');
+  assert.equal(statuses.at(-1)?.refused, true);
+});
+
+test('an ordinary drop is not a refusal', () => {
+  const { sockets, statuses } = harness();
+  sockets[0].open();
+  sockets[0].drop(1006);
+  assert.equal(statuses.at(-1)?.refused, false);
+  assert.equal(statuses.at(-1)?.reason, '');
 });
 
 test('the Electron bridge unwraps envelopes and passes events through', async () => {
