@@ -22,6 +22,11 @@ export const chat = $state({
 
 /** Deltas that arrived before the request that created their message answered. */
 const early = new Map<number, EventOf<'chat.delta'>[]>();
+/**
+ * Answers still streaming in conversations that left the screen, kept growing: the stored text
+ * `chat.get` returns lags behind the stream, so coming back takes whichever holds more.
+ */
+const offscreen = new Map<number, { message: Message; live: LiveAnswer }>();
 /** Bumped on every switch of conversation, so that a late answer for the previous one is dropped. */
 let openToken = 0;
 
@@ -53,6 +58,12 @@ const streamedLength = (m: Message) => m.reasoning.length + m.content.length;
  * snapshot from `chat.get` may already hold them, and `chat.done` settles the text either way.
  */
 function track(message: Message, { startedAt = Date.now(), replay = false } = {}): void {
+  const kept = offscreen.get(message.id);
+  offscreen.delete(message.id);
+  if (kept && message.status === 'streaming' && streamedLength(kept.message) >= streamedLength(message)) {
+    message = kept.message;
+    chat.live[message.id] = kept.live;
+  }
   const known = chat.messages[message.id];
   // `chat.done`, or a snapshot read meanwhile, can overtake the answer to the request that started the message.
   if (message.status === 'streaming' && known && (known.status !== 'streaming' || streamedLength(known) > streamedLength(message))) return;
@@ -65,7 +76,11 @@ function track(message: Message, { startedAt = Date.now(), replay = false } = {}
 }
 
 function onDelta(delta: EventOf<'chat.delta'>): void {
-  if (chat.open?.id !== delta.conversationId) return;
+  if (chat.open?.id !== delta.conversationId) {
+    const kept = offscreen.get(delta.messageId);
+    if (kept) applyDelta(kept.message, kept.live, delta, Date.now());
+    return;
+  }
   const message = chat.messages[delta.messageId];
   if (!message) {
     const queued = early.get(delta.messageId);
@@ -80,6 +95,7 @@ function onDelta(delta: EventOf<'chat.delta'>): void {
 
 function onDone({ message }: EventOf<'chat.done'>): void {
   early.delete(message.id);
+  offscreen.delete(message.id);
   if (chat.open?.id !== message.conversationId) return;
   chat.messages[message.id] = message;
   delete chat.live[message.id];
@@ -109,15 +125,25 @@ export async function loadConversations(): Promise<void> {
   chat.loaded = true;
 }
 
+/** Puts a conversation on screen (or none); answers streaming in the one leaving are kept growing. */
+function show(conversation: Conversation | null, messages: Message[]): void {
+  for (const m of Object.values(chat.messages)) {
+    if (m.status !== 'streaming') continue;
+    const live = chat.live[m.id] ?? { thinking: false, startedAt: Date.now() };
+    offscreen.set(m.id, { message: $state.snapshot(m), live: { ...live } });
+  }
+  early.clear();
+  chat.open = conversation;
+  chat.messages = {};
+  chat.live = {};
+  for (const m of messages) track(m);
+}
+
 export async function openConversation(id: number): Promise<void> {
   const token = ++openToken;
   const got = await attempt(() => api.invoke('chat.get', { id }), 'Could not open the conversation');
   if (!got || token !== openToken) return;
-  early.clear();
-  chat.open = got.conversation;
-  chat.messages = {};
-  chat.live = {};
-  for (const m of got.messages) track(m);
+  show(got.conversation, got.messages);
 }
 
 /** After a reconnect: whatever happened meanwhile is read again. */
@@ -127,10 +153,7 @@ export async function reloadOpen(): Promise<void> {
 
 export function closeConversation(): void {
   openToken++;
-  early.clear();
-  chat.open = null;
-  chat.messages = {};
-  chat.live = {};
+  show(null, []);
 }
 
 /** The model a new conversation starts with: the one loaded, else the last one used, else the first. */
@@ -149,10 +172,7 @@ export async function newConversation(): Promise<Conversation | undefined> {
   if (!conversation) return undefined;
   upsertConversation(conversation);
   openToken++;
-  early.clear();
-  chat.open = conversation;
-  chat.messages = {};
-  chat.live = {};
+  show(conversation, []);
   return conversation;
 }
 
