@@ -13,7 +13,7 @@ export interface ThreadEntry {
   index: number;
 }
 
-export function childrenOf(messages: Iterable<Message>): Map<number | null, Message[]> {
+function childrenOf(messages: Iterable<Message>): Map<number | null, Message[]> {
   const children = new Map<number | null, Message[]>();
   for (const m of messages) {
     const list = children.get(m.parentId);
