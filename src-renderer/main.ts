@@ -1,4 +1,3 @@
-import './lib/zod-jitless.ts';
 import 'katex/dist/katex.min.css';
 import './app.css';
 import { mount } from 'svelte';

@@ -7,6 +7,9 @@
 //   event    { event, data }           (pushed to every subscriber; `on` returns a disposer)
 import { z } from 'zod';
 
+// The defaults live apart, without zod, so that the renderer can take them alone.
+export { defaultSampling, samplingPresets, defaultSettings } from './defaults.ts';
+
 // ---------------------------------------------------------------------------------------------
 // Shared shapes
 
@@ -21,24 +24,6 @@ export const Sampling = z.object({
 });
 export type Sampling = z.infer<typeof Sampling>;
 
-/** R1's recommended sampling (DeepSeek's model card): temperature 0.6, top-p 0.95. */
-export const defaultSampling: Sampling = {
-  temperature: 0.6,
-  topP: 0.95,
-  topK: 0,
-  minP: 0,
-  repetitionPenalty: 1,
-  maxTokens: 4096,
-  seed: null,
-};
-
-export const samplingPresets = {
-  'R1 recommended': defaultSampling,
-  Precise: { ...defaultSampling, temperature: 0.2, topP: 0.9 },
-  Greedy: { ...defaultSampling, temperature: 0, topP: 1 },
-  Creative: { ...defaultSampling, temperature: 0.9, topP: 0.98 },
-} as const satisfies Record<string, Sampling>;
-
 export const Settings = z.object({
   /** Engine threads; 0 = one per physical core. */
   threads: z.number().int().min(0).max(512),
@@ -49,14 +34,6 @@ export const Settings = z.object({
   theme: z.enum(['system', 'light', 'dark']),
 });
 export type Settings = z.infer<typeof Settings>;
-
-export const defaultSettings: Settings = {
-  threads: 0,
-  contextLength: 4096,
-  sampling: defaultSampling,
-  systemPrompt: '',
-  theme: 'system',
-};
 
 export const ModelSource = z.enum(['added', 'lmstudio', 'ollama']);
 export type ModelSource = z.infer<typeof ModelSource>;

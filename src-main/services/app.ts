@@ -61,8 +61,12 @@ export async function createApp(opts: AppOptions): Promise<App> {
   const settings = () => getSettings(db);
   const engineClient = new EngineClient(opts.spawnHost);
   const engine = new EngineService(engineClient, bus, settings);
+  // Start the engine host now: the first load and app.info need not wait for it later.
+  engineClient.start().catch((e: Error) => console.error(`the engine host did not start: ${e.message}`));
   const home = opts.home ?? homedir();
   const library = new ModelLibrary(db, { home, settings });
+  // New LM Studio / Ollama models appear, and vanished files are marked missing, at every start.
+  library.refresh();
   const chat = new ChatService(db, engine, library, bus, settings);
   const version = appVersion();
   let cpu: { isa: string; physicalCores: number } | null = null;

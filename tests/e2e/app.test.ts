@@ -61,6 +61,7 @@ const shot = (name: string) => page.screenshot({ path: join(shots, `${name}.png`
 test('the app with no model says what to do', async () => {
   await page.goto(server.url);
   await page.getByTestId('nav-chat').waitFor();
+  await page.getByText('.lmstudio/models', { exact: false }).first().waitFor();
   const body = await page.locator('body').innerText();
   assert.match(body, /model/i);
   assert.match(body, /\.lmstudio\/models/, 'it names the LM Studio folder it looked in');
