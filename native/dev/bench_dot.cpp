@@ -1,13 +1,14 @@
 // Micro-benchmark of the dot tiles, single thread, run by hand:
 //   decode:  GB/s of weight streamed by tiles of 256 rows x 1 activation over a ~200 MB
 //            matrix (k = 4096), far larger than L3, so it measures the memory-bound path;
+//            with --threads N, N threads each stream their share of the rows, as decode does;
 //   prefill: GFLOP/s (2 k per product) of 256 weight rows x 512 activation rows, k = 1536
 //            (KP to change it), in the tiles matmul uses for the kernel (its panel sizes),
 //            repeated on the same data: the compute-bound path. For the int8 dtypes that is
 //            GOP/s of int8 products.
 // Build after the engine (cmake --build BUILD --target aha_engine):
 //   g++ -O2 -std=gnu++20 -Inative/include -Inative/src native/dev/bench_dot.cpp BUILD/libaha_engine.a -lpthread -o /tmp/bench_dot
-//   /tmp/bench_dot [--isa scalar|avx2|avx512|avx512vnni|amx] [--mb 200] [dtype ...]
+//   /tmp/bench_dot [--isa scalar|avx2|avx512|avx512vnni|amx] [--mb 200] [--threads 1] [dtype ...]
 // An ISA this machine lacks falls back to the best it has (the header line says which ran).
 #include <algorithm>
 #include <chrono>
@@ -16,6 +17,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "aha/kernels.h"
@@ -58,6 +60,7 @@ std::vector<uint8_t> make_acts(const WeightKernel& kern, int64_t k, int rows, st
 int main(int argc, char** argv) {
   Isa isa = best_isa();
   double mb = 200;
+  int threads = 1;
   std::vector<DType> types;
   for (int i = 1; i < argc; i++) {
     DType t;
@@ -65,6 +68,8 @@ int main(int argc, char** argv) {
       const char* n = argv[++i];
       for (Isa c : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni, Isa::Amx, Isa::Neon})
         if (!std::strcmp(n, isa_name(c))) isa = isa_supported(c) ? c : best_isa();
+    } else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) {
+      threads = std::max(1, std::atoi(argv[++i]));
     } else if (!std::strcmp(argv[i], "--mb") && i + 1 < argc) {
       mb = std::atof(argv[++i]);
     } else if (dtype_from_name(argv[i], &t)) {
@@ -77,7 +82,7 @@ int main(int argc, char** argv) {
   if (types.empty())
     types = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1,
              DType::Q5_0, DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K};
-  std::printf("isa %s (best %s), single thread\n", isa_name(isa), isa_name(best_isa()));
+  std::printf("isa %s (best %s), decode on %d thread(s), prefill on one\n", isa_name(isa), isa_name(best_isa()), threads);
   std::printf("%-6s %14s %16s\n", "dtype", "decode GB/s", "prefill GFLOP/s");
   std::mt19937 rng(1);
   for (DType t : types) {
@@ -92,9 +97,15 @@ int main(int argc, char** argv) {
     const std::vector<uint8_t> a = make_acts(*kern, k, 1, rng, isa);
     std::vector<float> y(static_cast<size_t>(rows));
     double best = 1e30;
+    auto stream = [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; r += 256) kern->tile(k, w.data() + size_t(r) * rb, rb, 256, a.data(), 0, 1, y.data() + r, 0);
+    };
     for (int pass = 0; pass < 4; pass++) {
       const double t0 = now();
-      for (int64_t r = 0; r < rows; r += 256) kern->tile(k, w.data() + size_t(r) * rb, rb, 256, a.data(), 0, 1, y.data() + r, 0);
+      std::vector<std::thread> pool;
+      for (int t = 1; t < threads; t++) pool.emplace_back(stream, rows / 256 * t / threads * 256, rows / 256 * (t + 1) / threads * 256);
+      stream(0, rows / 256 / threads * 256);
+      for (auto& th : pool) th.join();
       best = std::min(best, now() - t0);
     }
     const double gbs = double(rb) * double(rows) / best / 1e9;

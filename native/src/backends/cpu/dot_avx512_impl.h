@@ -219,6 +219,35 @@ struct QMin {
 struct Q8_0 {
   static constexpr size_t kBlock = sizeof(block_q8_0);
   static constexpr int kRW = 4, kRA = 4, kRW1 = 6;
+  template <bool Half>
+  static __m512 scales(const uint8_t* b) {
+    return scales2<Half>(b, kBlock);
+  }
+#if defined(__AVX512VNNI__)
+  // w + 128 as u8 against the signed activation quants: the 128 x (sum of a) this adds is
+  // taken off through the accumulator's start value, computed once per activation block.
+  struct W {
+    __m512i uq;
+    __m512 d;
+  };
+  struct A {
+    __m512i q, ncorr;
+    __m512 d;
+  };
+  template <bool Half>
+  static W load_w(const uint8_t* b) {
+    return {_mm512_xor_si512(two256<Half>(b + 2, kBlock), _mm512_set1_epi8(char(0x80))), scales<Half>(b)};
+  }
+  template <bool Half>
+  static A load_a(const uint8_t* b) {
+    const ActQ8 a = load_q8_0<Half>(b);
+    return {a.q, _mm512_sub_epi32(_mm512_setzero_si512(), dot_u8s8(_mm512_set1_epi8(char(0x80)), a.q)), a.d};
+  }
+  static void madd(__m512& acc, const W& w, const A& a) {
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot_u8s8_acc(a.ncorr, w.uq, a.q)), _mm512_mul_ps(w.d, a.d), acc);
+  }
+#else
+  // |w| as u8 against sign(w) a (vpmaddubsw's u8 x s8 cannot take w + 128: its pair sums would saturate).
   struct W {
     __m512i absq;
     __mmask64 neg;
@@ -227,8 +256,8 @@ struct Q8_0 {
   using A = ActQ8;
   template <bool Half>
   static W load_w(const uint8_t* b) {
-    const ActQ8 w = load_q8_0<Half>(b);
-    return {_mm512_abs_epi8(w.q), _mm512_movepi8_mask(w.q), w.d};
+    const __m512i q = two256<Half>(b + 2, kBlock);
+    return {_mm512_abs_epi8(q), _mm512_movepi8_mask(q), scales<Half>(b)};
   }
   template <bool Half>
   static A load_a(const uint8_t* b) {
@@ -238,6 +267,7 @@ struct Q8_0 {
     const __m512i sa = _mm512_mask_sub_epi8(a.q, w.neg, _mm512_setzero_si512(), a.q);
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot_u8s8(w.absq, sa)), _mm512_mul_ps(w.d, a.d), acc);
   }
+#endif
 };
 
 // Weight rows are prefetched this many bytes ahead: with several rows streaming at once the
