@@ -235,7 +235,11 @@ test('stop ends an answer early and keeps what was written', async () => {
   await c.invoke('chat.update', { id: conv.id, sampling: { temperature: 1, topP: 1, topK: 0, minP: 0, repetitionPenalty: 1, maxTokens: 4000, seed: 1 } });
   const sent = await c.invoke('chat.send', { conversationId: conv.id, content: 'Tell me a long story' });
   const id = sent.result.assistant.id;
-  await c.until((e) => e.event === 'chat.delta' && e.data.messageId === id);
+  await c.until((e) => e.event === 'chat.delta' && e.data.messageId === id && e.data.completionTokens > 3);
+  // A window that opens the conversation now gets the answer so far, not the last saved copy.
+  const live = (await c.invoke('chat.get', { id: conv.id })).result.messages[1] as Message;
+  assert.equal(live.status, 'streaming');
+  assert.ok(live.completionTokens > 3 && (live.reasoning + live.content).length > 0, JSON.stringify(live));
   const stop = await c.invoke('chat.stop', { conversationId: conv.id });
   assert.deepEqual(stop.result, { ok: true });
   const done = await c.until((e) => e.event === 'chat.done' && e.data.message.id === id);
@@ -244,6 +248,7 @@ test('stop ends an answer early and keeps what was written', async () => {
   const stored = (await c.invoke('chat.get', { id: conv.id })).result.messages[1] as Message;
   assert.equal(stored.status, 'stopped');
   assert.equal(stored.reasoning + stored.content, done.data.message.reasoning + done.data.message.content);
+  assert.ok((stored.reasoning + stored.content).startsWith(live.reasoning + live.content), 'the live text was a prefix of the final one');
   c.ws.close();
 });
 

@@ -17,6 +17,8 @@ export interface ModelLookup {
 
 interface Active {
   messageId: number;
+  /** The answer so far, ahead of what was last saved. */
+  live: { reasoning: string; content: string; completionTokens: number };
   requestId: number | null;
   stopped: boolean;
   done: Promise<void>;
@@ -40,8 +42,12 @@ export class ChatService {
     return q.listConversations(this.db);
   }
 
+  /** The conversation with every branch; an answer being written comes with its text so far. */
   get(id: number): { conversation: Conversation; messages: Message[] } {
-    return { conversation: this.conversation(id), messages: q.listMessages(this.db, id) };
+    const conversation = this.conversation(id);
+    const a = this.active.get(id);
+    const messages = q.listMessages(this.db, id).map((m) => (a && m.id === a.messageId ? { ...m, ...a.live } : m));
+    return { conversation, messages };
   }
 
   create(opts: { modelId?: number | null; systemPrompt?: string }): Conversation {
@@ -155,7 +161,7 @@ export class ChatService {
   }
 
   private start(conversationId: number, assistant: Message, model: ModelEntry): void {
-    const a: Active = { messageId: assistant.id, requestId: null, stopped: false, done: Promise.resolve() };
+    const a: Active = { messageId: assistant.id, live: { reasoning: '', content: '', completionTokens: 0 }, requestId: null, stopped: false, done: Promise.resolve() };
     this.active.set(conversationId, a);
     a.done = this.generate(conversationId, assistant, model, a).finally(() => this.active.delete(conversationId));
   }
@@ -195,6 +201,7 @@ export class ChatService {
         }
         reasoning += d.reasoning;
         content += d.content;
+        a.live = { reasoning, content, completionTokens };
         if (d.reasoning || d.content || wasThinking !== splitter.thinking)
           this.bus.emit('chat.delta', { conversationId, messageId: assistant.id, reasoning: d.reasoning, content: d.content, thinking: splitter.thinking, completionTokens });
         if (Date.now() - lastSave > SAVE_EVERY_MS) {
