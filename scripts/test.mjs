@@ -39,6 +39,12 @@ function counts(text, passRe, failRe) {
 
 let passed = 0;
 let failed = 0;
+/** One pass/fail line for a whole step. */
+function check(ok, name) {
+  if (ok) passed++;
+  else failed++;
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${name}`);
+}
 const want = (k) => only.length === 0 || only.includes(k);
 const node = nodeBinary();
 
@@ -70,44 +76,19 @@ if (want('fuzz')) {
   const r = run('bash', ['scripts/fuzz.sh'], { env: { ...process.env, FUZZ_SECONDS: process.env.FUZZ_SECONDS ?? '10' } });
   const out = (r.stdout ?? '') + (r.stderr ?? '');
   if (/fuzz: skipped/.test(out)) console.log('skip fuzz (clang not installed)');
-  else if (r.status === 0 && /fuzz: no crash/.test(out)) {
-    passed++;
-    console.log('ok   fuzz header parsers');
-  } else {
-    failed++;
-    console.log('FAIL fuzz header parsers');
-  }
+  else check(r.status === 0 && /fuzz: no crash/.test(out), 'fuzz header parsers');
 }
 
 if (want('types')) {
   const r = run(node, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json', '--noEmit']);
-  if (r.status === 0) {
-    passed++;
-    console.log('ok   typecheck (tsc --noEmit)');
-  } else {
-    failed++;
-    console.log('FAIL typecheck (tsc --noEmit)');
-  }
+  check(r.status === 0, 'typecheck (tsc --noEmit)');
 }
 
 if (want('app')) {
   const b = run(node, [join(root, 'node_modules/electron-vite/bin/electron-vite.js'), 'build', '--logLevel', 'warn']);
-  if (b.status === 0) {
-    passed++;
-    console.log('ok   build the app (electron-vite: main, engine host, preload, renderer)');
-  } else {
-    failed++;
-    console.log('FAIL build the app (electron-vite)');
-  }
+  check(b.status === 0, 'build the app (electron-vite: main, engine host, preload, renderer)');
   const c = run(node, [join(root, 'node_modules/svelte-check/bin/svelte-check'), '--tsconfig', join(root, 'src-renderer/tsconfig.json'), '--output', 'human', '--threshold', 'warning']);
-  if (c.status === 0) {
-    passed++;
-    console.log('ok   svelte-check (renderer types and a11y)');
-  } else {
-    failed++;
-    console.log('FAIL svelte-check');
-  }
-}
+  check(c.status === 0, 'svelte-check (renderer types and a11y)');
 
 const chromium = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 if (want('node')) {
