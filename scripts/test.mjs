@@ -89,6 +89,7 @@ if (want('app')) {
   check(b.status === 0, 'build the app (electron-vite: main, engine host, preload, renderer)');
   const c = run(node, [join(root, 'node_modules/svelte-check/bin/svelte-check'), '--tsconfig', join(root, 'src-renderer/tsconfig.json'), '--output', 'human', '--threshold', 'warning']);
   check(c.status === 0, 'svelte-check (renderer types and a11y)');
+}
 
 const chromium = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 if (want('node')) {
