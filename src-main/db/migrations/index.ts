@@ -3,6 +3,7 @@
 // the next file (NNNN-name.ts) and list it here.
 import type { Database } from '../index.ts';
 import { initial } from './0001-initial.ts';
+import { datasets } from './0002-datasets.ts';
 
 export interface Migration {
   version: number;
@@ -10,4 +11,4 @@ export interface Migration {
   up(db: Database): void;
 }
 
-export const migrations: readonly Migration[] = [initial];
+export const migrations: readonly Migration[] = [initial, datasets];
