@@ -1,7 +1,8 @@
 // Micro-benchmark of the dot tiles, single thread, run by hand:
 //   decode:  GB/s of weight streamed by tiles of 256 rows x 1 activation over a ~200 MB
 //            matrix (k = 4096), far larger than L3, so it measures the memory-bound path;
-//            with --threads N, N threads each stream their share of the rows, as decode does;
+//            with --threads N, N threads each stream their share of the rows, as decode does,
+//            against the read bandwidth measure_read_bandwidth gives for N threads;
 //   prefill: GFLOP/s (2 k per product) of 256 weight rows x 512 activation rows, k = 1536
 //            (KP to change it), in the tiles matmul uses for the kernel (its panel sizes),
 //            repeated on the same data: the compute-bound path. For the int8 dtypes that is
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "aha/kernels.h"
+#include "aha/model.h"
 
 using namespace aha;
 
@@ -83,6 +85,7 @@ int main(int argc, char** argv) {
     types = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1,
              DType::Q5_0, DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K};
   std::printf("isa %s (best %s), decode on %d thread(s), prefill on one\n", isa_name(isa), isa_name(best_isa()), threads);
+  std::printf("read bandwidth (measure_read_bandwidth, %d thread(s), 1 GiB): %.1f GB/s\n", threads, measure_read_bandwidth(threads));
   std::printf("%-6s %14s %16s\n", "dtype", "decode GB/s", "prefill GFLOP/s");
   std::mt19937 rng(1);
   for (DType t : types) {
