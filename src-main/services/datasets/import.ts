@@ -374,9 +374,12 @@ function chatPrompt(messages: unknown[]): { prompt: string; system?: string } {
   return { prompt: user[0]!.content, system: system[0]?.content };
 }
 
+/** Fields that a record must have once the mapping names them; the others may be absent. */
+const requiredWhenMapped = new Set<MappedField>(['reference', 'solution', 'tests']);
+
 export interface MappingOptions {
   preset?: Preset;
-  /** Entries replacing the preset's; a field named here must be present in every record. */
+  /** Entries replacing the preset's; a record without a named prompt, reference, solution or tests is an error. */
   mapping?: FieldMapping;
   /** The language of test code that does not say. */
   language?: 'python' | 'javascript';
@@ -392,7 +395,7 @@ export function recordToItem(record: Record<string, unknown>, options: MappingOp
       const v = valueAt(record, p);
       if (v !== undefined) return v;
     }
-    if (explicit.has(f) || f === 'prompt') throw new RowProblem(`no field ${paths(mapping[f]).map((p) => `"${p}"`).join(' or ') || `for the ${f}`}`);
+    if (f === 'prompt' || (explicit.has(f) && requiredWhenMapped.has(f))) throw new RowProblem(`no field ${paths(mapping[f]).map((p) => `"${p}"`).join(' or ') || `for the ${f}`}`);
     return undefined;
   };
 
