@@ -51,8 +51,8 @@ export const datasets: Migration = {
           json_type(config) = 'object'
           AND json_extract(config, '$.name') IS name
           AND json_extract(config, '$.version') IS version
-          AND json_type(config, '$.kind') = 'text'
-          AND json_type(config, '$.options') = 'object'
+          AND json_type(config, '$.kind') IS 'text'
+          AND json_type(config, '$.options') IS 'object'
         ),
         created_at INTEGER NOT NULL
       ) STRICT;
