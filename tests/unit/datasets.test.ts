@@ -217,7 +217,8 @@ test('MATH preset: the last \\boxed{} with nested and escaped braces, an answer 
   assert.equal(lastBoxed('\\boxed{a} then \\fbox{b}'), 'b');
   assert.equal(lastBoxed('so \\boxed 5$'), '5');
   assert.equal(lastBoxed('\\boxed{x \\} y}'), 'x \\} y', 'an escaped brace does not close');
-  assert.equal(lastBoxed('\\boxed {\\text{(C)}}'), '\\text{(C)}');
+  assert.equal(lastBoxed('\\boxed  {\\text{(C)}}'), '\\text{(C)}');
+  assert.equal(lastBoxed('\\boxed5'), undefined);
   assert.equal(lastBoxed('\\boxed{\\frac{1}{2}'), undefined, 'unbalanced');
   assert.equal(lastBoxed('no box'), undefined);
   db.close();

@@ -267,13 +267,10 @@ export function gsm8kFinalAnswer(solution: string): { answer: string; steps: str
 export function lastBoxed(s: string): string | undefined {
   const at = Math.max(s.lastIndexOf('\\boxed'), s.lastIndexOf('\\fbox'));
   if (at < 0) return undefined;
-  let i = at + (s.startsWith('\\boxed', at) ? 6 : 5);
-  if (s[i] === ' ' && s[i + 1] !== '{') {
-    const m = /^ +([^\s$]+)/.exec(s.slice(i));
-    return m ? m[1] : undefined;
-  }
+  const from = at + (s.startsWith('\\boxed', at) ? 6 : 5);
+  let i = from;
   while (s[i] === ' ') i++;
-  if (s[i] !== '{') return undefined;
+  if (s[i] !== '{') return i > from ? /^[^\s$]+/.exec(s.slice(i))?.[0] : undefined;
   let depth = 0;
   for (let j = i; j < s.length; j++) {
     if (s[j] === '\\') j++;
