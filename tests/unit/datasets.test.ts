@@ -274,7 +274,7 @@ test('a field mapping with nested paths: a missing mapped reference and an empty
 });
 
 test('JSON: a top-level array or a "rows" object; a file that does not parse or holds no records throws', () => {
-  const rows = '{"rows": [\n {"prompt": "a"},\n\n {"prompt": ""}, {"prompt": "c", "x": "]}"}\n]}';
+  const rows = '{"rows": [\n {"prompt": "a"},\n\n {"prompt": ""}, {"prompt": "c", "x": "\\"]}"}\n]}';
   const parsed = parseDataset(rows, 'json');
   assert.deepEqual(parsed.items.map((i) => i.prompt), ['a', 'c']);
   assert.deepEqual(parsed.errors, [{ line: 4, reason: 'empty prompt' }]);
