@@ -65,10 +65,10 @@ export function repetitionPenalty(text: string, options: RepetitionOptions = {})
     seen.add(words.slice(i, i + n).join('\u0000'));
     total++;
   }
-  return { penalty: (1 - seen.size / total) * maxPenalty, distinct: seen.size, total };
+  return { penalty: (1 - seen.size / total) * maxPenalty + 0, distinct: seen.size, total }; // + 0: no -0
 }
 
 export function gradeRepetition(completion: string, options: RepetitionOptions = {}): GradeResult {
   const r = repetitionPenalty(completion, options);
-  return { score: r.penalty === 0 ? 0 : r.penalty, explanation: `${r.distinct} distinct of ${r.total} ${options.ngramSize ?? 3}-grams → ${r.penalty.toFixed(4)}` };
+  return { score: r.penalty, explanation: `${r.distinct} distinct of ${r.total} ${options.ngramSize ?? 3}-grams → ${r.penalty.toFixed(4)}` };
 }
