@@ -17,7 +17,9 @@ export interface ComposedResult extends GradeResult {
  * score = Σ weight_i · score_i (a weighted sum, not a mean: weights 1 + 1 on two 0..1 graders give 0..2).
  * Every part's score and explanation is kept in details.parts. Parts run concurrently.
  */
-export function composeGraders(parts: Array<{ grader: Grader; weight: number }>, name = 'composite'): Grader & { grade(input: GradeInput): Promise<ComposedResult> } {
+export interface ComposedGrader { name: string; grade(input: GradeInput): Promise<ComposedResult> }
+
+export function composeGraders(parts: Array<{ grader: Grader; weight: number }>, name = 'composite'): ComposedGrader {
   for (const p of parts) if (!Number.isFinite(p.weight)) throw new RangeError(`weight of ${p.grader.name} is not a finite number`);
   return {
     name,

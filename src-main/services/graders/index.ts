@@ -7,7 +7,7 @@ export { cosineLengthReward, gradeCosineLength, repetitionPenalty, gradeRepetiti
 export { gradeCountdown, checkCountdown, extractCountdownExpression, type CountdownReference, type CountdownOptions } from './countdown.ts';
 export { gradeCode, extractLastCodeBlock, parseCodeReference, type CodeReference, type CodeOptions } from './code.ts';
 export { runSandboxed, sandboxSupport, SandboxPool, sharedSandboxPool, SandboxUnavailableError, SANDBOX_DEFAULTS, type SandboxLimits, type SandboxRequest, type SandboxResult, type Runtime } from './sandbox.ts';
-export { composeGraders, type Grader, type GraderPart, type ComposedResult } from './compose.ts';
+export { composeGraders, type ComposedGrader, type Grader, type GraderPart, type ComposedResult } from './compose.ts';
 export { graderFromConfig, parseGraderConfig, graderConfigSchema, GraderConfigError, type GraderConfig, type GraderKind, type BuiltGrader } from './config.ts';
 export { runGrader, type PlaygroundItem, type PlaygroundResult } from './playground.ts';
 export { parseExpression, evalFloat, evalRational, Rational } from './expr.ts';
