@@ -10,10 +10,12 @@ export const GraderConfig = z
     version: z.number().int().min(1),
     /** Which grader runs ("math", "format", "code", "countdown", a weighted sum...). */
     kind: z.string().trim().min(1).max(100),
-    options: z.record(z.string(), z.json()),
+    description: z.string().max(2000).optional(),
+    /** Absent options are stored as {}. */
+    options: z.record(z.string(), z.json()).default({}),
   })
   .strict();
-export type GraderConfig = z.infer<typeof GraderConfig>;
+export type GraderConfig = z.output<typeof GraderConfig>;
 
 export interface StoredGrader {
   id: number;
@@ -32,7 +34,7 @@ interface GraderRow {
 // The table's CHECK keeps name, version, kind and options well formed, so a stored row parses.
 const toGrader = (r: GraderRow): StoredGrader => ({ id: r.id, config: JSON.parse(r.config) as GraderConfig, createdAt: r.created_at });
 
-export type NewGraderConfig = Omit<GraderConfig, 'version'> & { version?: number };
+export type NewGraderConfig = Omit<z.input<typeof GraderConfig>, 'version'> & { version?: number };
 
 /**
  * Stores a configuration as a new version of its name: the one given, else one past the latest.

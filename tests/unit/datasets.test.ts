@@ -606,7 +606,7 @@ test('arithmetic problems: deterministic per seed, integer answers equal to thei
   assert.throws(() => generateArithmetic({ count: -1, seed: 1 }), /a count is a whole number/);
 });
 
-test('countdown: deterministic per seed, and every item is solvable by its reference (exact, each number at most once)', () => {
+test('countdown: deterministic per seed, and every item is solvable by its stored expression (exact, each number at most once)', () => {
   const a = generateCountdown({ count: 300, seed: 5 });
   assert.deepEqual(generateCountdown({ count: 300, seed: 5 }), a);
   assert.notDeepEqual(generateCountdown({ count: 300, seed: 6 }), a);
@@ -620,11 +620,14 @@ test('countdown: deterministic per seed, and every item is solvable by its refer
       assert.ok(Number.isInteger(target) && target >= 1 && target <= 500);
       assert.ok(!numbers.includes(target), 'the target is not simply one of the numbers');
       assert.ok(item.prompt.includes(`[${numbers.join(', ')}]`) && item.prompt.includes(`equals ${target}`));
-      const { value, numbers: used } = evaluate(item.reference!);
-      assert.deepEqual(value, { n: BigInt(target), d: 1n }, `${item.reference} ≠ ${target}`);
-      assert.ok(usesEachAtMostOnce(used, numbers), `${item.reference} over [${numbers}]`);
+      assert.deepEqual(JSON.parse(item.reference!), { numbers, target });
+      const expression = item.meta!.expression as string;
+      assert.equal(item.solution, `${expression} = ${target}`);
+      const { value, numbers: used } = evaluate(expression);
+      assert.deepEqual(value, { n: BigInt(target), d: 1n }, `${expression} ≠ ${target}`);
+      assert.ok(usesEachAtMostOnce(used, numbers), `${expression} over [${numbers}]`);
       assert.ok(used.length >= 2);
-      if (/\//.test(item.reference!)) nonIntegerSteps++;
+      if (expression.includes('/')) nonIntegerSteps++;
     }
   }
   assert.ok(nonIntegerSteps > 0, 'divisions occur');

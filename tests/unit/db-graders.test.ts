@@ -47,6 +47,14 @@ test('the list holds the latest version of each grader, by name', () => {
   db.close();
 });
 
+test('a description is kept and absent options are stored as {}', () => {
+  const db = openDatabase(':memory:');
+  const g = saveGrader(db, { name: 'fmt', kind: 'format', description: 'think block and answer tag' });
+  assert.deepEqual(g.config, { name: 'fmt', version: 1, kind: 'format', description: 'think block and answer tag', options: {} });
+  assert.deepEqual(getGrader(db, 'fmt'), g);
+  db.close();
+});
+
 test('invalid configurations are refused and nothing is stored', () => {
   const db = openDatabase(':memory:');
   assert.throws(() => saveGrader(db, { name: ' ', kind: 'math', options: {} }), /invalid grader configuration: [^]*name/);

@@ -5,7 +5,8 @@
 // + − × ÷ and integer answers (a division is built from its quotient, so it is always exact).
 // countdown: reach a target with given numbers, each used at most once, with + − × ÷. The numbers
 // are drawn first, then a random expression over some of them, evaluated in exact rational
-// arithmetic, gives the target: every item is solvable, and its reference is that expression.
+// arithmetic, gives the target: every item is solvable. The reference is what the countdown
+// grader checks against, {"numbers": [...], "target": N} as JSON; that expression is the solution.
 import type { Database } from '../../db/index.ts';
 import { createDataset, insertItems, type Dataset, type NewItem } from '../../db/datasets.ts';
 import { seededRng, type Rng } from './random.ts';
@@ -336,10 +337,10 @@ export function generateCountdown(options: CountdownOptions): NewItem[] {
       const target = Number(num);
       items.push({
         prompt: `Using the numbers [${numbers.join(', ')}], write an expression that equals ${target}. You may use +, -, * and /, with parentheses, and each number at most once.`,
-        reference: e.text,
+        reference: JSON.stringify({ numbers, target }),
         solution: `${e.text} = ${target}`,
         tags: ['countdown'],
-        meta: { task: 'countdown', numbers, target },
+        meta: { task: 'countdown', numbers, target, expression: e.text },
       });
       break;
     }
