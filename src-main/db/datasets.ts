@@ -20,11 +20,18 @@ export interface Dataset {
   updatedAt: number;
 }
 
-/** An item's code tests: test code run after the answer's code, or stdin/stdout cases. */
-export const ItemTests = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('code'), language: z.enum(['python', 'javascript']).optional(), code: z.string().min(1) }).strict(),
-  z.object({ kind: z.literal('io'), cases: z.array(z.object({ input: z.string(), output: z.string() }).strict()).min(1) }).strict(),
-]);
+/**
+ * An item's code tests, in the shape the code grader takes as its reference: test snippets, each
+ * run after the answer's code in its own process (asserts), and/or stdin → stdout cases.
+ */
+export const ItemTests = z
+  .object({
+    language: z.enum(['python', 'javascript']).optional(),
+    tests: z.array(z.string().min(1)).min(1).optional(),
+    cases: z.array(z.object({ input: z.string(), output: z.string() }).strict()).min(1).optional(),
+  })
+  .strict()
+  .refine((t) => t.tests !== undefined || t.cases !== undefined, 'tests hold test code or input/output cases');
 export type ItemTests = z.infer<typeof ItemTests>;
 
 /** Facts a checker needs beyond the reference text (a countdown's numbers and target). */

@@ -232,24 +232,25 @@ test('code preset: assert lists, test code, APPS input/output (as JSON text) and
   assert.match(r.errors[1].reason, /^invalid tests: /);
   assert.equal(r.dataset?.kind, 'code');
   const items = all(db, r.dataset!.id);
-  assert.deepEqual(items[0].tests, { kind: 'code', language: 'python', code: 'assert add(1, 2) == 3\nassert add(-1, 1) == 0' });
+  assert.deepEqual(items[0].tests, { language: 'python', tests: ['assert add(1, 2) == 3', 'assert add(-1, 1) == 0'] });
   assert.equal(items[0].solution, 'def add(a, b):\n    return a + b');
-  assert.deepEqual(items[1].tests, { kind: 'code', language: 'python', code: 'def check(f):\n    assert f(2)\n    assert not f(3)\ncheck(is_even)\n' });
+  assert.deepEqual(items[1].tests, { language: 'python', tests: ['def check(f):\n    assert f(2)\n    assert not f(3)\ncheck(is_even)\n'] });
   assert.deepEqual(items[2].tests, {
-    kind: 'io',
+    language: 'python',
     cases: [
       { input: '1 2\n', output: '3\n' },
       { input: '5 7\n', output: '12\n' },
     ],
   });
   assert.deepEqual(items[3].tests, {
-    kind: 'io',
+    language: 'python',
     cases: [
       { input: 'abc', output: 'cba' },
       { input: 'xy', output: 'yx' },
     ],
   });
-  assert.deepEqual(toTests([{ input: [1, 2], expected_output: 3 }]), { kind: 'io', cases: [{ input: '[1,2]', output: '3' }] });
+  assert.deepEqual(toTests([{ input: [1, 2], expected_output: 3 }]), { cases: [{ input: '[1,2]', output: '3' }] });
+  assert.deepEqual(toTests('{"language": "javascript", "tests": ["assert(f() === 1)"]}', 'python'), { language: 'javascript', tests: ['assert(f() === 1)'] });
   assert.throws(() => recordToItem({ prompt: 'p', tests: 42 }, { preset: 'code' }), /tests are neither test code nor input\/output cases/);
   db.close();
 });
@@ -355,7 +356,7 @@ const sample: NewItem[] = [
   { prompt: 'Name a prime above 10.', reference: '11', tags: ['primes', 'easy'] },
   { prompt: 'what  is 1 + 1?\n', reference: '2' },
   { prompt: 'Ｗhat is 1 + 1?', reference: 'two' },
-  { prompt: 'Sum the list.', tests: { kind: 'code', language: 'javascript', code: 'assert(sum([1,2]) === 3)' } },
+  { prompt: 'Sum the list.', tests: { language: 'javascript', tests: ['assert(sum([1,2]) === 3)'] } },
 ];
 
 function withSample(db: Database, name = 'sample'): number {
@@ -392,10 +393,11 @@ test('editing an item: a new prompt gets a new hash, null clears a field, bad va
   assert.equal(e.contentHash, promptHash('What is 2 + 2?'));
   assert.notEqual(e.contentHash, a.contentHash);
   assert.equal(getDataset(db, id)?.updatedAt, 500);
-  assert.equal(updateItem(db, a.id, { solution: null, tests: { kind: 'io', cases: [{ input: '1', output: '1' }] } })?.solution, null);
-  assert.deepEqual(getItem(db, a.id)?.tests, { kind: 'io', cases: [{ input: '1', output: '1' }] });
+  assert.equal(updateItem(db, a.id, { solution: null, tests: { cases: [{ input: '1', output: '1' }] } })?.solution, null);
+  assert.deepEqual(getItem(db, a.id)?.tests, { cases: [{ input: '1', output: '1' }] });
   assert.throws(() => updateItem(db, a.id, { prompt: '  ' }), /an item needs a prompt/);
-  assert.throws(() => updateItem(db, a.id, { tests: { kind: 'io', cases: [] } }), /invalid tests/);
+  assert.throws(() => updateItem(db, a.id, { tests: { cases: [] } }), /invalid tests/);
+  assert.throws(() => updateItem(db, a.id, { tests: {} }), /invalid tests[^]*test code or input\/output cases/);
   assert.equal(getItem(db, a.id)?.prompt, 'What is 2 + 2?');
   assert.equal(updateItem(db, 999, { prompt: 'x' }), undefined);
   db.close();
@@ -466,7 +468,7 @@ test('export to JSONL and import back gives the same items, splits and all', () 
       tags: ['x', 'y'],
       split: 'train',
       meta: { task: 'countdown', numbers: [1, 2], target: 3, nested: { ok: true, none: null } },
-      tests: { kind: 'io', cases: [{ input: 'a\n', output: '' }] },
+      tests: { language: 'python', tests: ['assert True'], cases: [{ input: 'a\n', output: '' }] },
     },
     { prompt: 'only a prompt' },
   ];

@@ -283,38 +283,43 @@ export function lastBoxed(s: string): string | undefined {
 const asCaseText = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v));
 
 /**
- * Code tests from the shapes datasets use: {kind, ...} as exported; a string of test code; a list
- * of assert lines (MBPP); input/output cases as [{input, output}] or {inputs: [...], outputs: [...]}
- * (APPS); any of these as JSON text.
+ * Code tests from the shapes datasets use: {tests, cases, language} as stored and exported; a
+ * string of test code; a list of assert lines (MBPP), each its own test; input/output cases as
+ * [{input, output}] or {inputs: [...], outputs: [...]} (APPS); any of these as JSON text.
+ * `language` applies where the tests do not name one.
  */
 export function toTests(value: unknown, language?: 'python' | 'javascript'): ItemTests | undefined {
+  const found = testsOf(value);
+  return found && language && !found.language ? { language, ...found } : found;
+}
+
+function testsOf(value: unknown): ItemTests | undefined {
   if (value === undefined || value === null || value === '') return undefined;
-  const code = (c: string): ItemTests => (language ? { kind: 'code', language, code: c } : { kind: 'code', code: c });
   if (typeof value === 'string') {
     const s = value.trim();
     if (s === '') return undefined;
     if (s.startsWith('{') || s.startsWith('[')) {
       try {
-        return toTests(JSON.parse(s), language);
+        return testsOf(JSON.parse(s));
       } catch (e) {
         if (e instanceof RowProblem) throw e;
       }
     }
-    return code(value);
+    return { tests: [value] };
   }
   if (Array.isArray(value)) {
-    if (value.length > 0 && value.every((v) => typeof v === 'string')) return code(value.join('\n'));
+    if (value.length > 0 && value.every((v) => typeof v === 'string')) return { tests: value };
     if (value.length > 0 && value.every((v) => isObject(v) && 'input' in v && ('output' in v || 'expected_output' in v)))
-      return { kind: 'io', cases: value.map((v) => ({ input: asCaseText(v.input), output: asCaseText(v.output ?? v.expected_output) })) };
+      return { cases: value.map((v) => ({ input: asCaseText(v.input), output: asCaseText(v.output ?? v.expected_output) })) };
   } else if (isObject(value)) {
-    if ('kind' in value) {
+    if ('tests' in value || 'cases' in value) {
       const parsed = ItemTests.safeParse(value);
       if (parsed.success) return parsed.data;
       throw new RowProblem(`invalid tests: ${z.prettifyError(parsed.error)}`);
     }
     const { inputs, outputs } = value;
     if (Array.isArray(inputs) && Array.isArray(outputs) && inputs.length === outputs.length && inputs.length > 0)
-      return { kind: 'io', cases: inputs.map((input, k) => ({ input: asCaseText(input), output: asCaseText(outputs[k]) })) };
+      return { cases: inputs.map((input, k) => ({ input: asCaseText(input), output: asCaseText(outputs[k]) })) };
   }
   throw new RowProblem('tests are neither test code nor input/output cases');
 }
