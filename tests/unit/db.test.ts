@@ -66,6 +66,9 @@ test('every migration runs from an empty file and leaves user_version at the las
   const tables = db.prepare(`SELECT name, strict FROM pragma_table_list WHERE schema = 'main' AND name NOT LIKE 'sqlite_%' ORDER BY name`).all();
   assert.deepEqual(tables, [
     { name: 'conversations', strict: 1 },
+    { name: 'dataset_items', strict: 1 },
+    { name: 'datasets', strict: 1 },
+    { name: 'graders', strict: 1 },
     { name: 'messages', strict: 1 },
     { name: 'models', strict: 1 },
     { name: 'settings', strict: 1 },
