@@ -255,9 +255,18 @@ export async function runSandboxed(req: SandboxRequest, paths: RuntimePaths = {}
       });
     });
   } finally {
-    killUid(uid);
+    await reapUid(uid);
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Kill the run's processes until none is left (SIGKILL is asynchronous; dying processes linger briefly in /proc). */
+async function reapUid(uid: number): Promise<void> {
+  for (let i = 0; i < 250; i++) {
+    if (killUid(uid) === 0) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`sandbox processes of uid ${uid} survived 5 s of SIGKILL`);
 }
 
 /** Runs sandboxes with at most `size` at a time (default: the machine's cores). */
