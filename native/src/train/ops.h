@@ -51,7 +51,7 @@ void swiglu_backward(F* dgate, F* dup, const F* dh, const F* gate, const F* up, 
 //   y[m, out] = x W ᵀ + bias + scale · (x Aᵀ) Bᵀ,   A[r, in], B[out, r]
 // xa[m, r] = x Aᵀ is saved for backward. A == nullptr: no adapter (r ignored, xa unused).
 // The W product here is the scalar reference (dequantized rows, accumulated in double); the
-// float training forward uses the engine's matmul instead (models/dense_train.cpp).
+// float training forward uses the engine's matmul instead (train/dense_lora.cpp).
 template <class F>
 void lora_linear_forward(F* y, F* xa, const F* x, const Tensor& W, const float* bias, const F* A, const F* B, double scale, int64_t m,
                          int64_t r, ThreadPool* pool);
