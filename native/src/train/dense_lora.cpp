@@ -276,6 +276,28 @@ LoraSet<F> zeros_like(const LoraSet<float>& s) {
   return o;
 }
 
+// GGUF llama files store the q/k rows permuted for interleaved rope (convert_hf_to_gguf's
+// permute): within a head, HF row j·(head_dim/2) + i is GGUF row 2i + j. Adapters keep HF's
+// order; B's rows of q_proj and k_proj follow the weights' order (and dB's come back).
+template <class F>
+void permute_qk_rows(LoraSet<F>& s, const ModelConfig& c, bool to_gguf) {
+  const int64_t hd = c.head_dim, half = hd / 2, r = s.rank;
+  for (int64_t l = 0; l < s.n_layers; l++)
+    for (auto [t, heads] : {std::pair{LoraTarget::QProj, c.num_attention_heads}, std::pair{LoraTarget::KProj, c.num_key_value_heads}}) {
+      LoraPair<F>* p = s.find(l, t);
+      if (!p) continue;
+      std::vector<F> B(p->B.size());
+      for (int64_t h = 0; h < heads; h++)
+        for (int64_t i = 0; i < half; i++)
+          for (int64_t j = 0; j < 2; j++) {
+            const int64_t hf = h * hd + j * half + i, gg = h * hd + 2 * i + j;
+            const int64_t dst = to_gguf ? gg : hf, src = to_gguf ? hf : gg;
+            std::copy(p->B.begin() + src * r, p->B.begin() + (src + 1) * r, B.begin() + dst * r);
+          }
+      p->B.swap(B);
+    }
+}
+
 }  // namespace
 
 LoraLossAndGrads lora_loss_and_grads(Model& model, const LoraAdapter& adapter, const std::vector<TrainSequence>& batch, GradPrecision precision) {
@@ -286,15 +308,19 @@ LoraLossAndGrads lora_loss_and_grads(Model& model, const LoraAdapter& adapter, c
   train::PackedBatch b = train::pack_sequences(batch, c);
   LoraLossAndGrads out;
   out.target_tokens = b.n_targets;
+  const bool permuted = !c.rope_neox;
   if (precision == GradPrecision::F64) {
     LoraSet<double> w = convert<double>(adapter.weights()), g = zeros_like<double>(adapter.weights());
+    if (permuted) permute_qk_rows(w, c, true);
     out.loss = train::dense_lora_loss<double>(dm, &w, adapter.scale(), b, &g, model.thread_pool());
     out.grads = std::move(g);
   } else {
-    LoraSet<float> g = zeros_like<float>(adapter.weights());
-    out.loss = train::dense_lora_loss<float>(dm, &adapter.weights(), adapter.scale(), b, &g, model.thread_pool());
+    LoraSet<float> w = adapter.weights(), g = zeros_like<float>(adapter.weights());
+    if (permuted) permute_qk_rows(w, c, true);
+    out.loss = train::dense_lora_loss<float>(dm, &w, adapter.scale(), b, &g, model.thread_pool());
     out.grads = convert<double>(g);
   }
+  if (permuted) permute_qk_rows(out.grads, c, false);
   return out;
 }
 

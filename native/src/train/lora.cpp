@@ -93,6 +93,7 @@ LoraConfig lora_config_from_json(const std::string& text, const std::string& fil
     c.use_rslora = j.get_bool("use_rslora", false);
     c.base_model = j.find("base_model_name_or_path") && j.find("base_model_name_or_path")->is_string() ? j.get_string("base_model_name_or_path", "") : "";
     if (j.get_bool("use_dora", false)) fail_file(file, "DoRA adapters (use_dora) are not supported");
+    if (j.get_bool("lora_bias", false)) fail_file(file, "adapters with a bias on lora_B (lora_bias) are not supported");
     if (j.get_bool("fan_in_fan_out", false)) fail_file(file, "fan_in_fan_out adapters are not supported");
     if (std::string b = j.get_string("bias", "none"); b != "none") fail_file(file, "bias '" + b + "' is not supported (only \"none\")");
     for (const char* k : {"rank_pattern", "alpha_pattern"})
