@@ -105,10 +105,12 @@ TEST(train_dense_loss_matches_inference_logits) {
 
 // d loss / d A and B of every target module of every layer against central differences of the
 // double loss (one entry per tensor, spread), and the float gradients against the double ones.
+// qwen3 (q/k norm, rsLoRA) and llama (llama3 rope, GGUF row order) are covered against PEFT in
+// test_train_golden.cpp; the q8_0 base has no PEFT counterpart.
 TEST(train_dense_lora_grads_match_finite_differences) {
-  for (const char* name : {"qwen2-tiny", "qwen3-tiny", "llama-tiny", "qwen2-tiny-q8_0.gguf"}) {
+  for (const char* name : {"qwen2-tiny", "qwen2-tiny-q8_0.gguf"}) {
     auto m = load(tiny(name));
-    const bool rslora = std::string(name) == "qwen3-tiny";
+    const bool rslora = std::string(name) == "qwen2-tiny";
     LoraAdapter ad = test_adapter(m->config(), rslora);
     LoraLossAndGrads g64 = lora_loss_and_grads(*m, ad, batch(), GradPrecision::F64);
     LoraLossAndGrads g32 = lora_loss_and_grads(*m, ad, batch(), GradPrecision::F32);
