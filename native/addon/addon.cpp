@@ -12,6 +12,7 @@
 #include "aha/error.h"
 #include "aha/kernels.h"
 #include "aha/model.h"
+#include "aha/train.h"
 #include "core/thread_pool.h"
 
 namespace {
@@ -160,6 +161,7 @@ class ModelObject : public Napi::ObjectWrap<ModelObject> {
         InstanceMethod("cancel", &ModelObject::Cancel),
         InstanceMethod("benchmark", &ModelObject::Benchmark),
         InstanceMethod("unload", &ModelObject::Unload),
+        InstanceMethod("loraGrad", &ModelObject::LoraGrad),
     });
     ctor = new Napi::FunctionReference(Napi::Persistent(f));
     return f;
@@ -181,6 +183,7 @@ class ModelObject : public Napi::ObjectWrap<ModelObject> {
   }
   Napi::Value Benchmark(const Napi::CallbackInfo& info);
   Napi::Value Unload(const Napi::CallbackInfo& info);
+  Napi::Value LoraGrad(const Napi::CallbackInfo& info);
 };
 Napi::FunctionReference* ModelObject::ctor = nullptr;
 
@@ -323,6 +326,50 @@ Napi::Value ModelObject::Generate(const Napi::CallbackInfo& info) {
   auto* w = new GenerateWorker(cb, h, std::move(reqs));
   Napi::Promise p = w->promise();
   w->Queue();
+  return p;
+}
+
+// ---------------------------------------------------------------- training (aha/train.h)
+
+// loraGrad({adapter, sequences: [{inputIds, labels}], out, dtype}): one forward and backward with
+// the PEFT adapter folder, every LoRA gradient written to `out`; resolves {loss, targetTokens}.
+Napi::Value ModelObject::LoraGrad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = need(env);
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "loraGrad({adapter, sequences, out, dtype}) expects an options object");
+  auto o = info[0].As<Napi::Object>();
+  auto str = [&](const char* k) {
+    if (!o.Get(k).IsString()) throw Napi::TypeError::New(env, std::string(k) + " must be a string");
+    return o.Get(k).As<Napi::String>().Utf8Value();
+  };
+  const std::string adapter = str("adapter"), out = str("out");
+  const std::string dtype = o.Get("dtype").IsUndefined() ? "f32" : str("dtype");
+  if (dtype != "f32" && dtype != "f64") throw Napi::TypeError::New(env, "dtype must be 'f32' or 'f64', got '" + dtype + "'");
+  if (!o.Get("sequences").IsArray()) throw Napi::TypeError::New(env, "sequences must be an array of {inputIds, labels}");
+  auto arr = o.Get("sequences").As<Napi::Array>();
+  std::vector<aha::TrainSequence> seqs;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    if (!arr.Get(i).IsObject()) throw Napi::TypeError::New(env, "sequence " + std::to_string(i) + " is not an object");
+    auto s = arr.Get(i).As<Napi::Object>();
+    std::string w = "sequences[" + std::to_string(i) + "]";
+    seqs.push_back({tokens_from(env, s.Get("inputIds"), (w + ".inputIds").c_str()), tokens_from(env, s.Get("labels"), (w + ".labels").c_str())});
+  }
+  const auto prec = dtype == "f64" ? aha::GradPrecision::F64 : aha::GradPrecision::F32;
+  auto* job = new Job(env, h, [adapter, out, seqs, prec](Model& m) -> std::function<Napi::Value(Napi::Env)> {
+    aha::LoraAdapter ad = aha::LoraAdapter::load(adapter, m.config());
+    aha::LoraLossAndGrads r = aha::lora_loss_and_grads(m, ad, seqs, prec);
+    aha::save_lora_grads(out, r, prec);
+    const double loss = r.loss;
+    const double n = double(r.target_tokens);
+    return [loss, n](Napi::Env env) -> Napi::Value {
+      auto res = Napi::Object::New(env);
+      res.Set("loss", loss);
+      res.Set("targetTokens", n);
+      return res;
+    };
+  });
+  Napi::Promise p = job->promise();
+  job->Queue();
   return p;
 }
 

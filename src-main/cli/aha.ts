@@ -1,4 +1,4 @@
-// The `aha` command: generate, logits, bench, info. Every subcommand has --help, --json where it
+// The `aha` command: generate, logits, bench, grad, info. Every subcommand has --help, --json where it
 // prints results, and errors that say what to fix (exit code 2 for usage, 1 for failures).
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { native, type LoadOptions, type LoadProgress } from '../engine/native.ts';
@@ -81,6 +81,18 @@ const commands: Record<string, { summary: string; usage: string; options: Option
     usage: `aha models [--data-dir DIR] [--json]`,
     options: { 'data-dir': { type: 'string' } },
     run: modelsCommand,
+  },
+  grad: {
+    summary: 'one forward and backward with a LoRA adapter: the loss and every LoRA gradient, no training step',
+    usage: `aha grad --model PATH --adapter DIR --sft FILE --out GRADS.safetensors [--dtype f32|f64] [--json]
+  --adapter DIR    a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors)
+  --sft FILE       JSONL, one example a line: {"input_ids", "labels"} (-100: no loss),
+                   {"prompt", "completion"} or {"messages"} (through the chat template; loss on the answer);
+                   all lines form one batch, the loss is the mean over its target tokens
+  --out FILE       the gradients under their PEFT names (safetensors; loss and target_tokens in the metadata)
+  --dtype f32|f64  compute precision and file dtype (default f32)`,
+    options: { adapter: { type: 'string' }, sft: { type: 'string' }, out: { type: 'string' }, dtype: { type: 'string' } },
+    run: grad,
   },
   info: {
     summary: 'describe a model: architecture, parameters, dtypes, context, memory',
@@ -242,6 +254,40 @@ async function bench(v: Values): Promise<void> {
           `tg${tg}: ${r.tg.tps.toFixed(2)} t/s (bound ${bound.toFixed(2)} t/s at ${bandwidth.toFixed(1)} GB/s: ${(100 * out.tg_fraction_of_bound).toFixed(0)}%)\n`,
       );
     }
+  } finally {
+    await model.unload();
+  }
+}
+
+async function grad(v: Values): Promise<void> {
+  if (typeof v.model !== 'string') throw new UsageError('--model PATH is required (a .gguf file or a Hugging Face model folder)');
+  for (const k of ['adapter', 'sft', 'out'])
+    if (typeof v[k] !== 'string') throw new UsageError(`--${k} is required`);
+  const dtype = (v.dtype as string | undefined) ?? 'f32';
+  if (dtype !== 'f32' && dtype !== 'f64') throw new UsageError(`--dtype must be f32 or f64, got '${dtype}'`);
+  const { readFileSync } = await import('node:fs');
+  const { parseSft, needsTokenizer } = await import('../train/sft.ts');
+  const file = v.sft as string;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+  let tok;
+  if (needsTokenizer(text)) {
+    const { loadTokenizer, chatTemplateFor } = await import('../engine/open.ts');
+    const tokenizer = loadTokenizer(v.model);
+    const { template, error } = chatTemplateFor(tokenizer);
+    if (error) process.stderr.write(`warning: ${error}; using the ${template.name} template\n`);
+    tok = { tokenizer, template };
+  }
+  const sequences = parseSft(text, file, tok);
+  const model = await native().loadModel(v.model, loadOptions(v), progressBar(!!v.json));
+  try {
+    const r = await model.loraGrad({ adapter: v.adapter as string, sequences, out: v.out as string, dtype });
+    if (v.json) process.stdout.write(JSON.stringify({ loss: r.loss, target_tokens: r.targetTokens, sequences: sequences.length, out: v.out, dtype }) + '\n');
+    else process.stdout.write(`loss ${r.loss.toFixed(6)} over ${r.targetTokens} target tokens in ${sequences.length} sequences · gradients (${dtype}) in ${v.out}\n`);
   } finally {
     await model.unload();
   }

@@ -78,6 +78,17 @@ export interface GenerateResult {
   decodeSeconds: number;
 }
 
+export interface LoraGradOptions {
+  /** A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors). */
+  adapter: string;
+  /** Hugging Face convention: labels[t] = inputIds[t] where the loss applies, -100 elsewhere. */
+  sequences: { inputIds: number[]; labels: number[] }[];
+  /** Where the gradients go (safetensors, PEFT names; loss and target_tokens in the metadata). */
+  out: string;
+  /** Compute precision and file dtype; default f32. */
+  dtype?: 'f32' | 'f64';
+}
+
 export interface NativeModel {
   info(): ModelInfo;
   /** Logits of the last position, or of every position with all=true. */
@@ -87,6 +98,8 @@ export interface NativeModel {
   cancel(): void;
   benchmark(opts: { pp: number; tg: number; repeats?: number }): Promise<{ pp: { tokens: number; tps: number }; tg: { tokens: number; tps: number } }>;
   unload(): Promise<void>;
+  /** One forward and backward with a LoRA adapter (no optimizer step): the mean cross-entropy over the target tokens. */
+  loraGrad(opts: LoraGradOptions): Promise<{ loss: number; targetTokens: number }>;
 }
 
 export interface NativeAddon {

@@ -113,6 +113,8 @@ struct GenerateResult {
 };
 
 class Engine;
+class DenseModel;
+class ThreadPool;
 
 // A dump hook sees every named intermediate of a forward pass (for diffing against a reference).
 using DumpHook = std::function<void(const std::string& name, const float* data, int64_t rows, int64_t cols)>;
@@ -153,6 +155,10 @@ class Model {
                                        const std::atomic<bool>* cancel = nullptr);
 
   void set_dump_hook(DumpHook hook);
+
+  // The engine's parts, for the training engine (aha/train.h).
+  const DenseModel& dense_model() const;
+  ThreadPool& thread_pool();
 
  private:
   Model();

@@ -53,6 +53,13 @@ class DenseModel {
   explicit DenseModel(WeightStore& ws);  // binds and shape-checks every tensor
   const ModelConfig& config() const { return c_; }
 
+  // The bound weights, read by the training engine (native/src/train).
+  const DenseLayer& layer(int64_t l) const { return layers_[size_t(l)]; }
+  const Tensor& tok_embd() const { return *tok_embd_; }
+  const Tensor& output_norm() const { return *output_norm_; }
+  const Tensor& output() const { return *output_; }
+  const std::vector<float>& inv_freq() const { return inv_freq_; }
+
   // logits: [logit_rows.size(), vocab]
   void forward(const ForwardBatch& b, KvCache& cache, ThreadPool& pool, DenseWorkspace& w, float* logits,
                const DumpHook* dump) const;

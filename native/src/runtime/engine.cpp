@@ -305,6 +305,8 @@ const std::vector<int32_t>& Model::sequence_tokens(int s) const { return e_->seq
 int64_t Model::free_cache_tokens() const { return e_->cache->free_blocks() * e_->cache->block_size(); }
 void Model::forward(const std::vector<BatchItem>& items, std::vector<float>& logits) { e_->forward(items, logits); }
 void Model::set_dump_hook(DumpHook hook) { e_->dump = std::move(hook); }
+const DenseModel& Model::dense_model() const { return *e_->model; }
+ThreadPool& Model::thread_pool() { return *e_->pool; }
 
 std::vector<GenerateResult> Model::generate(const std::vector<GenerateRequest>& reqs, const std::function<bool(size_t, int32_t)>& on_token,
                                             const std::atomic<bool>* cancel) {

@@ -1,0 +1,104 @@
+// The training engine's C++ API: LoRA adapters in PEFT's layout and conventions, and the loss
+// and LoRA gradients of a batch of token sequences (one forward and backward, no optimizer step).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "aha/model.h"
+
+namespace aha {
+
+// The dense family's adapter targets, by their HF module names.
+enum class LoraTarget : int { QProj, KProj, VProj, OProj, GateProj, UpProj, DownProj };
+constexpr int kLoraTargets = 7;
+const char* lora_target_name(LoraTarget t);    // "q_proj"
+const char* lora_target_parent(LoraTarget t);  // "self_attn" or "mlp"
+// "q_proj" → QProj; throws aha::Error naming the supported names otherwise.
+LoraTarget lora_target_from_name(const std::string& name);
+
+// PEFT's LoraConfig (adapter_config.json), the fields the engine honours.
+struct LoraConfig {
+  int64_t rank = 8;                  // r
+  double alpha = 16;                 // lora_alpha
+  bool use_rslora = false;           // scale alpha/sqrt(r) instead of alpha/r
+  double dropout = 0;                // lora_dropout: parsed and saved; training applies none yet
+  std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  std::string base_model;            // base_model_name_or_path
+
+  double scale() const;              // what B A x is multiplied by
+  bool targets(LoraTarget t) const;
+  void validate() const;             // rank ≥ 1, alpha > 0, dropout in [0, 1), known unique targets
+};
+
+LoraConfig lora_config_from_json(const std::string& text, const std::string& file);
+std::string lora_config_to_json(const LoraConfig& c);
+
+// One adapted linear layer y = W x + scale · B (A x).
+template <class F>
+struct LoraPair {
+  int64_t in = 0, out = 0;
+  std::vector<F> A;  // [rank, in]
+  std::vector<F> B;  // [out, rank]
+};
+
+// A LoRA tensor set over a model's layers (weights, or their gradients); untargeted modules are empty.
+template <class F>
+struct LoraSet {
+  int64_t n_layers = 0, rank = 0;
+  std::vector<LoraPair<F>> mods;  // [n_layers * kLoraTargets]
+
+  LoraSet() = default;
+  // Zero tensors of the right shapes for every targeted module of every layer.
+  LoraSet(const ModelConfig& mc, const LoraConfig& lc);
+  LoraPair<F>* find(int64_t layer, LoraTarget t);  // nullptr when not targeted
+  const LoraPair<F>* find(int64_t layer, LoraTarget t) const;
+};
+
+// PEFT's tensor name: base_model.model.model.layers.<layer>.self_attn.q_proj.lora_A.weight
+std::string lora_peft_name(int64_t layer, LoraTarget t, bool b);
+
+class LoraAdapter {
+ public:
+  LoraAdapter() = default;
+  // PEFT's initialization: A kaiming-uniform (a = √5: U(±1/√in)) from `seed`, B zeros.
+  static LoraAdapter init(const ModelConfig& mc, const LoraConfig& lc, uint64_t seed);
+  // A PEFT adapter folder (adapter_config.json + adapter_model.safetensors) for this model;
+  // errors name the file and what does not fit.
+  static LoraAdapter load(const std::string& dir, const ModelConfig& mc);
+  // Writes the folder in PEFT's layout (f32 tensors), each file through a temporary and a rename.
+  void save(const std::string& dir) const;
+
+  const LoraConfig& config() const { return config_; }
+  double scale() const { return config_.scale(); }
+  LoraSet<float>& weights() { return weights_; }
+  const LoraSet<float>& weights() const { return weights_; }
+
+ private:
+  LoraConfig config_;
+  LoraSet<float> weights_;
+};
+
+// One training sequence in Hugging Face's convention: labels[t] is input_ids[t] where the loss
+// applies and −100 where it does not; position t is scored on predicting labels[t + 1].
+struct TrainSequence {
+  std::vector<int32_t> input_ids;
+  std::vector<int32_t> labels;
+};
+
+enum class GradPrecision { F32, F64 };
+
+struct LoraLossAndGrads {
+  double loss = 0;              // mean cross-entropy over the target tokens of all sequences
+  int64_t target_tokens = 0;
+  LoraSet<double> grads;        // d loss / d every LoRA tensor (widened to double from F32 runs)
+};
+
+// One train-mode forward and backward of the model with the adapter (no optimizer step).
+LoraLossAndGrads lora_loss_and_grads(Model& model, const LoraAdapter& adapter, const std::vector<TrainSequence>& batch, GradPrecision precision);
+
+// Writes every gradient under its PEFT name, as f32 or f64, with the loss and the number of
+// target tokens in the safetensors metadata ("loss", "target_tokens").
+void save_lora_grads(const std::string& path, const LoraLossAndGrads& g, GradPrecision dtype);
+
+}  // namespace aha

@@ -1,0 +1,327 @@
+// Train-mode forward and backward of the dense family with LoRA (see dense_lora.h).
+// One block per function pair, in the order of the inference forward (models/dense.cpp).
+#include "train/dense_lora.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "aha/error.h"
+#include "backends/cpu/matmul.h"
+#include "train/ops.h"
+
+namespace aha::train {
+
+namespace {
+
+constexpr int64_t kLogitChunk = 64;  // rows of logits [kLogitChunk, vocab] held at once
+
+const float* f32(const Tensor* t) { return t ? static_cast<const float*>(t->data) : nullptr; }
+
+// What one layer's backward reads.
+template <class F>
+struct LayerSaved {
+  std::vector<F> x;              // [T, H] residual stream entering the layer
+  std::vector<F> rstd1, xn1;     // [T], [T, H] attn_norm
+  std::vector<F> xa_q, xa_k, xa_v, xa_o;  // [T, r] x Aᵀ of each adapted projection
+  std::vector<F> q_raw, k_raw;   // [T, QD], [T, KD] before the q/k norm (qwen3 only)
+  std::vector<F> rstd_q, rstd_k; // [T * n_heads], [T * n_kv_heads] (qwen3 only)
+  std::vector<F> q, k, v;        // [T, QD], [T, KD], [T, KD] as attention reads them (normed, rotated)
+  std::vector<F> attn, lse;      // [T, QD], [n_heads, T]
+  std::vector<F> x_mid;          // [T, H] residual stream after the attention block
+  std::vector<F> rstd2, xn2;     // [T], [T, H] ffn_norm
+  std::vector<F> gate, up, h;    // [T, intermediate]: projections and silu(gate) * up
+  std::vector<F> xa_gate, xa_up, xa_down;  // [T, r]
+};
+
+template <class F>
+class Runner {
+ public:
+  Runner(const DenseModel& m, const LoraSet<F>* ad, double scale, const PackedBatch& b, ThreadPool& pool)
+      : m_(m), c_(m.config()), ad_(ad), scale_(scale), b_(b), pool_(pool), T_(int64_t(b.tokens.size())), r_(ad ? ad->rank : 0) {}
+
+  void forward() {
+    const int64_t H = c_.hidden_size;
+    std::vector<F> x(size_t(T_ * H));
+    embedding_forward(x.data(), b_.tokens.data(), m_.tok_embd(), T_);
+    saved_.resize(size_t(c_.num_hidden_layers));
+    for (int64_t l = 0; l < c_.num_hidden_layers; l++) {
+      attention_forward_block(l, x);
+      ffn_forward_block(l, x);
+    }
+    xf_ = std::move(x);
+    rstdf_.resize(size_t(T_));
+    xnf_.resize(size_t(T_ * H));
+    rmsnorm_forward(xnf_.data(), rstdf_.data(), xf_.data(), f32(&m_.output_norm()), T_, H, c_.rms_norm_eps);
+  }
+
+  // Loss; with grads, the backward pass too.
+  double loss_and_backward(LoraSet<F>* grads) {
+    const int64_t H = c_.hidden_size;
+    const double inv_n = 1.0 / double(b_.n_targets);
+    std::vector<F> dxnf(grads ? size_t(T_ * H) : 0);
+    const double loss = inv_n * lm_head_cross_entropy(grads ? dxnf.data() : nullptr, xnf_.data(), m_.output(), b_.targets.data(), T_, inv_n,
+                                                      kLogitChunk, &pool_);
+    if (!grads) return loss;
+    std::vector<F> dx(size_t(T_ * H));
+    rmsnorm_backward(dx.data(), (F*)nullptr, dxnf.data(), xf_.data(), rstdf_.data(), f32(&m_.output_norm()), T_, H);
+    for (int64_t l = c_.num_hidden_layers - 1; l >= 0; l--) {
+      ffn_backward_block(l, dx, *grads);
+      attention_backward_block(l, dx, *grads);
+    }
+    return loss;
+  }
+
+ private:
+  const LoraPair<F>* lora(int64_t l, LoraTarget t) const { return ad_ ? ad_->find(l, t) : nullptr; }
+
+  // y[T, out] = x Wᵀ + bias + scale · (x Aᵀ) Bᵀ, saving x Aᵀ in xa.
+  void linear(std::vector<F>& y, std::vector<F>& xa, const std::vector<F>& x, const Tensor& W, const Tensor* bias, const LoraPair<F>* p) {
+    const int64_t out = W.rows();
+    y.resize(size_t(T_ * out));
+    if (p) xa.resize(size_t(T_ * r_));
+    if constexpr (std::is_same_v<F, float>) {
+      matmul(W, x.data(), T_, y.data(), pool_, mm_);
+      if (bias)
+        for (int64_t t = 0; t < T_; t++)
+          for (int64_t j = 0; j < out; j++) y[size_t(t * out + j)] += f32(bias)[j];
+      if (p) lora_add(y.data(), xa.data(), x.data(), p->A.data(), p->B.data(), scale_, T_, p->in, p->out, r_, &pool_);
+    } else {
+      lora_linear_forward(y.data(), p ? xa.data() : nullptr, x.data(), W, f32(bias), p ? p->A.data() : nullptr, p ? p->B.data() : nullptr, scale_, T_,
+                          r_, &pool_);
+    }
+  }
+
+  // dx = dy W + LoRA terms (dx may be null), LoRA gradients into `g`.
+  void linear_backward(F* dx, const std::vector<F>& dy, const std::vector<F>& x, const std::vector<F>& xa, const Tensor& W, int64_t l, LoraTarget t,
+                       LoraSet<F>& g) {
+    const LoraPair<F>* p = lora(l, t);
+    LoraPair<F>* gp = p ? g.find(l, t) : nullptr;
+    lora_linear_backward(dx, gp ? gp->A.data() : nullptr, gp ? gp->B.data() : nullptr, dy.data(), x.data(), p ? xa.data() : nullptr, W,
+                         p ? p->A.data() : nullptr, p ? p->B.data() : nullptr, scale_, T_, r_, &pool_);
+  }
+
+  void attention_forward_block(int64_t l, std::vector<F>& x) {
+    const DenseLayer& L = m_.layer(l);
+    LayerSaved<F>& S = saved_[size_t(l)];
+    const int64_t H = c_.hidden_size, nh = c_.num_attention_heads, nkv = c_.num_key_value_heads, hd = c_.head_dim;
+    S.x = x;
+    S.rstd1.resize(size_t(T_));
+    S.xn1.resize(size_t(T_ * H));
+    rmsnorm_forward(S.xn1.data(), S.rstd1.data(), x.data(), f32(L.attn_norm), T_, H, c_.rms_norm_eps);
+    linear(L.q_norm ? S.q_raw : S.q, S.xa_q, S.xn1, *L.wq, L.bq, lora(l, LoraTarget::QProj));
+    linear(L.k_norm ? S.k_raw : S.k, S.xa_k, S.xn1, *L.wk, L.bk, lora(l, LoraTarget::KProj));
+    linear(S.v, S.xa_v, S.xn1, *L.wv, L.bv, lora(l, LoraTarget::VProj));
+    if (L.q_norm) {
+      S.q.resize(S.q_raw.size());
+      S.k.resize(S.k_raw.size());
+      S.rstd_q.resize(size_t(T_ * nh));
+      S.rstd_k.resize(size_t(T_ * nkv));
+      rmsnorm_forward(S.q.data(), S.rstd_q.data(), S.q_raw.data(), f32(L.q_norm), T_ * nh, hd, c_.rms_norm_eps);
+      rmsnorm_forward(S.k.data(), S.rstd_k.data(), S.k_raw.data(), f32(L.k_norm), T_ * nkv, hd, c_.rms_norm_eps);
+    }
+    rope_forward(S.q.data(), S.q.data(), b_.pos.data(), m_.inv_freq().data(), T_, nh, hd, c_.rope_neox);
+    rope_forward(S.k.data(), S.k.data(), b_.pos.data(), m_.inv_freq().data(), T_, nkv, hd, c_.rope_neox);
+    S.attn.resize(size_t(T_ * nh * hd));
+    S.lse.resize(size_t(nh * T_));
+    attention_forward(S.attn.data(), S.lse.data(), S.q.data(), S.k.data(), S.v.data(), b_.seq_begin.data(), T_, nh, nkv, hd, &pool_);
+    std::vector<F> proj;
+    linear(proj, S.xa_o, S.attn, *L.wo, L.bo, lora(l, LoraTarget::OProj));
+    for (size_t i = 0; i < x.size(); i++) x[i] += proj[i];
+    S.x_mid = x;
+  }
+
+  void ffn_forward_block(int64_t l, std::vector<F>& x) {
+    const DenseLayer& L = m_.layer(l);
+    LayerSaved<F>& S = saved_[size_t(l)];
+    const int64_t H = c_.hidden_size;
+    S.rstd2.resize(size_t(T_));
+    S.xn2.resize(size_t(T_ * H));
+    rmsnorm_forward(S.xn2.data(), S.rstd2.data(), x.data(), f32(L.ffn_norm), T_, H, c_.rms_norm_eps);
+    linear(S.gate, S.xa_gate, S.xn2, *L.w_gate, nullptr, lora(l, LoraTarget::GateProj));
+    linear(S.up, S.xa_up, S.xn2, *L.w_up, nullptr, lora(l, LoraTarget::UpProj));
+    S.h.resize(S.gate.size());
+    swiglu_forward(S.h.data(), S.gate.data(), S.up.data(), int64_t(S.h.size()));
+    std::vector<F> proj;
+    linear(proj, S.xa_down, S.h, *L.w_down, nullptr, lora(l, LoraTarget::DownProj));
+    for (size_t i = 0; i < x.size(); i++) x[i] += proj[i];
+  }
+
+  // dx: [T, H] gradient of the residual stream leaving the block; on return, entering it.
+  void ffn_backward_block(int64_t l, std::vector<F>& dx, LoraSet<F>& g) {
+    const DenseLayer& L = m_.layer(l);
+    const LayerSaved<F>& S = saved_[size_t(l)];
+    const int64_t H = c_.hidden_size;
+    std::vector<F> dh(S.h.size()), dgate(S.h.size()), dup(S.h.size()), dxn(size_t(T_ * H)), tmp(size_t(T_ * H));
+    linear_backward(dh.data(), dx, S.h, S.xa_down, *L.w_down, l, LoraTarget::DownProj, g);
+    swiglu_backward(dgate.data(), dup.data(), dh.data(), S.gate.data(), S.up.data(), int64_t(dh.size()));
+    linear_backward(dxn.data(), dgate, S.xn2, S.xa_gate, *L.w_gate, l, LoraTarget::GateProj, g);
+    linear_backward(tmp.data(), dup, S.xn2, S.xa_up, *L.w_up, l, LoraTarget::UpProj, g);
+    for (size_t i = 0; i < dxn.size(); i++) dxn[i] += tmp[i];
+    rmsnorm_backward(tmp.data(), (F*)nullptr, dxn.data(), S.x_mid.data(), S.rstd2.data(), f32(L.ffn_norm), T_, H);
+    for (size_t i = 0; i < dx.size(); i++) dx[i] += tmp[i];
+  }
+
+  void attention_backward_block(int64_t l, std::vector<F>& dx, LoraSet<F>& g) {
+    const DenseLayer& L = m_.layer(l);
+    const LayerSaved<F>& S = saved_[size_t(l)];
+    const int64_t H = c_.hidden_size, nh = c_.num_attention_heads, nkv = c_.num_key_value_heads, hd = c_.head_dim;
+    std::vector<F> dattn(S.attn.size()), dq(S.q.size()), dk(S.k.size()), dv(S.v.size());
+    linear_backward(dattn.data(), dx, S.attn, S.xa_o, *L.wo, l, LoraTarget::OProj, g);
+    attention_backward(dq.data(), dk.data(), dv.data(), dattn.data(), S.attn.data(), S.lse.data(), S.q.data(), S.k.data(), S.v.data(),
+                       b_.seq_begin.data(), T_, nh, nkv, hd, &pool_);
+    rope_backward(dq.data(), dq.data(), b_.pos.data(), m_.inv_freq().data(), T_, nh, hd, c_.rope_neox);
+    rope_backward(dk.data(), dk.data(), b_.pos.data(), m_.inv_freq().data(), T_, nkv, hd, c_.rope_neox);
+    if (L.q_norm) {
+      std::vector<F> t(dq.size());
+      rmsnorm_backward(t.data(), (F*)nullptr, dq.data(), S.q_raw.data(), S.rstd_q.data(), f32(L.q_norm), T_ * nh, hd);
+      dq.swap(t);
+      t.resize(dk.size());
+      rmsnorm_backward(t.data(), (F*)nullptr, dk.data(), S.k_raw.data(), S.rstd_k.data(), f32(L.k_norm), T_ * nkv, hd);
+      dk.swap(t);
+    }
+    // The first layer's input is the frozen embedding: no gradient flows further.
+    const bool need_dx = l > 0;
+    std::vector<F> dxn(need_dx ? size_t(T_ * H) : 0), tmp(need_dx ? size_t(T_ * H) : 0);
+    linear_backward(need_dx ? dxn.data() : nullptr, dq, S.xn1, S.xa_q, *L.wq, l, LoraTarget::QProj, g);
+    linear_backward(need_dx ? tmp.data() : nullptr, dk, S.xn1, S.xa_k, *L.wk, l, LoraTarget::KProj, g);
+    for (size_t i = 0; i < dxn.size(); i++) dxn[i] += tmp[i];
+    linear_backward(need_dx ? tmp.data() : nullptr, dv, S.xn1, S.xa_v, *L.wv, l, LoraTarget::VProj, g);
+    if (!need_dx) return;
+    for (size_t i = 0; i < dxn.size(); i++) dxn[i] += tmp[i];
+    rmsnorm_backward(tmp.data(), (F*)nullptr, dxn.data(), S.x.data(), S.rstd1.data(), f32(L.attn_norm), T_, H);
+    for (size_t i = 0; i < dx.size(); i++) dx[i] += tmp[i];
+  }
+
+  const DenseModel& m_;
+  const ModelConfig& c_;
+  const LoraSet<F>* ad_;
+  const double scale_;
+  const PackedBatch& b_;
+  ThreadPool& pool_;
+  const int64_t T_, r_;
+  MatmulScratch mm_;
+  std::vector<LayerSaved<F>> saved_;
+  std::vector<F> xf_, rstdf_, xnf_;  // [T, H], [T], [T, H]: the final norm's input, saved rstd and output
+};
+
+}  // namespace
+
+PackedBatch pack_sequences(const std::vector<TrainSequence>& seqs, const ModelConfig& c) {
+  PackedBatch b;
+  if (seqs.empty()) throw Error("the batch has no sequences");
+  for (size_t s = 0; s < seqs.size(); s++) {
+    const auto& q = seqs[s];
+    const std::string where = "sequence " + std::to_string(s);
+    if (q.input_ids.empty()) throw Error(where + " has no tokens");
+    if (q.labels.size() != q.input_ids.size())
+      throw Error(where + ": " + std::to_string(q.labels.size()) + " labels for " + std::to_string(q.input_ids.size()) + " tokens");
+    if (int64_t(q.input_ids.size()) > c.max_position_embeddings)
+      throw Error(where + " has " + std::to_string(q.input_ids.size()) + " tokens, more than the model's context (" +
+                  std::to_string(c.max_position_embeddings) + ")");
+    const int64_t begin = int64_t(b.tokens.size());
+    for (size_t t = 0; t < q.input_ids.size(); t++) {
+      const int32_t id = q.input_ids[t], lab = q.labels[t];
+      if (id < 0 || id >= c.vocab_size) throw Error(where + ": token id " + std::to_string(id) + " is outside the vocabulary (0.." + std::to_string(c.vocab_size - 1) + ")");
+      if (lab != -100 && (lab < 0 || lab >= c.vocab_size)) throw Error(where + ": label " + std::to_string(lab) + " is neither -100 nor a token id");
+      b.tokens.push_back(id);
+      b.pos.push_back(int64_t(t));
+      b.seq_begin.push_back(begin);
+      const int32_t next = t + 1 < q.labels.size() ? q.labels[t + 1] : -100;
+      b.targets.push_back(next == -100 ? -1 : next);
+      if (next != -100) b.n_targets++;
+    }
+  }
+  if (b.n_targets == 0) throw Error("the batch has no target tokens (every label after the first of each sequence is -100)");
+  return b;
+}
+
+template <class F>
+double dense_lora_loss(const DenseModel& model, const LoraSet<F>* adapter, double scale, const PackedBatch& b, LoraSet<F>* grads, ThreadPool& pool) {
+  Runner<F> r(model, adapter, scale, b, pool);
+  r.forward();
+  return r.loss_and_backward(grads);
+}
+
+template double dense_lora_loss<float>(const DenseModel&, const LoraSet<float>*, double, const PackedBatch&, LoraSet<float>*, ThreadPool&);
+template double dense_lora_loss<double>(const DenseModel&, const LoraSet<double>*, double, const PackedBatch&, LoraSet<double>*, ThreadPool&);
+
+}  // namespace aha::train
+
+namespace aha {
+
+namespace {
+
+template <class G, class F>
+LoraSet<G> convert(const LoraSet<F>& s) {
+  LoraSet<G> o;
+  o.n_layers = s.n_layers;
+  o.rank = s.rank;
+  o.mods.resize(s.mods.size());
+  for (size_t i = 0; i < s.mods.size(); i++) {
+    o.mods[i].in = s.mods[i].in;
+    o.mods[i].out = s.mods[i].out;
+    o.mods[i].A.assign(s.mods[i].A.begin(), s.mods[i].A.end());
+    o.mods[i].B.assign(s.mods[i].B.begin(), s.mods[i].B.end());
+  }
+  return o;
+}
+
+template <class F>
+LoraSet<F> zeros_like(const LoraSet<float>& s) {
+  LoraSet<F> o = convert<F>(s);
+  for (auto& p : o.mods) {
+    std::fill(p.A.begin(), p.A.end(), F(0));
+    std::fill(p.B.begin(), p.B.end(), F(0));
+  }
+  return o;
+}
+
+// GGUF llama files store the q/k rows permuted for interleaved rope (convert_hf_to_gguf's
+// permute): within a head, HF row j·(head_dim/2) + i is GGUF row 2i + j. Adapters keep HF's
+// order; B's rows of q_proj and k_proj follow the weights' order (and dB's come back).
+template <class F>
+void permute_qk_rows(LoraSet<F>& s, const ModelConfig& c, bool to_gguf) {
+  const int64_t hd = c.head_dim, half = hd / 2, r = s.rank;
+  for (int64_t l = 0; l < s.n_layers; l++)
+    for (auto [t, heads] : {std::pair{LoraTarget::QProj, c.num_attention_heads}, std::pair{LoraTarget::KProj, c.num_key_value_heads}}) {
+      LoraPair<F>* p = s.find(l, t);
+      if (!p) continue;
+      std::vector<F> B(p->B.size());
+      for (int64_t h = 0; h < heads; h++)
+        for (int64_t i = 0; i < half; i++)
+          for (int64_t j = 0; j < 2; j++) {
+            const int64_t hf = h * hd + j * half + i, gg = h * hd + 2 * i + j;
+            const int64_t dst = to_gguf ? gg : hf, src = to_gguf ? hf : gg;
+            std::copy(p->B.begin() + src * r, p->B.begin() + (src + 1) * r, B.begin() + dst * r);
+          }
+      p->B.swap(B);
+    }
+}
+
+}  // namespace
+
+LoraLossAndGrads lora_loss_and_grads(Model& model, const LoraAdapter& adapter, const std::vector<TrainSequence>& batch, GradPrecision precision) {
+  const DenseModel& dm = model.dense_model();
+  const ModelConfig& c = dm.config();
+  if (adapter.weights().n_layers != c.num_hidden_layers)
+    throw Error("the adapter has " + std::to_string(adapter.weights().n_layers) + " layers, the model " + std::to_string(c.num_hidden_layers));
+  train::PackedBatch b = train::pack_sequences(batch, c);
+  LoraLossAndGrads out;
+  out.target_tokens = b.n_targets;
+  const bool permuted = !c.rope_neox;
+  if (precision == GradPrecision::F64) {
+    LoraSet<double> w = convert<double>(adapter.weights()), g = zeros_like<double>(adapter.weights());
+    if (permuted) permute_qk_rows(w, c, true);
+    out.loss = train::dense_lora_loss<double>(dm, &w, adapter.scale(), b, &g, model.thread_pool());
+    out.grads = std::move(g);
+  } else {
+    LoraSet<float> w = adapter.weights(), g = zeros_like<float>(adapter.weights());
+    if (permuted) permute_qk_rows(w, c, true);
+    out.loss = train::dense_lora_loss<float>(dm, &w, adapter.scale(), b, &g, model.thread_pool());
+    out.grads = convert<double>(g);
+  }
+  if (permuted) permute_qk_rows(out.grads, c, false);
+  return out;
+}
+
+}  // namespace aha

@@ -1,0 +1,33 @@
+// The dense family in train mode: a forward that saves what backward needs, and the backward
+// that gives the mean cross-entropy over the target tokens and every LoRA gradient. The base
+// weights are frozen (any dtype); F = float runs the frozen products on the engine's matmul (the
+// numbers inference computes), F = double on the scalar reference (finite-difference checks,
+// `aha grad --dtype f64`).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "aha/train.h"
+#include "core/thread_pool.h"
+#include "models/dense.h"
+
+namespace aha::train {
+
+// Sequences packed one after another into T tokens.
+struct PackedBatch {
+  std::vector<int32_t> tokens;     // [T]
+  std::vector<int64_t> pos;        // [T] position within its sequence
+  std::vector<int64_t> seq_begin;  // [T] index of its sequence's first token
+  std::vector<int32_t> targets;    // [T] the token position t is scored on, −1: none
+  int64_t n_targets = 0;
+};
+
+// Packs HF-style (input_ids, labels) sequences; errors name the sequence and what is wrong.
+PackedBatch pack_sequences(const std::vector<TrainSequence>& seqs, const ModelConfig& c);
+
+// Mean cross-entropy over the batch's targets; with `grads`, d loss / d each LoRA tensor is
+// added to it (+=). `adapter` may be null (the base model's loss).
+template <class F>
+double dense_lora_loss(const DenseModel& model, const LoraSet<F>* adapter, double scale, const PackedBatch& b, LoraSet<F>* grads, ThreadPool& pool);
+
+}  // namespace aha::train

@@ -1,0 +1,292 @@
+// LoRA adapters in PEFT's layout: adapter_config.json + adapter_model.safetensors with tensors
+// base_model.model.model.layers.<l>.<self_attn|mlp>.<module>.lora_A.weight [r, in] and
+// .lora_B.weight [out, r]; PEFT's initialization and scale.
+#include <cmath>
+#include <cstring>
+#include <regex>
+#include <set>
+
+#include "aha/error.h"
+#include "aha/kernels.h"
+#include "aha/train.h"
+#include "core/json.h"
+#include "core/mapped_file.h"
+#include "formats/safetensors.h"
+#include "formats/safetensors_writer.h"
+
+namespace aha {
+
+namespace {
+
+constexpr const char* kNames[kLoraTargets] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+
+// (in, out) of a target module in a dense model.
+std::pair<int64_t, int64_t> module_shape(const ModelConfig& c, LoraTarget t) {
+  const int64_t H = c.hidden_size, F = c.intermediate_size, QD = c.num_attention_heads * c.head_dim, KD = c.num_key_value_heads * c.head_dim;
+  switch (t) {
+    case LoraTarget::QProj: return {H, QD};
+    case LoraTarget::KProj:
+    case LoraTarget::VProj: return {H, KD};
+    case LoraTarget::OProj: return {QD, H};
+    case LoraTarget::GateProj:
+    case LoraTarget::UpProj: return {H, F};
+    case LoraTarget::DownProj: return {F, H};
+  }
+  return {0, 0};
+}
+
+std::string supported_names() {
+  std::string s;
+  for (const char* n : kNames) s += (s.empty() ? "" : ", ") + std::string(n);
+  return s;
+}
+
+std::string number(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.17g", v);
+  std::string s = b;
+  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
+  return s;
+}
+
+}  // namespace
+
+const char* lora_target_name(LoraTarget t) { return kNames[int(t)]; }
+const char* lora_target_parent(LoraTarget t) { return int(t) < 4 ? "self_attn" : "mlp"; }
+
+LoraTarget lora_target_from_name(const std::string& name) {
+  for (int i = 0; i < kLoraTargets; i++)
+    if (name == kNames[i]) return LoraTarget(i);
+  throw Error("unknown LoRA target module '" + name + "' (the dense models have: " + supported_names() + ")");
+}
+
+double LoraConfig::scale() const { return use_rslora ? alpha / std::sqrt(double(rank)) : alpha / double(rank); }
+
+bool LoraConfig::targets(LoraTarget t) const {
+  for (auto& n : target_modules)
+    if (n == kNames[int(t)]) return true;
+  return false;
+}
+
+void LoraConfig::validate() const {
+  if (rank < 1) throw Error("LoRA rank must be at least 1, got " + std::to_string(rank));
+  if (!(alpha > 0) || !std::isfinite(alpha)) throw Error("LoRA alpha must be a positive number, got " + number(alpha));
+  if (!(dropout >= 0 && dropout < 1)) throw Error("LoRA dropout must be in [0, 1), got " + number(dropout));
+  if (target_modules.empty()) throw Error("no LoRA target modules (choose from " + supported_names() + ")");
+  std::set<std::string> seen;
+  for (auto& n : target_modules) {
+    lora_target_from_name(n);
+    if (!seen.insert(n).second) throw Error("LoRA target module '" + n + "' is listed twice");
+  }
+}
+
+LoraConfig lora_config_from_json(const std::string& text, const std::string& file) {
+  Json j = Json::parse(text, file);
+  if (!j.is_object()) fail_file(file, "not a JSON object");
+  LoraConfig c;
+  try {
+    std::string type = j.get_string("peft_type", "LORA");
+    if (type != "LORA") fail_file(file, "peft_type is '" + type + "'; only LORA adapters are supported");
+    c.rank = j.get_int("r", 8);
+    c.alpha = j.get_number("lora_alpha", 8);
+    c.dropout = j.get_number("lora_dropout", 0);
+    c.use_rslora = j.get_bool("use_rslora", false);
+    c.base_model = j.find("base_model_name_or_path") && j.find("base_model_name_or_path")->is_string() ? j.get_string("base_model_name_or_path", "") : "";
+    if (j.get_bool("use_dora", false)) fail_file(file, "DoRA adapters (use_dora) are not supported");
+    if (j.get_bool("lora_bias", false)) fail_file(file, "adapters with a bias on lora_B (lora_bias) are not supported");
+    if (j.get_bool("fan_in_fan_out", false)) fail_file(file, "fan_in_fan_out adapters are not supported");
+    if (std::string b = j.get_string("bias", "none"); b != "none") fail_file(file, "bias '" + b + "' is not supported (only \"none\")");
+    for (const char* k : {"rank_pattern", "alpha_pattern"})
+      if (const Json* p = j.find(k); p && p->is_object() && !p->object().empty()) fail_file(file, std::string(k) + " is not supported");
+    for (const char* k : {"layers_to_transform", "modules_to_save"})
+      if (const Json* p = j.find(k); p && !p->is_null()) fail_file(file, std::string(k) + " is not supported");
+    const Json* t = j.find("target_modules");
+    if (!t) fail_file(file, "no target_modules");
+    c.target_modules.clear();
+    if (t->is_string() && t->string() == "all-linear") {
+      for (const char* n : kNames) c.target_modules.push_back(n);
+    } else if (t->is_array()) {
+      for (auto& x : t->array()) {
+        if (!x.is_string()) fail_file(file, "target_modules must be a list of module names");
+        c.target_modules.push_back(x.string());
+      }
+    } else {
+      fail_file(file, "target_modules must be a list of module names or \"all-linear\" (regular expressions are not supported)");
+    }
+    c.validate();
+  } catch (const Error& e) {
+    std::string m = e.what();
+    if (m.rfind(file, 0) == 0) throw;
+    fail_file(file, m);
+  }
+  return c;
+}
+
+std::string lora_config_to_json(const LoraConfig& c) {
+  std::string t;
+  for (auto& n : c.target_modules) t += (t.empty() ? "" : ", ") + json_quote(n);
+  return "{\n"
+         "  \"alpha_pattern\": {},\n"
+         "  \"base_model_name_or_path\": " + (c.base_model.empty() ? std::string("null") : json_quote(c.base_model)) + ",\n"
+         "  \"bias\": \"none\",\n"
+         "  \"fan_in_fan_out\": false,\n"
+         "  \"inference_mode\": true,\n"
+         "  \"init_lora_weights\": true,\n"
+         "  \"layers_to_transform\": null,\n"
+         "  \"lora_alpha\": " + number(c.alpha) + ",\n"
+         "  \"lora_dropout\": " + number(c.dropout) + ",\n"
+         "  \"modules_to_save\": null,\n"
+         "  \"peft_type\": \"LORA\",\n"
+         "  \"r\": " + std::to_string(c.rank) + ",\n"
+         "  \"rank_pattern\": {},\n"
+         "  \"target_modules\": [" + t + "],\n"
+         "  \"task_type\": \"CAUSAL_LM\",\n"
+         "  \"use_dora\": false,\n"
+         "  \"use_rslora\": " + (c.use_rslora ? "true" : "false") + "\n"
+         "}\n";
+}
+
+template <class F>
+LoraSet<F>::LoraSet(const ModelConfig& mc, const LoraConfig& lc) : n_layers(mc.num_hidden_layers), rank(lc.rank) {
+  lc.validate();
+  mods.resize(size_t(n_layers * kLoraTargets));
+  for (int64_t l = 0; l < n_layers; l++)
+    for (int i = 0; i < kLoraTargets; i++) {
+      if (!lc.targets(LoraTarget(i))) continue;
+      auto [in, out] = module_shape(mc, LoraTarget(i));
+      LoraPair<F>& p = mods[size_t(l * kLoraTargets + i)];
+      p.in = in;
+      p.out = out;
+      p.A.assign(size_t(rank * in), F(0));
+      p.B.assign(size_t(out * rank), F(0));
+    }
+}
+
+template <class F>
+LoraPair<F>* LoraSet<F>::find(int64_t layer, LoraTarget t) {
+  if (layer < 0 || layer >= n_layers) return nullptr;
+  LoraPair<F>& p = mods[size_t(layer * kLoraTargets + int(t))];
+  return p.A.empty() ? nullptr : &p;
+}
+
+template <class F>
+const LoraPair<F>* LoraSet<F>::find(int64_t layer, LoraTarget t) const {
+  return const_cast<LoraSet<F>*>(this)->find(layer, t);
+}
+
+template struct LoraSet<float>;
+template struct LoraSet<double>;
+
+std::string lora_peft_name(int64_t layer, LoraTarget t, bool b) {
+  return "base_model.model.model.layers." + std::to_string(layer) + "." + lora_target_parent(t) + "." + lora_target_name(t) + (b ? ".lora_B.weight" : ".lora_A.weight");
+}
+
+LoraAdapter LoraAdapter::init(const ModelConfig& mc, const LoraConfig& lc, uint64_t seed) {
+  LoraAdapter a;
+  a.config_ = lc;
+  a.weights_ = LoraSet<float>(mc, lc);
+  // splitmix64: the same numbers on every platform (std's distributions are not portable).
+  uint64_t s = seed;
+  auto next = [&s] {
+    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  };
+  for (auto& p : a.weights_.mods) {
+    if (p.A.empty()) continue;
+    // kaiming_uniform_(a=√5): gain √(2/(1+5)), bound = gain·√(3/fan_in) = 1/√in.
+    const double bound = 1.0 / std::sqrt(double(p.in));
+    for (auto& x : p.A) x = float((double(next() >> 11) * 0x1.0p-53 * 2 - 1) * bound);
+  }
+  return a;
+}
+
+LoraAdapter LoraAdapter::load(const std::string& dir, const ModelConfig& mc) {
+  const std::string cfg_path = dir + "/adapter_config.json", st_path = dir + "/adapter_model.safetensors";
+  if (!is_regular_file(cfg_path)) fail_file(dir, "not a PEFT adapter folder (no adapter_config.json)");
+  if (!is_regular_file(st_path))
+    fail_file(dir, is_regular_file(dir + "/adapter_model.bin") ? "adapter_model.bin (pickle) is not read; save the adapter with safe_serialization"
+                                                               : "no adapter_model.safetensors");
+  LoraAdapter a;
+  a.config_ = lora_config_from_json(read_text_file(cfg_path), cfg_path);
+  a.weights_ = LoraSet<float>(mc, a.config_);
+  MappedFile f(st_path);
+  static const std::regex key(R"(base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+)\.lora_([AB])\.weight)");
+  std::set<std::string> seen;
+  for (auto& t : parse_safetensors(f.data(), f.size(), st_path)) {
+    std::smatch m;
+    if (!std::regex_match(t.name, m, key)) fail_file(st_path, "tensor '" + t.name + "' is not a LoRA weight of a dense model's layer");
+    const int64_t layer = std::stoll(m[1].str());
+    LoraTarget tg;
+    try {
+      tg = lora_target_from_name(m[3].str());
+    } catch (const Error& e) {
+      fail_file(st_path, "tensor '" + t.name + "': " + e.what());
+    }
+    if (m[2].str() != lora_target_parent(tg)) fail_file(st_path, "tensor '" + t.name + "': " + lora_target_name(tg) + " lives under " + lora_target_parent(tg));
+    if (layer >= mc.num_hidden_layers) fail_file(st_path, "tensor '" + t.name + "': the model has " + std::to_string(mc.num_hidden_layers) + " layers");
+    LoraPair<float>* p = a.weights_.find(layer, tg);
+    if (!p) fail_file(st_path, "tensor '" + t.name + "': " + lora_target_name(tg) + " is not in target_modules");
+    const bool is_b = m[4].str() == "B";
+    // ggml order: ne = {cols, rows}
+    const std::vector<int64_t> want = is_b ? std::vector<int64_t>{a.config_.rank, p->out} : std::vector<int64_t>{p->in, a.config_.rank};
+    if (t.ne != want)
+      fail_file(st_path, "tensor '" + t.name + "' has shape [" + std::to_string(t.ne.size() > 1 ? t.ne[1] : 1) + ", " + std::to_string(t.ne[0]) +
+                             "], expected [" + std::to_string(want[1]) + ", " + std::to_string(want[0]) + "] (r = " + std::to_string(a.config_.rank) + ")");
+    std::vector<float>& dst = is_b ? p->B : p->A;
+    dequantize_row(t.dtype, t.data, dst.data(), int64_t(dst.size()));
+    for (float x : dst)
+      if (!std::isfinite(x)) fail_file(st_path, "tensor '" + t.name + "' holds a NaN or infinity");
+    seen.insert(t.name);
+  }
+  for (int64_t l = 0; l < mc.num_hidden_layers; l++)
+    for (int i = 0; i < kLoraTargets; i++)
+      if (a.weights_.find(l, LoraTarget(i)))
+        for (bool b : {false, true})
+          if (!seen.count(lora_peft_name(l, LoraTarget(i), b))) fail_file(st_path, "missing tensor '" + lora_peft_name(l, LoraTarget(i), b) + "'");
+  return a;
+}
+
+namespace {
+
+template <class F, class G>
+SafetensorsEntry entry(const std::string& name, const std::vector<F>& v, std::vector<int64_t> shape) {
+  SafetensorsEntry e;
+  e.name = name;
+  e.dtype = sizeof(G) == 8 ? "F64" : "F32";
+  e.shape = std::move(shape);
+  e.bytes.resize(v.size() * sizeof(G));
+  for (size_t i = 0; i < v.size(); i++) {
+    G g = G(v[i]);
+    std::memcpy(e.bytes.data() + i * sizeof(G), &g, sizeof(G));
+  }
+  return e;
+}
+
+template <class F, class G>
+std::vector<SafetensorsEntry> entries(const LoraSet<F>& s) {
+  std::vector<SafetensorsEntry> out;
+  for (int64_t l = 0; l < s.n_layers; l++)
+    for (int i = 0; i < kLoraTargets; i++)
+      if (const LoraPair<F>* p = s.find(l, LoraTarget(i))) {
+        out.push_back(entry<F, G>(lora_peft_name(l, LoraTarget(i), false), p->A, {s.rank, p->in}));
+        out.push_back(entry<F, G>(lora_peft_name(l, LoraTarget(i), true), p->B, {p->out, s.rank}));
+      }
+  return out;
+}
+
+}  // namespace
+
+void LoraAdapter::save(const std::string& dir) const {
+  if (!is_directory(dir)) fail_file(dir, "not a folder (create it first)");
+  write_safetensors(dir + "/adapter_model.safetensors", entries<float, float>(weights_), {{"format", "pt"}});
+  write_file_atomic(dir + "/adapter_config.json", lora_config_to_json(config_));
+}
+
+void save_lora_grads(const std::string& path, const LoraLossAndGrads& g, GradPrecision dtype) {
+  std::map<std::string, std::string> meta = {{"format", "pt"}, {"loss", number(g.loss)}, {"target_tokens", std::to_string(g.target_tokens)}};
+  write_safetensors(path, dtype == GradPrecision::F64 ? entries<double, double>(g.grads) : entries<double, float>(g.grads), meta);
+}
+
+}  // namespace aha

@@ -1,0 +1,187 @@
+"""LoRA gradient goldens of the tiny models, from transformers + PEFT autograd in float64.
+
+    .venv/bin/python tests/oracle/lora_grad_golden.py           # write tests/fixtures/golden/lora/*
+    .venv/bin/python tests/oracle/lora_grad_golden.py --check   # recompute; exit 1 on drift
+    options: --gen DIR (the generated models; default tests/fixtures/generated), --models a,b
+
+Per model (qwen2-tiny, qwen3-tiny, llama-tiny), loaded with
+AutoModelForCausalLM.from_pretrained(dir, dtype=torch.float64, attn_implementation="eager") and
+wrapped by peft.get_peft_model with LoraConfig(r=4, lora_alpha=8, all seven projections,
+lora_dropout=0; qwen3-tiny with use_rslora):
+
+  lora/<model>/adapter_config.json, adapter_model.safetensors
+      the adapter both sides load: A and B drawn N(0, 0.05²) from a fixed torch seed (B non-zero,
+      else every dA is 0), rounded to float32 so the f32 file holds exactly what PEFT computes with
+  lora/<model>.json
+      format, versions, the sequences (HF input_ids + labels, −100 = no loss), loss (the mean
+      cross-entropy over every target token of both sequences, as one batch), target_tokens, and
+      for every LoRA tensor under its PEFT name: shape, norm, sum, and the values at up to 48
+      spread flat indices (idx, val).
+
+Checked by native/tests/test_train_golden.cpp (and `aha grad` in tests/integration).
+"""
+import json
+import math
+import os
+import sys
+import tempfile
+
+import peft
+import torch
+import transformers
+from peft import LoraConfig, get_peft_model
+from peft.utils import get_peft_model_state_dict
+from safetensors.torch import save_file
+from transformers import AutoModelForCausalLM
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+GEN = os.path.join(ROOT, 'tests', 'fixtures', 'generated')
+OUT = os.path.join(ROOT, 'tests', 'fixtures', 'golden', 'lora')
+MODELS = ['qwen2-tiny', 'qwen3-tiny', 'llama-tiny']
+TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']
+RANK, ALPHA = 4, 8
+N_SAMPLES = 48
+REL_TOL = 1e-9
+FORMAT = 1
+# Two sequences: a prompt (no loss) then a completion, and one scored on every token.
+SEQUENCES = [
+    {'input_ids': [9707, 11, 1879, 0, 374, 264, 1273, 315, 279], 'labels': [-100, -100, -100, -100, 374, 264, 1273, 315, 279]},
+    {'input_ids': [40, 1079, 16, 17, 18, 19], 'labels': [40, 1079, 16, 17, 18, 19]},
+]
+
+
+def sample_indices(n):
+    return sorted({(i * 7919 + 13) % n for i in range(min(n, N_SAMPLES))})
+
+
+def golden(gen, name, adapter_dir):
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(os.path.join(gen, name), dtype=torch.float64, attn_implementation='eager')
+    cfg = LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=TARGETS, lora_dropout=0.0, use_rslora=(name == 'qwen3-tiny'),
+                     task_type='CAUSAL_LM', base_model_name_or_path=name)
+    model = get_peft_model(model, cfg)
+    model.eval()
+    g = torch.Generator().manual_seed(1234)
+    lora = sorted((n, p) for n, p in model.named_parameters() if 'lora_' in n)
+    assert len(lora) == 2 * len(TARGETS) * model.config.num_hidden_layers, [n for n, _ in lora]
+    with torch.no_grad():
+        for _, p in lora:
+            p.copy_((torch.randn(p.shape, generator=g, dtype=torch.float32) * 0.05).double())
+    for _, p in lora:
+        assert p.dtype == torch.float64 and p.requires_grad
+    # The adapter as PEFT names it, in float32 (exactly the values above).
+    os.makedirs(adapter_dir, exist_ok=True)
+    state = get_peft_model_state_dict(model)
+    save_file({k: v.float().contiguous() for k, v in state.items()}, os.path.join(adapter_dir, 'adapter_model.safetensors'), metadata={'format': 'pt'})
+    model.peft_config['default'].base_model_name_or_path = name  # not this machine's path
+    model.peft_config['default'].save_pretrained(adapter_dir)
+    os.chmod(os.path.join(adapter_dir, 'adapter_model.safetensors'), 0o644)
+
+    n_targets = sum(sum(1 for l in s['labels'][1:] if l != -100) for s in SEQUENCES)
+    total = 0.0
+    for s in SEQUENCES:
+        out = model(input_ids=torch.tensor([s['input_ids']]), labels=torch.tensor([s['labels']]))
+        n = sum(1 for l in s['labels'][1:] if l != -100)
+        total = total + out.loss * (n / n_targets)  # HF's loss is the mean over the sequence's targets
+    total.backward()
+    loss = float(total)
+    assert math.isfinite(loss)
+
+    grads = {}
+    for n, p in lora:
+        key = n.replace('.default.weight', '.weight')  # the parameter's name in the adapter file
+        assert key in state, key
+        gr = p.grad.detach().reshape(-1)
+        idx = sample_indices(gr.numel())
+        grads[key] = {
+            'shape': list(p.shape),
+            'norm': float(gr.norm()),
+            'sum': float(gr.sum()),
+            'idx': idx,
+            'val': [float(gr[i]) for i in idx],
+        }
+    return {
+        'format': FORMAT,
+        'model': name,
+        'dtype': 'float64',
+        'transformers': transformers.__version__,
+        'torch': torch.__version__,
+        'peft': peft.__version__,
+        'rank': RANK,
+        'alpha': ALPHA,
+        'use_rslora': name == 'qwen3-tiny',
+        'sequences': SEQUENCES,
+        'loss': loss,
+        'target_tokens': n_targets,
+        'grads': grads,
+    }
+
+
+def write(gen, out, models):
+    os.makedirs(out, exist_ok=True)
+    for name in models:
+        g = golden(gen, name, os.path.join(out, name))
+        with open(os.path.join(out, name + '.json'), 'w') as f:
+            json.dump(g, f, separators=(',', ':'))
+            f.write('\n')
+
+
+def drift(a, b, path, out):
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if k in ('transformers', 'torch', 'peft'):
+                continue
+            if k not in a or k not in b:
+                out.append(f'{path}.{k}: only in the {"committed" if k in a else "fresh"} golden')
+            else:
+                drift(a[k], b[k], f'{path}.{k}', out)
+    elif isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            out.append(f'{path}: length {len(a)} committed, {len(b)} now')
+        for i, (x, y) in enumerate(zip(a, b)):
+            drift(x, y, f'{path}[{i}]', out)
+    elif isinstance(a, float) or isinstance(b, float):
+        if abs(a - b) > REL_TOL * max(1.0, abs(a), abs(b)):
+            out.append(f'{path}: committed {a!r}, now {b!r}')
+    elif a != b:
+        out.append(f'{path}: committed {a!r}, now {b!r}')
+
+
+def main(argv):
+    gen, models, check = GEN, MODELS, False
+    args = iter(argv)
+    for a in args:
+        if a == '--check':
+            check = True
+        elif a == '--gen':
+            gen = os.path.abspath(next(args))
+        elif a == '--models':
+            models = next(args).split(',')
+        else:
+            print(f'unknown argument {a}', file=sys.stderr)
+            return 2
+    missing = [m for m in models if not os.path.isdir(os.path.join(gen, m))]
+    if missing:
+        print(f'missing generated models {missing} in {gen}: run node --import tsx tests/fixtures/make-tiny-models.ts', file=sys.stderr)
+        return 2
+    if not check:
+        write(gen, OUT, models)
+        print(f'wrote {len(models)} LoRA gradient goldens to {OUT}')
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        write(gen, tmp, models)
+        problems = []
+        for name in models:
+            with open(os.path.join(OUT, name + '.json')) as f:
+                a = json.load(f)
+            with open(os.path.join(tmp, name + '.json')) as f:
+                b = json.load(f)
+            drift(a, b, name, problems)
+        for p in problems[:50]:
+            print(p)
+        print(f'{len(problems)} differences' if problems else 'LoRA gradient goldens match')
+        return 1 if problems else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
