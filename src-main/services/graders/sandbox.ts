@@ -11,6 +11,7 @@
  *           --no-new-privs --bounding-set=-all         emptied, no setuid escalation): root's files (~/.ssh...) are
  *                                                     unreadable, and RLIMIT_NPROC, counted per uid, applies to this run only
  *   prlimit --as --cpu --fsize --nproc --nofile --core memory, CPU seconds, file size, process count, open files, no cores
+ *   timeout --signal=KILL (PID 1, root)               a deadline inside the namespace that holds even if the parent dies
  *
  * The parent adds: a scrubbed environment (PATH, HOME=/tmp/work, LANG only), a wall-clock limit that SIGKILLs the process
  * group and every process of the run's uid, stdout/stderr capped (exceeding the cap kills the run), and the temporary work
@@ -102,7 +103,7 @@ cd /tmp/work
 exec "$@"
 `;
 
-interface Tools { unshare: string; setpriv: string; prlimit: string; sh: string; mount: string }
+interface Tools { unshare: string; setpriv: string; prlimit: string; sh: string; mount: string; timeout: string }
 
 let support: { tools: Tools } | { error: string } | undefined;
 
@@ -112,7 +113,7 @@ function probeTools(): { tools: Tools } | { error: string } {
     return { error: 'needs root (to create namespaces, mount tmpfs and drop to a fresh uid); run the grader service as root in a container' };
   }
   const tools: Partial<Tools> = {};
-  for (const t of ['unshare', 'setpriv', 'prlimit', 'sh', 'mount'] as const) {
+  for (const t of ['unshare', 'setpriv', 'prlimit', 'sh', 'mount', 'timeout'] as const) {
     const p = findTool(t);
     if (!p) return { error: `"${t}" (util-linux) not found in ${SYSTEM_DIRS.join(':')}` };
     tools[t] = p;
@@ -212,7 +213,10 @@ export async function runSandboxed(req: SandboxRequest, paths: RuntimePaths = {}
     fs.chmodSync(dir, 0o700);
     for (const [name, text] of Object.entries(req.files)) fs.writeFileSync(path.join(dir, name), text, { mode: 0o644 });
     fs.chownSync(dir, uid, uid);
-    const argv = [...namespaceArgs(), tools.sh, '-c', SETUP, 'sh', dir, String(l.fileBytes), ...dropArgs(tools, uid, l, rt.extraAs), ...rt.argv];
+    // `timeout` (root, PID 1 of the namespace, out of the program's reach) is a second deadline that holds even if this
+    // process dies: when it fires or its child exits, PID 1 exits and the kernel kills the whole namespace.
+    const watchdog = [tools.timeout, '--signal=KILL', `${Math.ceil(l.wallMs / 1000) + 2}s`];
+    const argv = [...namespaceArgs(), tools.sh, '-c', SETUP, 'sh', dir, String(l.fileBytes), ...watchdog, ...dropArgs(tools, uid, l, rt.extraAs), ...rt.argv];
     return await new Promise<SandboxResult>((resolve) => {
       const child = spawn(tools.unshare, argv, { env: scrubbedEnv(rt.env), detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
       const out: Buffer[] = [];
