@@ -85,7 +85,7 @@ int main(int argc, char** argv) {
     types = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1,
              DType::Q5_0, DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K};
   std::printf("isa %s (best %s), decode on %d thread(s), prefill on one\n", isa_name(isa), isa_name(best_isa()), threads);
-  std::printf("read bandwidth (measure_read_bandwidth, %d thread(s), 1 GiB): %.1f GB/s\n", threads, measure_read_bandwidth(threads));
+  std::printf("read bandwidth (measure_read_bandwidth, %d thread(s), at least 1 GiB): %.1f GB/s\n", threads, measure_read_bandwidth(threads));
   std::printf("%-6s %14s %16s\n", "dtype", "decode GB/s", "prefill GFLOP/s");
   std::mt19937 rng(1);
   for (DType t : types) {

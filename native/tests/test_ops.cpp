@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "aha/kernels.h"
+#include "aha/model.h"
+#include "backends/cpu/matmul.h"
 #include "backends/cpu/ops.h"
 #include "check.h"
 
@@ -131,4 +133,38 @@ TEST(ops_rope_layouts_agree) {
   auto y = randn(size_t(hd), rng), y0 = y;
   rope(y.data(), 1, hd, 0, inv.data(), true);
   CHECK(y == y0);
+}
+
+// matmul on two threads (decode chunks, prefill panels, AMX's whole-share panels) against the
+// single-threaded scalar reference, every ISA here, for row counts on both sides of the
+// decode / prefill and VNNI / AMX hand-offs and an odd number of weight rows.
+TEST(ops_matmul_matches_reference) {
+  std::mt19937 rng(5);
+  const Isa was = active_isa();
+  ThreadPool pool(2);
+  MatmulScratch scratch;
+  for (DType t : {DType::F16, DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+    const int64_t k = traits(t).block == 256 ? 512 : 96, n_out = 70;
+    std::vector<float> wf = randn(size_t(k * n_out), rng, 0.5f);
+    std::vector<uint8_t> w(row_bytes(t, k) * size_t(n_out));
+    for (int64_t r = 0; r < n_out; r++) quantize_row(t, wf.data() + r * k, w.data() + size_t(r) * row_bytes(t, k), k);
+    Tensor W;
+    W.name = "w";
+    W.dtype = t;
+    W.ne = {k, n_out};
+    W.data = w.data();
+    W.row_bytes = row_bytes(t, k);
+    for (int64_t m : {1, 3, 5, 8, 17, 40}) {
+      const std::vector<float> x = randn(size_t(m * k), rng);
+      std::vector<float> want(size_t(m * n_out));
+      matmul_reference(W, x.data(), m, want.data());
+      for (Isa isa : isas_here()) {
+        set_active_isa(isa);
+        std::vector<float> got(want.size(), -1.0f);
+        matmul(W, x.data(), m, got.data(), pool, scratch);
+        CHECK_MSG(nerr(got, want) < 1e-5, dtype_name(t) << " " << isa_name(isa) << " m " << m << ": error " << nerr(got, want));
+      }
+    }
+  }
+  set_active_isa(was);
 }

@@ -1,5 +1,6 @@
 // Memory read bandwidth, measured the way decode reads weights: every thread streams its own
-// part of a buffer far larger than the caches, reading every byte. Several readers are tried
+// part of a buffer far larger than the caches (at least 4x the last-level cache), reading
+// every byte. Several readers are tried
 // (1, 4 or 8 interleaved streams per thread; 512-bit loads where the CPU has AVX-512, which
 // keeps the summing off the critical path of a core shared by two threads) and the best
 // sustained rate over the repeats is reported: the most a kernel could get from this memory.
@@ -7,6 +8,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <string>
 #include <vector>
 
 #include "aha/kernels.h"
@@ -48,9 +51,24 @@ __attribute__((target("avx512f"))) uint64_t read_streams_avx512(const uint8_t* p
 
 using Reader = uint64_t (*)(const uint8_t*, size_t);
 
+// Bytes of the largest cache Linux reports for cpu 0 (0 when it reports none).
+size_t last_level_cache_bytes() {
+  size_t best = 0;
+  for (int i = 0; i < 8; i++) {
+    std::ifstream in("/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(i) + "/size");
+    size_t n = 0;
+    char unit = 0;
+    if (!(in >> n)) continue;
+    in >> unit;
+    best = std::max(best, n << (unit == 'K' ? 10 : unit == 'M' ? 20 : unit == 'G' ? 30 : 0));
+  }
+  return best;
+}
+
 }  // namespace
 
 double measure_read_bandwidth(int threads, size_t bytes, int repeats) {
+  bytes = std::max(bytes, 4 * last_level_cache_bytes());
   ThreadPool pool(threads > 0 ? threads : ThreadPool::physical_cores());
   uint8_t* buf = static_cast<uint8_t*>(std::aligned_alloc(4096, bytes / 4096 * 4096));
   const size_t per_thread = bytes / size_t(pool.size()) / 4096 * 4096;
