@@ -36,6 +36,17 @@ function sandboxProcesses(): number[] {
   return out;
 }
 
+function processesOf(uid: number): number {
+  let n = 0;
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (Number(/^Uid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${name}/status`, 'utf8'))?.[1]) === uid) n++;
+    } catch { /* gone */ }
+  }
+  return n;
+}
+
 function workDirs(): string[] {
   return fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith('aha-sbx-'));
 }
@@ -48,20 +59,58 @@ test('fails closed: when the sandbox cannot be built, running code throws instea
   await assert.rejects(runSandboxed({ runtime: 'python', files: { 'main.py': 'print(1)' }, main: 'main.py' }), SandboxUnavailableError);
 });
 
-test('fails closed for real: an unprivileged process gets SandboxUnavailableError and the code never runs', { skip: process.getuid?.() === 0 ? false : 'needs root to start a process as nobody' }, () => {
+test('fails closed for real: where namespaces cannot be made, SandboxUnavailableError, and the code never runs', { skip: skip === false ? false : 'needs a working sandbox to build the broken one' }, () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aha-test-closed-'));
   fs.chmodSync(dir, 0o777);
   const marker = path.join(dir, 'ran');
-  const script = path.join(fixtures, 'fail-closed.mts');
-  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--import', 'tsx', script, marker],
+  // Inside a user namespace that forbids further user namespaces and maps only root: neither mode can be built.
+  const inner = `echo 0 > /proc/sys/user/max_user_namespaces && exec "$0" --import tsx "$1" "$2"`;
+  const r = spawnSync('unshare', ['--user', '--map-root-user', 'sh', '-c', inner, process.execPath, path.join(fixtures, 'fail-closed.mts'), marker],
     { cwd: path.resolve(import.meta.dirname, '../..'), encoding: 'utf8', env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir } });
   try {
     assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stdout, /SandboxUnavailableError: code sandbox unavailable: needs root/);
+    assert.match(r.stdout, /SandboxUnavailableError: code sandbox unavailable: probe failed/);
     assert.match(r.stdout, /gradeCode threw SandboxUnavailableError/);
     assert.equal(fs.existsSync(marker), false, 'the program ran unsandboxed');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('userns mode (an ordinary user, as the desktop app runs): the same attacks score 0', { skip: skip === false && process.getuid?.() === 0 ? false : 'needs root to start a process as nobody' }, async () => {
+  const NOBODY = 65534;
+  const baseline = processesOf(NOBODY);
+  const home = fs.mkdtempSync(path.join(fixtures, 'nobody-home-'));
+  const outside = fs.mkdtempSync(path.join(fixtures, 'nobody-out-'));
+  let connections = 0;
+  const server = net.createServer((s) => { connections++; s.end(); });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  try {
+    const key = path.join(home, '.ssh', 'id_rsa');
+    fs.mkdirSync(path.dirname(key), { mode: 0o700 });
+    fs.writeFileSync(key, '-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\n', { mode: 0o600 });
+    for (const p of [home, path.dirname(key), key, outside]) fs.chownSync(p, NOBODY, NOBODY);
+    const asNobody = (cmd: string[], env: Record<string, string>) => spawnSync('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', ...cmd],
+      { cwd: path.resolve(import.meta.dirname, '../..'), encoding: 'utf8', env: { PATH: '/usr/bin:/bin', ...env }, timeout: 120_000 });
+    // Control: without the sandbox, nobody can read its key and write its directory.
+    assert.equal(asNobody(['cat', key], {}).status, 0);
+    assert.equal(asNobody(['touch', path.join(outside, 'control')], {}).status, 0);
+    fs.rmSync(path.join(outside, 'control'));
+    const port = (server.address() as net.AddressInfo).port;
+    const r = asNobody([process.execPath, '--import', 'tsx', path.join(fixtures, 'userns-mode.mts'), JSON.stringify({ key, outside, port })], { HOME: home });
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}');
+    assert.deepEqual(out, { support: { ok: true, mode: 'userns' }, honest: 1, ssh: 0, socket: 0, write: 0, bomb: 0, caps: 0 });
+    assert.equal(connections, 0);
+    assert.deepEqual(fs.readdirSync(outside), []);
+    // Nothing of nobody's outlives the run (the fixture's own helpers may take a moment to exit).
+    const t0 = Date.now();
+    while (processesOf(NOBODY) > baseline && Date.now() - t0 < 5000) await new Promise((res) => setTimeout(res, 100));
+    assert.equal(processesOf(NOBODY), baseline);
+  } finally {
+    server.close();
+    fs.rmSync(home, { recursive: true, force: true });
+    fs.rmSync(outside, { recursive: true, force: true });
   }
 });
 
@@ -137,40 +186,48 @@ test('hostile: a huge allocation scores 0 (RLIMIT_AS), fast, without touching th
 });
 
 test('hostile: reading ~/.ssh scores 0: the inherited HOME is gone, other files are hidden or unreadable', { skip }, async () => {
-  // A fake HOME outside /tmp (so only the uid drop protects it) and one inside /tmp (hidden by the fresh tmpfs too).
+  // Fake HOMEs: one outside /tmp, one inside /tmp; both are covered by a fresh tmpfs inside the sandbox.
   const homes = [fs.mkdtempSync(path.join(fixtures, 'home-')), fs.mkdtempSync(path.join(os.tmpdir(), 'aha-test-home-'))];
+  // And a root-only key outside any HOME and outside /tmp, in a world-readable directory: only the uid drop protects it.
+  const elsewhere = fs.mkdtempSync(path.join(fixtures, 'keys-'));
   const savedHome = process.env.HOME;
   try {
+    fs.chmodSync(elsewhere, 0o755);
+    fs.writeFileSync(path.join(elsewhere, 'id_rsa'), '-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\n', { mode: 0o600 });
+    fs.writeFileSync(path.join(elsewhere, 'public.txt'), 'readable by anyone', { mode: 0o644 });
     for (const home of homes) {
-      fs.chmodSync(home, 0o755); // even a world-traversable home: the key itself is 0600 root
+      fs.chmodSync(home, 0o755);
       fs.mkdirSync(path.join(home, '.ssh'), { mode: 0o700 });
       fs.writeFileSync(path.join(home, '.ssh', 'id_rsa'), '-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\n', { mode: 0o600 });
-      fs.writeFileSync(path.join(home, 'public.txt'), 'readable by anyone', { mode: 0o644 });
       process.env.HOME = home;
       process.env.AWS_SECRET_ACCESS_KEY = 'leak-me';
-      const key = path.join(home, '.ssh', 'id_rsa');
+      const paths = [path.join(home, '.ssh', 'id_rsa'), path.join(elsewhere, 'id_rsa'), '/root/.ssh/id_rsa'];
       const attack = py([
         'import os',
-        'def steal():',
-        `    for p in [os.path.expanduser("~/.ssh/id_rsa"), ${JSON.stringify(key)}, "/root/.ssh/id_rsa"]:`,
-        '        try:',
-        '            return open(p).read()',
-        '        except OSError:',
-        '            pass',
-        '    return ""',
+        'def steal(p):',
+        '    try:',
+        '        return open(os.path.expanduser(p)).read()',
+        '    except OSError as e:',
+        '        return str(e)',
       ].join('\n'));
-      // The attack wins if any path yields the key, or the parent's environment leaked in.
-      const r = await grade(attack, { tests: ['assert steal().startswith("-----BEGIN")', 'assert os.environ.get("AWS_SECRET_ACCESS_KEY") == "leak-me"', `assert os.environ.get("HOME") == ${JSON.stringify(home)}`] });
+      // The attack wins a test for each path that yields the key, or if the parent's environment leaked in.
+      const r = await grade(attack, { tests: [
+        ...['~/.ssh/id_rsa', ...paths].map((p) => `assert steal(${JSON.stringify(p)}).startswith("-----BEGIN"), steal(${JSON.stringify(p)})`),
+        'assert os.environ.get("AWS_SECRET_ACCESS_KEY") == "leak-me"',
+        `assert os.environ.get("HOME") == ${JSON.stringify(home)}`,
+      ] });
       assert.equal(r.score, 0, r.explanation);
+      const why = (r.details as { tests: Array<{ why: string }> }).tests.map((t) => t.why).join('\n');
+      assert.match(why, /Permission denied/); // the root-only key: the uid drop
+      assert.match(why, /No such file/); // the hidden homes
       // Control: the same reader works on a file it may read, so a 0 above is the sandbox, not a broken harness.
-      const control = py(`def read():\n    return open(${JSON.stringify(path.join(home, 'public.txt'))}).read()`);
-      const c = await grade(control, { tests: ['assert read() == "readable by anyone"'] });
-      assert.equal(c.score, home.startsWith(os.tmpdir()) ? 0 : 1, c.explanation); // /tmp is a fresh tmpfs inside
+      const c = await grade(attack, { tests: [`assert steal(${JSON.stringify(path.join(elsewhere, 'public.txt'))}) == "readable by anyone"`] });
+      assert.equal(c.score, 1, c.explanation);
     }
   } finally {
     process.env.HOME = savedHome;
     delete process.env.AWS_SECRET_ACCESS_KEY;
-    for (const h of homes) fs.rmSync(h, { recursive: true, force: true });
+    for (const h of [...homes, elsewhere]) fs.rmSync(h, { recursive: true, force: true });
   }
 });
 

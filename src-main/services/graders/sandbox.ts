@@ -1,22 +1,27 @@
 /**
- * A sandbox for untrusted code (the code grader's programs), built from util-linux tools; Linux only, run as root.
+ * A sandbox for untrusted code (the code grader's programs), built from util-linux and coreutils tools; Linux only.
  *
- *   unshare --net --pid --fork --mount-proc --mount   new network namespace (only a downed loopback: no network at all),
- *                                                     new PID namespace (the program is PID 1: when it exits or is killed,
- *                                                     the kernel kills everything it started), private mounts
- *   sh (as root inside the namespaces)                fresh size-capped tmpfs over /tmp, /var/tmp, /dev/shm, /root, /home,
- *                                                     /run (hides every other user's files and sockets); the work
- *                                                     directory bind-mounted at /tmp/work; / remounted read-only
- *   setpriv --reuid U --regid U --clear-groups        a fresh unprivileged uid per run (no capabilities, bounding set
- *           --no-new-privs --bounding-set=-all         emptied, no setuid escalation): root's files (~/.ssh...) are
- *                                                     unreadable, and RLIMIT_NPROC, counted per uid, applies to this run only
- *   prlimit --as --cpu --fsize --nproc --nofile --core memory, CPU seconds, file size, process count, open files, no cores
- *   timeout --signal=KILL (PID 1, root)               a deadline inside the namespace that holds even if the parent dies
+ *   unshare [--user --map-root-user]                  userns mode only (an ordinary user): an unprivileged user namespace
+ *           --net --pid --fork --mount-proc --mount   new network namespace (only a downed loopback: no network at all),
+ *                                                     new PID namespace (when its PID 1 exits or is killed, the kernel
+ *                                                     kills everything the program started), private mounts
+ *   sh (namespace root)                               fresh size-capped tmpfs over /tmp, /var/tmp, /dev/shm, /root, /home,
+ *                                                     /run and the user's home (hides every user's files and sockets);
+ *                                                     the work directory bind-mounted at /tmp/work; / and every other
+ *                                                     mount remounted read-only
+ *   timeout --signal=KILL (PID 1, namespace root)     a deadline inside the namespace that holds even if the parent dies
+ *   setpriv                                           root mode: a fresh unprivileged uid per run (--reuid/--regid,
+ *                                                     --clear-groups): root's files (~/.ssh...) are unreadable and
+ *                                                     RLIMIT_NPROC, counted per uid, applies to this run only.
+ *                                                     userns mode: the uid stays the user's; securebits noroot locked.
+ *                                                     Both: --no-new-privs, empty bounding and inheritable sets (no
+ *                                                     capability survives the exec, no setuid escalation)
+ *   prlimit --as --cpu --fsize --nproc --nofile --core memory, CPU seconds, file size, processes, open files, no cores
  *
  * The parent adds: a scrubbed environment (PATH, HOME=/tmp/work, LANG only), a wall-clock limit that SIGKILLs the process
- * group and every process of the run's uid, stdout/stderr capped (exceeding the cap kills the run), and the temporary work
- * directory deleted afterwards. When a tool is missing or the process is not root, runs fail closed with
- * SandboxUnavailableError: nothing ever runs unsandboxed.
+ * group (and in root mode every process of the run's uid), stdout/stderr capped (exceeding the cap kills the run), and
+ * the temporary work directory deleted afterwards. A run returns only once no process of it is left. When a tool is
+ * missing or the probe run fails, runs fail closed with SandboxUnavailableError: nothing ever runs unsandboxed.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
@@ -85,73 +90,111 @@ function findTool(name: string): string | null {
   return null;
 }
 
-/** Runs inside the namespaces as root: $1 work dir, $2 tmpfs size; then the command. No untrusted text is interpolated. */
+/**
+ * Runs inside the namespaces as (namespace) root: $1 work dir, $2 tmpfs size, $3 one more directory to hide (the
+ * invoking user's home when it is outside /home and /root); then the command. No untrusted text is interpolated.
+ * Every other mount is remounted read-only where the kernel allows (failures there are ignored: in root mode the
+ * fresh uid cannot write root's files anyway).
+ */
 const SETUP = `set -e
-W="$1"; SIZE="$2"; shift 2
+W="$1"; SIZE="$2"; HIDE="$3"; shift 3
 mount --make-rprivate /
 mount -t tmpfs -o "size=$SIZE,mode=1777,nosuid,nodev" tmpfs /dev/shm
 mkdir /dev/shm/work
 mount --bind "$W" /dev/shm/work
-for d in /tmp /var/tmp /root /home /run; do
-  if [ -d "$d" ]; then mount -t tmpfs -o "size=$SIZE,mode=1777,nosuid,nodev" tmpfs "$d"; fi
+for d in /tmp /var/tmp /root /home /run "$HIDE"; do
+  if [ -n "$d" ] && [ -d "$d" ]; then mount -t tmpfs -o "size=$SIZE,mode=1777,nosuid,nodev" tmpfs "$d"; fi
 done
 mkdir /tmp/work
 mount --move /dev/shm/work /tmp/work
 rmdir /dev/shm/work
 mount -o remount,bind,ro /
+while read -r _ m _; do
+  case "$m" in /|/proc|/proc/*|/sys|/sys/*|/dev|/dev/*|/tmp|/tmp/*|/var/tmp|/root|/home|/run|"$HIDE") continue;; esac
+  mount -o remount,bind,ro "$m" 2>/dev/null || true
+done < /proc/self/mounts
 cd /tmp/work
 exec "$@"
 `;
 
 interface Tools { unshare: string; setpriv: string; prlimit: string; sh: string; mount: string; timeout: string }
 
-let support: { tools: Tools } | { error: string } | undefined;
+/**
+ * 'root': the process is root (a container, a grading service): namespaces directly, the program under a fresh uid.
+ * 'userns': an ordinary user (the desktop app): an unprivileged user namespace maps the user to root inside, the same
+ * mounts hide the home directories, and every capability is dropped before the program runs (it keeps the user's uid:
+ * files the user can read outside the hidden directories stay readable, read-only).
+ */
+export type SandboxMode = 'root' | 'userns';
 
-function probeTools(): { tools: Tools } | { error: string } {
+let support: { tools: Tools; mode: SandboxMode } | { error: string } | undefined;
+
+function probeTools(): { tools: Tools; mode: SandboxMode } | { error: string } {
   if (process.platform !== 'linux') return { error: `needs Linux namespaces (this is ${process.platform})` };
-  if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
-    return { error: 'needs root (to create namespaces, mount tmpfs and drop to a fresh uid); run the grader service as root in a container' };
-  }
   const tools: Partial<Tools> = {};
   for (const t of ['unshare', 'setpriv', 'prlimit', 'sh', 'mount', 'timeout'] as const) {
     const p = findTool(t);
-    if (!p) return { error: `"${t}" (util-linux) not found in ${SYSTEM_DIRS.join(':')}` };
+    if (!p) return { error: `"${t}" (util-linux / coreutils) not found in ${SYSTEM_DIRS.join(':')}` };
     tools[t] = p;
   }
-  return { tools: tools as Tools };
+  return { tools: tools as Tools, mode: process.getuid?.() === 0 ? 'root' : 'userns' };
 }
 
-/** Whether the sandbox can run here; the first call also runs a probe program through every layer. */
-export function sandboxSupport(): { ok: true } | { ok: false; reason: string } {
+/** Whether the sandbox can run here, and how; the first call also runs a probe program through every layer. */
+export function sandboxSupport(): { ok: true; mode: SandboxMode } | { ok: false; reason: string } {
   if (!support) {
     const t = probeTools();
     if ('error' in t) support = t;
     else {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aha-sbx-probe-'));
       try {
-        const uid = freshUid();
-        fs.chownSync(dir, uid, uid);
-        const r = spawnSync(t.tools.unshare, [...namespaceArgs(), t.tools.sh, '-c', SETUP, 'sh', dir, '1m', ...dropArgs(t.tools, uid, SANDBOX_DEFAULTS, 0), '/bin/sh', '-c', 'test "$(id -u)" = "$1" && test "$(grep -c : /proc/net/dev)" = 1 || exit 9; echo ok', 'sh', String(uid)],
-          { env: scrubbedEnv(), encoding: 'utf8', timeout: 10000 });
-        support = r.status === 0 && r.stdout.trim() === 'ok' ? t : { error: `probe failed (status ${r.status}): ${(r.stderr || r.error?.message || '').trim().slice(0, 500)}` };
+        support = probeRun(t, dir);
+      } catch (e) {
+        support = { error: `probe failed in ${t.mode} mode: ${(e as Error).message}` };
       } finally {
         fs.rmSync(dir, { recursive: true, force: true });
       }
     }
   }
-  return 'error' in support ? { ok: false, reason: support.error } : { ok: true };
+  return 'error' in support ? { ok: false, reason: support.error } : { ok: true, mode: support.mode };
 }
 
-function namespaceArgs(): string[] {
-  return ['--net', '--pid', '--fork', '--mount-proc', '--mount', '--kill-child', '--'];
+function probeRun(t: { tools: Tools; mode: SandboxMode }, dir: string): { tools: Tools; mode: SandboxMode } | { error: string } {
+  const uid = freshUid();
+  if (t.mode === 'root') fs.chownSync(dir, uid, uid);
+  // No network interface but lo, and no capability left.
+  const check = ['/bin/sh', '-c', 'test "$(grep -c : /proc/net/dev)" = 1 && grep -q "^CapEff:[[:space:]]*0*$" /proc/self/status || exit 9; echo ok'];
+  const argv = sandboxArgv(t.tools, t.mode, dir, uid, { ...SANDBOX_DEFAULTS, fileBytes: 2 ** 20 }, 0, check);
+  const r = spawnSync(t.tools.unshare, argv, { env: scrubbedEnv(), encoding: 'utf8', timeout: 10000 });
+  return r.status === 0 && r.stdout.trim() === 'ok' ? t : { error: `probe failed in ${t.mode} mode (status ${r.status}): ${(r.stderr || r.error?.message || '').trim().slice(0, 500)}` };
 }
 
-function dropArgs(t: Tools, uid: number, l: Required<SandboxLimits>, extraAs: number): string[] {
-  return [
-    t.setpriv, `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--no-new-privs', '--bounding-set=-all', '--inh-caps=-all',
-    t.prlimit, `--as=${l.memoryBytes + extraAs}`, `--cpu=${l.cpuSeconds}:${l.cpuSeconds + 1}`, `--fsize=${l.fileBytes}`,
-    `--nproc=${l.maxProcesses}`, '--nofile=256', '--core=0', '--',
-  ];
+/** Processes of this real uid now (for the userns mode's RLIMIT_NPROC, which counts the user's every process). */
+function processesOfUid(uid: number): number {
+  let n = 0;
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (Number(/^Uid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${name}/status`, 'utf8'))?.[1]) === uid) n++;
+    } catch { /* gone */ }
+  }
+  return n;
+}
+
+/** The full unshare argument list: namespaces, setup, watchdog, privilege drop, limits, program. */
+function sandboxArgv(t: Tools, mode: SandboxMode, dir: string, uid: number, l: Required<SandboxLimits>, extraAs: number, program: string[]): string[] {
+  const ns = mode === 'root' ? [] : ['--user', '--map-root-user'];
+  const home = os.homedir();
+  const hide = home && !/^\/(?:home|root)(?:\/|$)/.test(home) && home !== '/' ? home : '';
+  // `timeout` (namespace root, PID 1, out of the program's reach) is a second deadline that holds even if this process
+  // dies: when it fires or its child exits, PID 1 exits and the kernel kills the whole namespace.
+  const watchdog = [t.timeout, '--signal=KILL', `${Math.ceil(l.wallMs / 1000) + 2}s`];
+  const drop = mode === 'root'
+    ? [t.setpriv, `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--no-new-privs', '--bounding-set=-all', '--inh-caps=-all']
+    : [t.setpriv, '--no-new-privs', '--bounding-set=-all', '--inh-caps=-all', '--securebits=+noroot,+noroot_locked,+no_setuid_fixup,+no_setuid_fixup_locked,+keep_caps_locked'];
+  const nproc = mode === 'root' ? l.maxProcesses : processesOfUid(process.getuid?.() ?? -1) + l.maxProcesses;
+  const limits = [t.prlimit, `--as=${l.memoryBytes + extraAs}`, `--cpu=${l.cpuSeconds}:${l.cpuSeconds + 1}`, `--fsize=${l.fileBytes}`, `--nproc=${nproc}`, '--nofile=256', '--core=0', '--'];
+  return [...ns, '--net', '--pid', '--fork', '--mount-proc', '--mount', '--kill-child', '--', t.sh, '-c', SETUP, 'sh', dir, String(l.fileBytes), hide, ...watchdog, ...drop, ...limits, ...program];
 }
 
 let uidCounter = 0;
@@ -200,7 +243,7 @@ function runtimeCommand(runtime: Runtime, main: string, l: Required<SandboxLimit
 export async function runSandboxed(req: SandboxRequest, paths: RuntimePaths = {}): Promise<SandboxResult> {
   const s = sandboxSupport();
   if (!s.ok) throw new SandboxUnavailableError(s.reason);
-  const tools = (support as { tools: Tools }).tools;
+  const { tools, mode } = support as { tools: Tools; mode: SandboxMode };
   const l = { ...SANDBOX_DEFAULTS, ...req.limits };
   const rt = runtimeCommand(req.runtime, req.main, l, paths);
   for (const name of [...Object.keys(req.files), req.main]) {
@@ -212,11 +255,8 @@ export async function runSandboxed(req: SandboxRequest, paths: RuntimePaths = {}
   try {
     fs.chmodSync(dir, 0o700);
     for (const [name, text] of Object.entries(req.files)) fs.writeFileSync(path.join(dir, name), text, { mode: 0o644 });
-    fs.chownSync(dir, uid, uid);
-    // `timeout` (root, PID 1 of the namespace, out of the program's reach) is a second deadline that holds even if this
-    // process dies: when it fires or its child exits, PID 1 exits and the kernel kills the whole namespace.
-    const watchdog = [tools.timeout, '--signal=KILL', `${Math.ceil(l.wallMs / 1000) + 2}s`];
-    const argv = [...namespaceArgs(), tools.sh, '-c', SETUP, 'sh', dir, String(l.fileBytes), ...watchdog, ...dropArgs(tools, uid, l, rt.extraAs), ...rt.argv];
+    if (mode === 'root') fs.chownSync(dir, uid, uid);
+    const argv = sandboxArgv(tools, mode, dir, uid, l, rt.extraAs, rt.argv);
     return await new Promise<SandboxResult>((resolve) => {
       const child = spawn(tools.unshare, argv, { env: scrubbedEnv(rt.env), detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
       const out: Buffer[] = [];
@@ -227,7 +267,7 @@ export async function runSandboxed(req: SandboxRequest, paths: RuntimePaths = {}
       let timedOut = false;
       const killAll = () => {
         try { if (child.pid) process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
-        killUid(uid);
+        if (mode === 'root') killUid(uid);
       };
       const take = (chunks: Buffer[], len: number, d: Buffer): number => {
         const room = l.maxOutputBytes - len;
@@ -259,7 +299,9 @@ export async function runSandboxed(req: SandboxRequest, paths: RuntimePaths = {}
       });
     });
   } finally {
-    await reapUid(uid);
+    // Root mode: every process of the fresh uid. Userns mode: the namespace is gone once unshare has exited (its PID 1
+    // exiting makes the kernel kill and reap the rest before the exit completes).
+    if (mode === 'root') await reapUid(uid);
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
