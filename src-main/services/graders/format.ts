@@ -50,6 +50,12 @@ const GREEK = /\p{Script=Greek}/u;
 export function scriptCounts(text: string): Map<ScriptName, number> {
   const counts = new Map<ScriptName, number>();
   for (const ch of text) {
+    const code = ch.charCodeAt(0);
+    if (code < 128) {
+      // ASCII fast path: letters are Latin, the rest is neutral.
+      if ((code >= 65 && code <= 90) || (code >= 97 && code <= 122)) counts.set('latin', (counts.get('latin') ?? 0) + 1);
+      continue;
+    }
     if (!/\p{L}/u.test(ch) || GREEK.test(ch)) continue;
     const s = SCRIPTS.find(([, re]) => re.test(ch))?.[0] ?? 'other';
     counts.set(s, (counts.get(s) ?? 0) + 1);
