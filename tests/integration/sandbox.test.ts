@@ -100,7 +100,7 @@ test('userns mode (an ordinary user, as the desktop app runs): the same attacks 
     const r = asNobody([process.execPath, '--import', 'tsx', path.join(fixtures, 'userns-mode.mts'), JSON.stringify({ key, outside, port })], { HOME: home });
     assert.equal(r.status, 0, r.stderr);
     const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}');
-    assert.deepEqual(out, { support: { ok: true, mode: 'userns' }, honest: 1, ssh: 0, socket: 0, write: 0, bomb: 0, caps: 0 });
+    assert.deepEqual(out, { support: { ok: true, mode: 'userns' }, honest: 1, ssh: 0, socket: 0, write: 0, own: 1, bomb: 0, caps: 0 });
     assert.equal(connections, 0);
     assert.deepEqual(fs.readdirSync(outside), []);
     // Nothing of nobody's outlives the run (the fixture's own helpers may take a moment to exit).
