@@ -218,7 +218,7 @@ struct QMin {
 
 struct Q8_0 {
   static constexpr size_t kBlock = sizeof(block_q8_0);
-  static constexpr int kRW = 4, kRA = 4, kRW1 = 6;
+  static constexpr int kRW = 4, kRA = 4, kRW1 = 8;  // decode: 8 rows in flight (bench_dot: 3-5% over 6 on two threads)
   template <bool Half>
   static __m512 scales(const uint8_t* b) {
     return scales2<Half>(b, kBlock);
