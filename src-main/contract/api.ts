@@ -6,6 +6,10 @@
 //   request  { id, channel, payload }  →  response { id, result } | { id, error: { code, message } }
 //   event    { event, data }           (pushed to every subscriber; `on` returns a disposer)
 import { z } from 'zod';
+import type { Dataset, DatasetCounts, DatasetItem } from '../db/datasets.ts';
+import type { StoredGrader } from '../db/graders.ts';
+import type { ImportReport } from '../services/datasets/import.ts';
+import type { PlaygroundResult } from '../services/graders/playground.ts';
 
 // The defaults live apart, without zod, so that the renderer can take them alone.
 export { defaultSampling, samplingPresets, defaultSettings } from './defaults.ts';
@@ -130,6 +134,12 @@ export const AppInfo = z.object({
 export type AppInfo = z.infer<typeof AppInfo>;
 
 // ---------------------------------------------------------------------------------------------
+// Datasets and graders (their shapes are the data layer's; only payloads are validated here)
+
+export const DatasetPreset = z.enum(['generic', 'gsm8k', 'math', 'code']);
+export type DatasetSummary = Dataset & { counts: DatasetCounts };
+
+// ---------------------------------------------------------------------------------------------
 // Requests: channel → [payload schema, result schema]
 
 const Id = z.object({ id: z.number().int() });
@@ -179,6 +189,61 @@ export const channels = {
   'chat.stop': [z.object({ conversationId: z.number().int() }).strict(), Ok],
   /** Shows another branch: the thread becomes the path to this leaf. */
   'chat.selectLeaf': [z.object({ conversationId: z.number().int(), leafId: z.number().int() }).strict(), Conversation],
+
+  'datasets.list': [None, z.array(z.custom<DatasetSummary>())],
+  /** Imports a JSONL, JSON or CSV file; unreadable rows come back with their line numbers. */
+  'datasets.import': [
+    z
+      .object({
+        path: z.string().min(1),
+        name: z.string().min(1).max(200).optional(),
+        preset: DatasetPreset.optional(),
+        format: z.enum(['jsonl', 'json', 'csv']).optional(),
+        mapping: z.record(z.enum(['prompt', 'reference', 'solution', 'tests', 'system', 'tags', 'split', 'meta']), z.union([z.string(), z.array(z.string())])).optional(),
+      })
+      .strict(),
+    z.custom<ImportReport>(),
+  ],
+  /** A built-in, seeded generator: arithmetic word problems or countdown. */
+  'datasets.generate': [
+    z
+      .object({
+        generator: z.enum(['arithmetic', 'countdown']),
+        count: z.number().int().min(1).max(1_000_000),
+        seed: z.number().int().min(0).max(2 ** 32 - 1),
+        name: z.string().min(1).max(200).optional(),
+      })
+      .strict(),
+    z.custom<DatasetSummary>(),
+  ],
+  'datasets.items': [
+    z.object({ id: z.number().int(), offset: z.number().int().min(0).default(0), limit: z.number().int().min(1).max(1000).default(50), split: z.enum(['train', 'eval']).optional(), tag: z.string().optional() }).strict(),
+    z.object({ items: z.array(z.custom<DatasetItem>()), total: z.number().int() }),
+  ],
+  'datasets.updateItem': [
+    z.object({ id: z.number().int(), prompt: z.string().min(1).optional(), reference: z.string().nullable().optional(), systemPrompt: z.string().nullable().optional(), tags: z.array(z.string()).optional() }).strict(),
+    z.custom<DatasetItem>(),
+  ],
+  'datasets.dedupe': [Id.strict(), z.object({ removed: z.number().int(), remaining: z.number().int() })],
+  /** Train/eval split; the same seed gives the same split. */
+  'datasets.split': [z.object({ id: z.number().int(), seed: z.number().int().min(0), evalFraction: z.number().min(0).max(1) }).strict(), z.object({ train: z.number().int(), eval: z.number().int() })],
+  'datasets.export': [z.object({ id: z.number().int(), path: z.string().min(1) }).strict(), z.object({ written: z.number().int(), path: z.string() })],
+  'datasets.delete': [Id.strict(), Ok],
+
+  /** Grader configurations, latest version of each name. */
+  'graders.list': [None, z.array(z.custom<StoredGrader>())],
+  /** Stores a grader configuration as the next version of its name (validated first). */
+  'graders.save': [z.object({ config: z.record(z.string(), z.unknown()) }).strict(), z.custom<StoredGrader>()],
+  /** The playground: a grader (a stored name, or a configuration) run on given completions. */
+  'graders.run': [
+    z
+      .object({
+        grader: z.union([z.object({ name: z.string().min(1), version: z.number().int().optional() }).strict(), z.object({ config: z.record(z.string(), z.unknown()) }).strict()]),
+        items: z.array(z.object({ prompt: z.string().optional(), completion: z.string(), reference: z.unknown().optional() }).strict()).min(1).max(1000),
+      })
+      .strict(),
+    z.array(z.custom<PlaygroundResult>()),
+  ],
 } as const;
 
 export type Channel = keyof typeof channels;

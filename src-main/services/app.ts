@@ -14,6 +14,7 @@ import { EngineService } from './engine.ts';
 import { EventBus } from './events.ts';
 import { ModelLibrary } from './models/library.ts';
 import { discoveryFolders } from './models/discover.ts';
+import { workbenchHandlers } from './workbench.ts';
 
 /** Where Aha keeps its database: Electron's userData folder for an app named "Aha". */
 export function defaultDataDir(): string {
@@ -119,6 +120,7 @@ export async function createApp(opts: AppOptions): Promise<App> {
       return { ok: true as const };
     },
     'chat.selectLeaf': (p) => chat.selectLeaf(p.conversationId, p.leafId),
+    ...workbenchHandlers(db),
   };
 
   return {
