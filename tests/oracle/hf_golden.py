@@ -45,6 +45,8 @@ N_TOP = 16
 N_GREEDY = 8
 REL_TOL = 1e-9
 FORMAT = 2
+# How every oracle model is loaded (hf_golden_deepseek.py adds the plain per-expert loop for MoE).
+LOAD_KWARGS = {'dtype': torch.float64, 'attn_implementation': 'eager'}
 
 
 def probe_ids(vocab, specials):
@@ -78,7 +80,7 @@ def golden(gen, name):
         ids = rust.encode(text, add_special_tokens=False).ids
         return ([bos_id] if add_special and bos_id is not None and ids[:1] != [bos_id] else []) + ids
 
-    model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float64, attn_implementation='eager').eval()
+    model = AutoModelForCausalLM.from_pretrained(d, **LOAD_KWARGS).eval()
     cfg = model.config
     vocab = cfg.vocab_size
     eos = cfg.eos_token_id if isinstance(cfg.eos_token_id, list) else [cfg.eos_token_id]

@@ -14,10 +14,35 @@
 
 namespace aha {
 
-enum class Arch { Llama, Qwen2, Qwen3 };
+enum class Arch { Llama, Qwen2, Qwen3, DeepseekV2, DeepseekV3 };
 const char* arch_name(Arch a);
 
-enum class RopeScalingType { None, Linear, Llama3 };
+enum class RopeScalingType { None, Linear, Llama3, Yarn };
+
+// DeepSeek-V2/V3 (the HF config's names): MLA sizes, MoE routing, YaRN. Read from config.json and
+// checked by the deepseek family (models/deepseek.h); every behaviour of that family comes from here.
+struct DeepseekConfig {
+  int64_t q_lora_rank = 0;              // 0: no query compression (V2-Lite's q_proj)
+  int64_t kv_lora_rank = 0;             // the latent each token caches
+  int64_t qk_nope_head_dim = 0, qk_rope_head_dim = 0, v_head_dim = 0;
+  int64_t n_routed_experts = 0, n_shared_experts = 0, num_experts_per_tok = 0;
+  int64_t moe_intermediate_size = 0;
+  int64_t first_k_dense_replace = 0, moe_layer_freq = 1;
+  int64_t n_group = 1, topk_group = 1;
+  enum class Scoring { Softmax, Sigmoid } scoring = Scoring::Softmax;
+  // How groups are ranked before the top-k: not at all (V2 "greedy"), by their best expert (V2
+  // "group_limited_greedy"), or by the sum of their two best (V3 "noaux_tc").
+  enum class GroupScore { None, Max, TopTwoSum } group_score = GroupScore::None;
+  bool score_correction_bias = false;   // V3: e_score_correction_bias is added for selection only
+  bool norm_topk_prob = false;
+  double routed_scaling_factor = 1.0;
+  bool rope_interleave = true;          // rotate pairs (2i, 2i+1) as DeepSeek does; false: halves
+  // YaRN (rope_scaling type "yarn"; factor and original context in ModelConfig::rope_*).
+  double yarn_beta_fast = 32, yarn_beta_slow = 1, yarn_mscale = 1, yarn_mscale_all_dim = 0;
+  int64_t num_nextn_predict_layers = 0; // MTP modules in the checkpoint
+
+  bool is_moe_layer(int64_t l) const { return n_routed_experts > 0 && l >= first_k_dense_replace && l % moe_layer_freq == 0; }
+};
 
 struct ModelConfig {
   Arch arch = Arch::Llama;
@@ -40,6 +65,7 @@ struct ModelConfig {
   bool tie_word_embeddings = false;
   int64_t bos_token_id = -1;
   std::vector<int64_t> eos_token_ids;
+  DeepseekConfig deepseek;         // DeepseekV2/V3 only
 };
 
 // A weight as it sits in memory (usually mapped from the file, used in place).
@@ -58,11 +84,18 @@ struct LoadProgress {
   const char* stage;
 };
 
+// How MLA (DeepSeek) attends: Absorbed keeps the attention in the latent space (W_UK folded into
+// the query, W_UV after), Expanded rebuilds every cached token's K/V with kv_b_proj; Auto uses the
+// expanded form for prefill (several tokens of a sequence at once) and the absorbed one for decode.
+enum class MlaAttention { Auto, Absorbed, Expanded };
+
 struct LoadOptions {
   int threads = 0;                   // 0: physical cores
   DType kv_dtype = DType::F16;       // F16 or F32
   int64_t context = 0;               // max tokens per sequence; 0: min(model's, 4096)
   int64_t kv_cache_tokens = 0;       // total cache capacity (all sequences); 0: 2 × context
+  MlaAttention mla_attention = MlaAttention::Auto;
+  int experts_per_token = 0;         // MoE: routed experts per token; 0: the model's num_experts_per_tok
   std::function<void(const LoadProgress&)> progress;
 };
 
@@ -155,9 +188,10 @@ class Model {
                                        const std::atomic<bool>* cancel = nullptr);
 
   void set_dump_hook(DumpHook hook);
+  void set_mla_attention(MlaAttention mode);      // DeepSeek models; a no-op for the others
 
   // The engine's parts, for the training engine (aha/train.h).
-  const DenseModel& dense_model() const;
+  const DenseModel& dense_model() const;       // throws for a model of another family
   ThreadPool& thread_pool();
 
  private:

@@ -13,6 +13,7 @@
 #include "core/mapped_file.h"
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
+#include "models/deepseek.h"
 
 namespace aha {
 
@@ -21,6 +22,8 @@ const char* arch_name(Arch a) {
     case Arch::Llama: return "llama";
     case Arch::Qwen2: return "qwen2";
     case Arch::Qwen3: return "qwen3";
+    case Arch::DeepseekV2: return "deepseek_v2";
+    case Arch::DeepseekV3: return "deepseek_v3";
   }
   return "?";
 }
@@ -68,7 +71,7 @@ const Tensor& WeightStore::get_f32(const std::string& n, std::vector<int64_t> ex
   return m;
 }
 
-static void check_config(const ModelConfig& c, const std::string& file) {
+void check_config(const ModelConfig& c, const std::string& file) {
   auto bad = [&](const std::string& what) { fail_file(file, what); };
   auto range = [&](const char* name, int64_t v, int64_t lo, int64_t hi) {
     if (v < lo || v > hi) bad(std::string(name) + " = " + std::to_string(v) + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
@@ -95,11 +98,13 @@ ModelConfig config_from_hf_json(const std::string& text, const std::string& file
     std::string archs;
     if (const Json* a = j.find("architectures"); a && a->is_array() && !a->array().empty() && a->array()[0].is_string())
       archs = a->array()[0].string();
+    if (archs == "DeepseekV2ForCausalLM" || archs == "DeepseekV3ForCausalLM") return deepseek_config_from_hf(j, file);
     if (archs == "LlamaForCausalLM") c.arch = Arch::Llama;
     else if (archs == "Qwen2ForCausalLM") c.arch = Arch::Qwen2;
     else if (archs == "Qwen3ForCausalLM") c.arch = Arch::Qwen3;
     else fail_file(file, "unsupported architecture '" + (archs.empty() ? j.get_string("model_type", "?") : archs) +
-                             "' (supported: LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)");
+                             "' (supported: LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, DeepseekV2ForCausalLM, "
+                             "DeepseekV3ForCausalLM)");
     c.vocab_size = j.get_int("vocab_size", 0);
     c.hidden_size = j.get_int("hidden_size", 0);
     c.intermediate_size = j.get_int("intermediate_size", 0);
@@ -169,6 +174,18 @@ std::string canonical_name_from_hf(const std::string& hf) {
       {"mlp.gate_proj.weight", "ffn_gate.weight"},
       {"mlp.up_proj.weight", "ffn_up.weight"},
       {"mlp.down_proj.weight", "ffn_down.weight"},
+      // DeepSeek-V2/V3 (llama.cpp's deepseek2 names)
+      {"self_attn.q_a_proj.weight", "attn_q_a.weight"},
+      {"self_attn.q_a_layernorm.weight", "attn_q_a_norm.weight"},
+      {"self_attn.q_b_proj.weight", "attn_q_b.weight"},
+      {"self_attn.kv_a_proj_with_mqa.weight", "attn_kv_a_mqa.weight"},
+      {"self_attn.kv_a_layernorm.weight", "attn_kv_a_norm.weight"},
+      {"self_attn.kv_b_proj.weight", "attn_kv_b.weight"},
+      {"mlp.gate.weight", "ffn_gate_inp.weight"},
+      {"mlp.gate.e_score_correction_bias", "exp_probs_b.bias"},
+      {"mlp.shared_experts.gate_proj.weight", "ffn_gate_shexp.weight"},
+      {"mlp.shared_experts.up_proj.weight", "ffn_up_shexp.weight"},
+      {"mlp.shared_experts.down_proj.weight", "ffn_down_shexp.weight"},
   };
   const std::string prefix = "model.layers.";
   if (hf.rfind(prefix, 0) != 0) return "";
@@ -176,7 +193,11 @@ std::string canonical_name_from_hf(const std::string& hf) {
   if (dot == std::string::npos) return "";
   std::string idx = hf.substr(prefix.size(), dot - prefix.size());
   if (idx.empty() || idx.find_first_not_of("0123456789") != std::string::npos) return "";
-  auto it = layer.find(hf.substr(dot + 1));
+  const std::string rest = hf.substr(dot + 1);
+  // Routed expert E of an MoE layer: "blk.N.ffn_gate_exps.E.weight" (expert E's slice of GGUF's stacked tensor).
+  static const std::regex expert(R"(mlp\.experts\.(\d+)\.(gate|up|down)_proj\.weight)");
+  if (std::smatch m; std::regex_match(rest, m, expert)) return "blk." + idx + ".ffn_" + m[2].str() + "_exps." + m[1].str() + ".weight";
+  auto it = layer.find(rest);
   return it == layer.end() ? "" : "blk." + idx + "." + it->second;
 }
 

@@ -31,6 +31,9 @@ std::unique_ptr<WeightStore> load_weights(const std::string& path, const std::fu
 // HF tensor name -> canonical name ("" when the tensor is not one the engine uses).
 std::string canonical_name_from_hf(const std::string& hf);
 
+// Range checks every family's config passes (errors name `file`).
+void check_config(const ModelConfig& c, const std::string& file);
+
 // Parses an HF config.json text into a ModelConfig (errors name `file`).
 ModelConfig config_from_hf_json(const std::string& text, const std::string& file);
 

@@ -10,9 +10,11 @@
 #include "aha/error.h"
 #include "aha/kernels.h"
 #include "aha/model.h"
+#include "models/deepseek.h"
 #include "models/dense.h"
 #include "models/loader.h"
 #include "runtime/kv_cache.h"
+#include "runtime/mla_cache.h"
 #include "runtime/sampler.h"
 
 namespace aha {
@@ -32,23 +34,39 @@ class Engine {
   Engine(const std::string& path, const LoadOptions& o) {
     ws = load_weights(path, o.progress);
     if (o.progress) o.progress({0.96, "binding weights"});
-    model = std::make_unique<DenseModel>(*ws);
     const ModelConfig& c = ws->config;
+    const bool mla = c.arch == Arch::DeepseekV2 || c.arch == Arch::DeepseekV3;
+    if (mla) deepseek = std::make_unique<DeepseekModel>(*ws, o.experts_per_token);
+    else model = std::make_unique<DenseModel>(*ws);
+    mla_attention = o.mla_attention;
     context = o.context > 0 ? o.context : std::min<int64_t>(c.max_position_embeddings, 4096);
     if (context > c.max_position_embeddings) context = c.max_position_embeddings;
     int64_t cache_tokens = o.kv_cache_tokens > 0 ? o.kv_cache_tokens : 2 * context;
     const int64_t bs = 16;
     if (o.kv_dtype != DType::F16 && o.kv_dtype != DType::F32) throw Error("KV cache dtype must be f16 or f32");
-    cache = std::make_unique<KvCache>(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, o.kv_dtype, (cache_tokens + bs - 1) / bs, bs);
+    const int64_t n_blocks = (cache_tokens + bs - 1) / bs;
+    if (mla) {
+      mla_cache = std::make_unique<MlaCache>(c.num_hidden_layers, c.deepseek.kv_lora_rank, c.deepseek.qk_rope_head_dim, o.kv_dtype, n_blocks, bs);
+      cache = mla_cache.get();
+    } else {
+      kv_cache = std::make_unique<KvCache>(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, o.kv_dtype, n_blocks, bs);
+      cache = kv_cache.get();
+    }
     pool = std::make_unique<ThreadPool>(o.threads > 0 ? o.threads : ThreadPool::physical_cores());
     if (o.progress) o.progress({1.0, "ready"});
   }
 
   std::unique_ptr<WeightStore> ws;
+  // One family is loaded: DenseModel with the KV cache, or DeepseekModel with the MLA latent cache.
   std::unique_ptr<DenseModel> model;
-  std::unique_ptr<KvCache> cache;
-  std::unique_ptr<ThreadPool> pool;
+  std::unique_ptr<KvCache> kv_cache;
   DenseWorkspace work;
+  std::unique_ptr<DeepseekModel> deepseek;
+  std::unique_ptr<MlaCache> mla_cache;
+  DeepseekWorkspace deepseek_work;
+  MlaAttention mla_attention = MlaAttention::Auto;
+  PagedBlocks* cache = nullptr;  // the loaded family's cache
+  std::unique_ptr<ThreadPool> pool;
   int64_t context = 0;
   std::vector<Sequence> seqs;
   DumpHook dump;
@@ -151,7 +169,8 @@ class Engine {
     }
     const int64_t V = ws->config.vocab_size;
     logits.resize(b.logit_rows.size() * size_t(V));
-    model->forward(b, *cache, *pool, work, logits.data(), dump ? &dump : nullptr);
+    if (deepseek) deepseek->forward(b, *mla_cache, *pool, deepseek_work, logits.data(), mla_attention, dump ? &dump : nullptr);
+    else model->forward(b, *kv_cache, *pool, work, logits.data(), dump ? &dump : nullptr);
     for (auto& it : items) {
       Sequence& s = seq(it.seq);
       s.tokens.insert(s.tokens.end(), it.tokens.begin(), it.tokens.end());
@@ -305,7 +324,11 @@ const std::vector<int32_t>& Model::sequence_tokens(int s) const { return e_->seq
 int64_t Model::free_cache_tokens() const { return e_->cache->free_blocks() * e_->cache->block_size(); }
 void Model::forward(const std::vector<BatchItem>& items, std::vector<float>& logits) { e_->forward(items, logits); }
 void Model::set_dump_hook(DumpHook hook) { e_->dump = std::move(hook); }
-const DenseModel& Model::dense_model() const { return *e_->model; }
+void Model::set_mla_attention(MlaAttention mode) { e_->mla_attention = mode; }
+const DenseModel& Model::dense_model() const {
+  if (!e_->model) throw Error(std::string("the ") + arch_name(e_->ws->config.arch) + " family has no dense model");
+  return *e_->model;
+}
 ThreadPool& Model::thread_pool() { return *e_->pool; }
 
 std::vector<GenerateResult> Model::generate(const std::vector<GenerateRequest>& reqs, const std::function<bool(size_t, int32_t)>& on_token,

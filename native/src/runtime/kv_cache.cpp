@@ -7,29 +7,11 @@
 namespace aha {
 
 KvCache::KvCache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, DType dtype, int64_t n_blocks, int64_t block_size)
-    : n_layers_(n_layers), n_kv_heads_(n_kv_heads), head_dim_(head_dim), dtype_(dtype), n_blocks_(n_blocks), block_size_(block_size) {
+    : PagedBlocks(n_blocks, block_size), n_layers_(n_layers), n_kv_heads_(n_kv_heads), head_dim_(head_dim), dtype_(dtype) {
   if (dtype != DType::F16 && dtype != DType::F32) throw Error(std::string("KV cache dtype must be f16 or f32, not ") + dtype_name(dtype));
   size_t bytes = size_t(n_layers) * size_t(n_blocks) * size_t(block_size) * slot_stride();
   k_.resize(bytes);
   v_.resize(bytes);
-  refs_.assign(size_t(n_blocks), 0);
-  free_.reserve(size_t(n_blocks));
-  for (int64_t b = n_blocks - 1; b >= 0; b--) free_.push_back(int32_t(b));
-}
-
-int32_t KvCache::alloc() {
-  if (free_.empty())
-    throw Error("KV cache is full (" + std::to_string(n_blocks_ * block_size_) + " tokens); free some sequences or load with a larger cache");
-  int32_t b = free_.back();
-  free_.pop_back();
-  refs_[size_t(b)] = 1;
-  return b;
-}
-
-void KvCache::retain(int32_t block) { refs_[size_t(block)]++; }
-
-void KvCache::release(int32_t block) {
-  if (--refs_[size_t(block)] == 0) free_.push_back(block);
 }
 
 void KvCache::copy_block(int32_t dst, int32_t src) {

@@ -6,18 +6,16 @@
 #include <vector>
 
 #include "aha/dtype.h"
+#include "runtime/paged_blocks.h"
 
 namespace aha {
 
-class KvCache {
+class KvCache : public PagedBlocks {
  public:
   KvCache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, DType dtype, int64_t n_blocks, int64_t block_size = 16);
 
   DType dtype() const { return dtype_; }
-  int64_t block_size() const { return block_size_; }
-  int64_t n_blocks() const { return n_blocks_; }
-  int64_t free_blocks() const { return int64_t(free_.size()); }
-  int64_t bytes() const { return int64_t(k_.size() + v_.size()); }
+  int64_t bytes() const override { return int64_t(k_.size() + v_.size()); }
   size_t elem_bytes() const { return dtype_ == DType::F16 ? 2 : 4; }
 
   // K/V rows: [block][slot][kv_head][head_dim] per layer.
@@ -27,11 +25,7 @@ class KvCache {
   const uint8_t* v(int64_t layer, int32_t block, int64_t slot, int64_t head) const { return v_.data() + offset(layer, block, slot, head); }
   size_t slot_stride() const { return size_t(n_kv_heads_ * head_dim_) * elem_bytes(); }  // bytes between consecutive tokens
 
-  int32_t alloc();            // throws aha::Error when the cache is full
-  void retain(int32_t block);
-  void release(int32_t block);
-  int refcount(int32_t block) const { return refs_[size_t(block)]; }
-  void copy_block(int32_t dst, int32_t src);  // all layers
+  void copy_block(int32_t dst, int32_t src) override;  // all layers
 
  private:
   size_t offset(int64_t layer, int32_t block, int64_t slot, int64_t head) const {
@@ -40,10 +34,7 @@ class KvCache {
   }
   int64_t n_layers_, n_kv_heads_, head_dim_;
   DType dtype_;
-  int64_t n_blocks_, block_size_;
   std::vector<uint8_t> k_, v_;
-  std::vector<int> refs_;
-  std::vector<int32_t> free_;
 };
 
 // A sequence: its tokens and the blocks that hold their K/V.

@@ -1,0 +1,696 @@
+// DeepSeek-V2/V3 forward: embed → N × (MLA block, dense FFN or MoE block) → norm → lm head.
+// Every intermediate has a name ("blk.3.kv_cmpr", "blk.3.ffn_moe_weights") and goes to the dump
+// hook when one is set. Behaviour comes from the config alone; tensor shapes are only checked.
+//
+// Where transformers (5.x) and DeepSeek's own code differ, this follows the modeling_deepseek.py
+// shipped with the released checkpoints (what they were trained and evaluated with); for every
+// released config the two agree, and each difference is named where it matters.
+#include "models/deepseek.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "aha/error.h"
+#include "aha/kernels.h"
+#include "backends/cpu/ops.h"
+
+namespace aha {
+
+// ---------------------------------------------------------------- config
+
+static int64_t int_or(const Json& j, const char* key, int64_t fallback) {
+  const Json* v = j.find(key);
+  return !v || v->is_null() ? fallback : v->integer();
+}
+
+ModelConfig deepseek_config_from_hf(const Json& j, const std::string& file) {
+  ModelConfig c;
+  DeepseekConfig& d = c.deepseek;
+  std::string archs = j.find("architectures")->array()[0].string();
+  const bool v3 = archs == "DeepseekV3ForCausalLM";
+  c.arch = v3 ? Arch::DeepseekV3 : Arch::DeepseekV2;
+  auto bad = [&](const std::string& what) { fail_file(file, archs + ": " + what); };
+  try {
+    // Absent keys take transformers' DeepseekV2Config / DeepseekV3Config defaults.
+    c.vocab_size = j.get_int("vocab_size", v3 ? 129280 : 102400);
+    c.hidden_size = j.get_int("hidden_size", v3 ? 7168 : 4096);
+    c.intermediate_size = j.get_int("intermediate_size", v3 ? 18432 : 11008);
+    c.num_hidden_layers = j.get_int("num_hidden_layers", v3 ? 61 : 32);
+    c.num_attention_heads = j.get_int("num_attention_heads", v3 ? 128 : 32);
+    c.num_key_value_heads = int_or(j, "num_key_value_heads", c.num_attention_heads);
+    c.max_position_embeddings = j.get_int("max_position_embeddings", v3 ? 4096 : 2048);
+    c.rms_norm_eps = j.get_number("rms_norm_eps", 1e-6);
+    c.tie_word_embeddings = j.get_bool("tie_word_embeddings", false);
+    c.bos_token_id = int_or(j, "bos_token_id", v3 ? 0 : 1);
+    if (const Json* e = j.find("eos_token_id")) {
+      if (e->is_array()) for (auto& x : e->array()) c.eos_token_ids.push_back(x.integer());
+      else if (e->is_number()) c.eos_token_ids.push_back(e->integer());
+    }
+    // q_lora_rank: null means no query compression (V2-Lite); absent means transformers' default.
+    d.q_lora_rank = j.find("q_lora_rank") ? int_or(j, "q_lora_rank", 0) : 1536;
+    d.kv_lora_rank = j.get_int("kv_lora_rank", 512);
+    d.qk_nope_head_dim = j.get_int("qk_nope_head_dim", 128);
+    d.qk_rope_head_dim = j.get_int("qk_rope_head_dim", 64);
+    d.v_head_dim = int_or(j, "v_head_dim", 128);
+    d.n_routed_experts = int_or(j, "n_routed_experts", v3 ? 256 : 64);
+    d.n_shared_experts = int_or(j, "n_shared_experts", v3 ? 1 : 2);
+    d.num_experts_per_tok = int_or(j, "num_experts_per_tok", v3 ? 8 : 0);
+    d.moe_intermediate_size = j.get_int("moe_intermediate_size", v3 ? 2048 : 1407);
+    d.first_k_dense_replace = int_or(j, "first_k_dense_replace", v3 ? 3 : 0);
+    // transformers ignores moe_layer_freq; DeepSeek's code makes layer l MoE when l % freq == 0
+    // (1 in every released config).
+    d.moe_layer_freq = int_or(j, "moe_layer_freq", 1);
+    d.n_group = int_or(j, "n_group", v3 ? 8 : 1);
+    d.topk_group = int_or(j, "topk_group", v3 ? 4 : 1);
+    d.norm_topk_prob = j.get_bool("norm_topk_prob", v3);
+    d.routed_scaling_factor = j.get_number("routed_scaling_factor", v3 ? 2.5 : 1.0);
+    d.rope_interleave = v3 ? j.get_bool("rope_interleave", true) : true;
+    d.num_nextn_predict_layers = int_or(j, "num_nextn_predict_layers", 0);
+
+    // Routing. V2: softmax scores, "greedy" or "group_limited_greedy" (groups ranked by their best
+    // expert). V3: sigmoid scores plus e_score_correction_bias for the choice, groups ranked by
+    // their two best ("noaux_tc"). DeepSeek's code refuses every other combination, and so do we.
+    std::string scoring = j.get_string("scoring_func", v3 ? "sigmoid" : "softmax");
+    std::string method = j.get_string("topk_method", v3 ? "noaux_tc" : "greedy");
+    if (!v3) {
+      if (scoring != "softmax") bad("scoring_func '" + scoring + "' is not supported (DeepSeek-V2 routes with softmax)");
+      d.scoring = DeepseekConfig::Scoring::Softmax;
+      if (method == "greedy") d.group_score = DeepseekConfig::GroupScore::None;
+      else if (method == "group_limited_greedy") d.group_score = DeepseekConfig::GroupScore::Max;
+      else bad("topk_method '" + method + "' is not supported (greedy, group_limited_greedy)");
+      // DeepSeek-V2's modeling_deepseek.py applies routed_scaling_factor only to weights it does
+      // not normalize (transformers ignores norm_topk_prob for V2; no released V2 config sets it).
+      if (d.norm_topk_prob) d.routed_scaling_factor = 1.0;
+    } else {
+      if (scoring != "sigmoid") bad("scoring_func '" + scoring + "' is not supported (DeepSeek-V3 routes with sigmoid)");
+      if (method != "noaux_tc") bad("topk_method '" + method + "' is not supported (noaux_tc)");
+      d.scoring = DeepseekConfig::Scoring::Sigmoid;
+      d.group_score = DeepseekConfig::GroupScore::TopTwoSum;
+      d.score_correction_bias = true;
+    }
+
+    // RoPE on the qk_rope_head_dim part: default or YaRN.
+    const Json* rp = j.find("rope_parameters");
+    if (!rp || !rp->is_object()) rp = j.find("rope_scaling");
+    c.rope_theta = j.get_number("rope_theta", rp && rp->is_object() ? rp->get_number("rope_theta", 10000.0) : 10000.0);
+    if (rp && rp->is_object()) {
+      std::string type = rp->get_string("rope_type", rp->get_string("type", "default"));
+      if (type == "yarn") {
+        c.rope_scaling = RopeScalingType::Yarn;
+        if (!rp->find("factor")) bad("rope_scaling of type yarn has no factor");
+        c.rope_factor = rp->get_number("factor", 1.0);
+        c.rope_original_max_position = int_or(*rp, "original_max_position_embeddings", j.get_int("original_max_position_embeddings", 4096));
+        auto num_or = [&](const char* k, double fallback) {
+          const Json* v = rp->find(k);
+          return !v || v->is_null() ? fallback : v->number();
+        };
+        d.yarn_beta_fast = num_or("beta_fast", 32);
+        d.yarn_beta_slow = num_or("beta_slow", 1);
+        // DeepSeek's defaults (mscale 1, mscale_all_dim 0); transformers agrees unless a config
+        // gives mscale without mscale_all_dim, which no released one does.
+        d.yarn_mscale = num_or("mscale", 1);
+        d.yarn_mscale_all_dim = num_or("mscale_all_dim", 0);
+        if (rp->find("attention_factor")) bad("rope_scaling.attention_factor is not supported (DeepSeek derives it from mscale)");
+      } else if (type != "default") {
+        bad("unsupported rope scaling type '" + type + "' (default, yarn)");
+      }
+    }
+    c.rope_neox = !d.rope_interleave;
+    c.head_dim = d.qk_nope_head_dim + d.qk_rope_head_dim;
+    c.attention_bias = j.get_bool("attention_bias", false);
+    if (c.attention_bias) bad("attention_bias is not supported (no released DeepSeek model has it)");
+    if (j.get_string("hidden_act", "silu") != "silu") bad("hidden_act '" + j.get_string("hidden_act", "") + "' is not supported (silu)");
+
+    // Head dims: MLA's shapes must agree with each other.
+    if (d.kv_lora_rank < 1 || d.kv_lora_rank > 65536) bad("kv_lora_rank = " + std::to_string(d.kv_lora_rank) + " is out of range");
+    if (d.q_lora_rank < 0 || d.q_lora_rank > 65536) bad("q_lora_rank = " + std::to_string(d.q_lora_rank) + " is out of range");
+    if (d.qk_nope_head_dim < 1 || d.qk_nope_head_dim > 1024) bad("qk_nope_head_dim = " + std::to_string(d.qk_nope_head_dim) + " is out of range");
+    if (d.qk_rope_head_dim < 2 || d.qk_rope_head_dim > 1024 || d.qk_rope_head_dim % 2)
+      bad("inconsistent head dims: qk_rope_head_dim = " + std::to_string(d.qk_rope_head_dim) + " must be even and at least 2");
+    if (d.v_head_dim < 1 || d.v_head_dim > 1024) bad("v_head_dim = " + std::to_string(d.v_head_dim) + " is out of range");
+    if (const Json* hd = j.find("head_dim"); hd && !hd->is_null() && hd->integer() != d.qk_rope_head_dim && hd->integer() != c.head_dim)
+      bad("inconsistent head dims: head_dim = " + std::to_string(hd->integer()) + ", but qk_rope_head_dim = " + std::to_string(d.qk_rope_head_dim) +
+          " and qk_nope_head_dim + qk_rope_head_dim = " + std::to_string(c.head_dim));
+    if (const Json* qk = j.find("qk_head_dim"); qk && !qk->is_null() && qk->integer() != c.head_dim)
+      bad("inconsistent head dims: qk_head_dim = " + std::to_string(qk->integer()) + ", but qk_nope_head_dim + qk_rope_head_dim = " +
+          std::to_string(c.head_dim));
+    if (c.num_key_value_heads != c.num_attention_heads)
+      bad("inconsistent head dims: MLA expands the latent into one K/V per query head, so num_key_value_heads (" +
+          std::to_string(c.num_key_value_heads) + ") must equal num_attention_heads (" + std::to_string(c.num_attention_heads) + ")");
+
+    // MoE.
+    if (d.n_routed_experts < 0 || d.n_routed_experts > 4096) bad("n_routed_experts = " + std::to_string(d.n_routed_experts) + " is out of range");
+    if (d.first_k_dense_replace < 0 || d.first_k_dense_replace > c.num_hidden_layers)
+      bad("first_k_dense_replace = " + std::to_string(d.first_k_dense_replace) + " is not in [0, num_hidden_layers = " + std::to_string(c.num_hidden_layers) + "]");
+    if (d.moe_layer_freq < 1) bad("moe_layer_freq must be at least 1");
+    if (d.n_routed_experts > 0) {
+      if (d.num_experts_per_tok < 1) bad("num_experts_per_tok is missing or < 1");
+      if (d.n_shared_experts < 0) bad("n_shared_experts must not be negative");
+      if (d.moe_intermediate_size < 1) bad("moe_intermediate_size must be positive");
+      if (d.n_group < 1) bad("n_group must be at least 1");
+      if (d.topk_group < 1) bad("topk_group must be at least 1");
+      if (d.n_routed_experts % d.n_group)
+        bad("n_routed_experts = " + std::to_string(d.n_routed_experts) + " is not divisible by n_group = " + std::to_string(d.n_group));
+      if (d.topk_group > d.n_group)
+        bad("topk_group = " + std::to_string(d.topk_group) + " is larger than n_group = " + std::to_string(d.n_group));
+      if (d.group_score == DeepseekConfig::GroupScore::TopTwoSum && d.n_group > 1 && d.n_routed_experts / d.n_group < 2)
+        bad("noaux_tc ranks groups by their two best experts, but n_routed_experts / n_group = " + std::to_string(d.n_routed_experts / d.n_group));
+      const int64_t reachable = d.group_score == DeepseekConfig::GroupScore::None ? d.n_routed_experts : d.topk_group * (d.n_routed_experts / d.n_group);
+      if (d.num_experts_per_tok > reachable)
+        bad("num_experts_per_tok = " + std::to_string(d.num_experts_per_tok) + " is more than the " + std::to_string(reachable) +
+            " experts in the topk_group groups it may choose from");
+      if (!(d.routed_scaling_factor > 0)) bad("routed_scaling_factor must be positive");
+    }
+  } catch (const Error& e) {
+    std::string m = e.what();
+    if (m.rfind(file, 0) == 0) throw;
+    fail_file(file, m);
+  }
+  check_config(c, file);
+  return c;
+}
+
+// ---------------------------------------------------------------- the gate
+
+MoeGate MoeGate::from_config(const DeepseekConfig& c, int64_t top_k, const float* bias) {
+  MoeGate g;
+  g.scoring = c.scoring;
+  g.group_score = c.group_score;
+  g.n_experts = c.n_routed_experts;
+  g.n_group = c.n_group;
+  g.topk_group = c.topk_group;
+  g.top_k = top_k;
+  g.norm_topk_prob = c.norm_topk_prob;
+  g.routed_scaling_factor = c.routed_scaling_factor;
+  g.bias = c.score_correction_bias ? bias : nullptr;
+  return g;
+}
+
+void MoeGate::route(const float* logits, int64_t T, float* weights, int32_t* indices) const {
+  const int64_t E = n_experts, per_group = E / n_group;
+  std::vector<float> score(static_cast<size_t>(E)), choice(static_cast<size_t>(E)), gscore(static_cast<size_t>(n_group));
+  std::vector<int32_t> order(size_t(std::max(E, n_group)));
+  for (int64_t t = 0; t < T; t++) {
+    const float* lg = logits + t * E;
+    // Scores in float32, as transformers and DeepSeek compute them.
+    if (scoring == DeepseekConfig::Scoring::Softmax) {
+      float mx = *std::max_element(lg, lg + E);
+      double sum = 0;
+      for (int64_t e = 0; e < E; e++) sum += (score[size_t(e)] = std::exp(lg[e] - mx));
+      for (int64_t e = 0; e < E; e++) score[size_t(e)] = float(score[size_t(e)] / sum);
+    } else {
+      for (int64_t e = 0; e < E; e++) score[size_t(e)] = 1.0f / (1.0f + std::exp(-lg[e]));
+    }
+    for (int64_t e = 0; e < E; e++) choice[size_t(e)] = score[size_t(e)] + (bias ? bias[e] : 0.0f);
+    // Group-limited: keep the topk_group best groups, rank the experts of the others below all.
+    if (group_score != DeepseekConfig::GroupScore::None && n_group > 1) {
+      for (int64_t g = 0; g < n_group; g++) {
+        const float* s = choice.data() + g * per_group;
+        float best = -INFINITY, second = -INFINITY;
+        for (int64_t i = 0; i < per_group; i++) {
+          if (s[i] > best) second = best, best = s[i];
+          else if (s[i] > second) second = s[i];
+        }
+        gscore[size_t(g)] = group_score == DeepseekConfig::GroupScore::Max ? best : best + second;
+      }
+      std::iota(order.begin(), order.begin() + n_group, 0);
+      std::stable_sort(order.begin(), order.begin() + n_group, [&](int32_t a, int32_t b) { return gscore[size_t(a)] > gscore[size_t(b)]; });
+      for (int64_t r = topk_group; r < n_group; r++)
+        for (int64_t i = 0; i < per_group; i++) choice[size_t(order[size_t(r)] * per_group + i)] = -INFINITY;
+    }
+    std::iota(order.begin(), order.begin() + E, 0);
+    std::partial_sort(order.begin(), order.begin() + top_k, order.begin() + E, [&](int32_t a, int32_t b) {
+      return choice[size_t(a)] > choice[size_t(b)] || (choice[size_t(a)] == choice[size_t(b)] && a < b);
+    });
+    // Weights are the unbiased scores of the chosen experts.
+    float* w = weights + t * top_k;
+    int32_t* idx = indices + t * top_k;
+    double sum = 0;
+    for (int64_t k = 0; k < top_k; k++) {
+      idx[k] = order[size_t(k)];
+      w[k] = score[size_t(idx[k])];
+      sum += w[k];
+    }
+    // DeepSeek-V3's code normalizes only when top_k > 1; transformers always does (the same
+    // weights for every released config, whose top_k is 6 or 8).
+    const float denom = norm_topk_prob && top_k > 1 ? float(sum + 1e-20) : 1.0f;
+    for (int64_t k = 0; k < top_k; k++) w[k] = float(double(w[k] / denom) * routed_scaling_factor);
+  }
+}
+
+// ---------------------------------------------------------------- rope
+
+// YaRN as DeepSeek's DeepseekV3YarnRotaryEmbedding (and transformers' yarn) computes it, in float32.
+static std::vector<float> yarn_inv_freq(const ModelConfig& c) {
+  const DeepseekConfig& d = c.deepseek;
+  const int64_t dim = d.qk_rope_head_dim, half = dim / 2;
+  const float base = float(c.rope_theta);
+  std::vector<float> inv(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; i++) inv[size_t(i)] = 1.0f / std::pow(base, float(2 * i) / float(dim));
+  if (c.rope_scaling != RopeScalingType::Yarn) return inv;
+  const double orig = double(c.rope_original_max_position);
+  auto correction_dim = [&](double rotations) { return double(dim) * std::log(orig / (rotations * 2 * M_PI)) / (2 * std::log(double(c.rope_theta))); };
+  double low = std::max(std::floor(correction_dim(d.yarn_beta_fast)), 0.0);
+  double high = std::min(std::ceil(correction_dim(d.yarn_beta_slow)), double(dim - 1));
+  if (low == high) high += 0.001;
+  const float factor = float(c.rope_factor);
+  for (int64_t i = 0; i < half; i++) {
+    float pos_freq = std::pow(base, float(2 * i) / float(dim));
+    float extra = 1.0f / pos_freq, inter = 1.0f / (factor * pos_freq);
+    float ramp = std::clamp((float(i) - float(low)) / (float(high) - float(low)), 0.0f, 1.0f);
+    float extra_factor = 1.0f - ramp;
+    inv[size_t(i)] = inter * (1.0f - extra_factor) + extra * extra_factor;
+  }
+  return inv;
+}
+
+static double yarn_get_mscale(double scale, double mscale) { return scale <= 1 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0; }
+
+// ---------------------------------------------------------------- binding
+
+DeepseekModel::DeepseekModel(WeightStore& ws, int experts_per_token) : c_(ws.config) {
+  const DeepseekConfig& d = c_.deepseek;
+  const int64_t H = c_.hidden_size, V = c_.vocab_size, nh = c_.num_attention_heads;
+  const int64_t qk = d.qk_nope_head_dim + d.qk_rope_head_dim, nope = d.qk_nope_head_dim, r = d.kv_lora_rank;
+  const int64_t top_k = experts_per_token > 0 ? experts_per_token : d.num_experts_per_tok;
+  if (d.n_routed_experts > 0) {
+    const int64_t reachable = d.group_score == DeepseekConfig::GroupScore::None ? d.n_routed_experts : d.topk_group * (d.n_routed_experts / d.n_group);
+    if (top_k > reachable)
+      throw Error("experts per token = " + std::to_string(top_k) + " is more than the " + std::to_string(reachable) + " experts the gate may choose from");
+  }
+  tok_embd_ = &ws.get("token_embd.weight", {H, V});
+  output_norm_ = &ws.get_f32("output_norm.weight", {H});
+  output_ = ws.find("output.weight") ? &ws.get("output.weight", {H, V}) : tok_embd_;
+  std::vector<const Tensor*> mats = {output_};
+  for (int64_t l = 0; l < c_.num_hidden_layers; l++) {
+    auto n = [&](const std::string& s) { return "blk." + std::to_string(l) + "." + s; };
+    DeepseekLayer L;
+    L.attn_norm = &ws.get_f32(n("attn_norm.weight"), {H});
+    if (d.q_lora_rank > 0) {
+      L.wq_a = &ws.get(n("attn_q_a.weight"), {H, d.q_lora_rank});
+      L.q_a_norm = &ws.get_f32(n("attn_q_a_norm.weight"), {d.q_lora_rank});
+      L.wq_b = &ws.get(n("attn_q_b.weight"), {d.q_lora_rank, nh * qk});
+      mats.insert(mats.end(), {L.wq_a, L.wq_b});
+    } else {
+      L.wq = &ws.get(n("attn_q.weight"), {H, nh * qk});
+      mats.push_back(L.wq);
+    }
+    L.wkv_a = &ws.get(n("attn_kv_a_mqa.weight"), {H, r + d.qk_rope_head_dim});
+    L.kv_a_norm = &ws.get_f32(n("attn_kv_a_norm.weight"), {r});
+    L.wkv_b = &ws.get(n("attn_kv_b.weight"), {r, nh * (nope + d.v_head_dim)});
+    L.wo = &ws.get(n("attn_output.weight"), {nh * d.v_head_dim, H});
+    mats.insert(mats.end(), {L.wkv_a, L.wkv_b, L.wo});
+    // The absorbed form's per-head factors of kv_b_proj: W_UK_h (rows h*(nope+v) .. +nope) transposed
+    // into an f32 copy, W_UV_h (the next v rows) used in place.
+    std::vector<float> row(static_cast<size_t>(r));
+    for (int64_t h = 0; h < nh; h++) {
+      std::vector<float> t(size_t(nope * r));  // [r][nope]
+      for (int64_t i = 0; i < nope; i++) {
+        const int64_t src = h * (nope + d.v_head_dim) + i;
+        dequantize_row(L.wkv_b->dtype, static_cast<const uint8_t*>(L.wkv_b->data) + size_t(src) * L.wkv_b->row_bytes, row.data(), r);
+        for (int64_t j = 0; j < r; j++) t[size_t(j * nope + i)] = row[size_t(j)];
+      }
+      Tensor kb;
+      kb.name = n("attn_k_b.weight") + "[" + std::to_string(h) + "]";
+      kb.dtype = DType::F32;
+      kb.ne = {nope, r};
+      kb.data = t.data();
+      kb.row_bytes = size_t(nope) * 4;
+      owned_.push_back(std::move(t));  // the vector's buffer stays where it is
+      L.wk_b.push_back(kb);
+      Tensor vb;
+      vb.name = n("attn_v_b.weight") + "[" + std::to_string(h) + "]";
+      vb.dtype = L.wkv_b->dtype;
+      vb.ne = {r, d.v_head_dim};
+      vb.row_bytes = L.wkv_b->row_bytes;
+      vb.data = static_cast<const uint8_t*>(L.wkv_b->data) + size_t(h * (nope + d.v_head_dim) + nope) * L.wkv_b->row_bytes;
+      L.wv_b.push_back(vb);
+    }
+    L.ffn_norm = &ws.get_f32(n("ffn_norm.weight"), {H});
+    if (!d.is_moe_layer(l)) {
+      L.w_gate = &ws.get(n("ffn_gate.weight"), {H, c_.intermediate_size});
+      L.w_up = &ws.get(n("ffn_up.weight"), {H, c_.intermediate_size});
+      L.w_down = &ws.get(n("ffn_down.weight"), {c_.intermediate_size, H});
+      mats.insert(mats.end(), {L.w_gate, L.w_up, L.w_down});
+    } else {
+      const int64_t E = d.n_routed_experts, F = d.moe_intermediate_size;
+      // The router in f32, as both references compute it (its weights are tiny next to the experts').
+      L.gate_inp = &ws.get_f32(n("ffn_gate_inp.weight"), {H, E});
+      if (d.score_correction_bias) L.exp_probs_b = &ws.get_f32(n("exp_probs_b.bias"), {E});
+      for (int64_t e = 0; e < E; e++) {
+        const std::string s = std::to_string(e);
+        L.exp_gate.push_back(&ws.get(n("ffn_gate_exps." + s + ".weight"), {H, F}));
+        L.exp_up.push_back(&ws.get(n("ffn_up_exps." + s + ".weight"), {H, F}));
+        L.exp_down.push_back(&ws.get(n("ffn_down_exps." + s + ".weight"), {F, H}));
+        mats.insert(mats.end(), {L.exp_gate.back(), L.exp_up.back(), L.exp_down.back()});
+      }
+      if (d.n_shared_experts > 0) {
+        const int64_t S = F * d.n_shared_experts;
+        L.sh_gate = &ws.get(n("ffn_gate_shexp.weight"), {H, S});
+        L.sh_up = &ws.get(n("ffn_up_shexp.weight"), {H, S});
+        L.sh_down = &ws.get(n("ffn_down_shexp.weight"), {S, H});
+        mats.insert(mats.end(), {L.sh_gate, L.sh_up, L.sh_down});
+      }
+      L.gate = MoeGate::from_config(d, top_k, L.exp_probs_b ? static_cast<const float*>(L.exp_probs_b->data) : nullptr);
+    }
+    layers_.push_back(std::move(L));
+  }
+  for (const Tensor* t : mats)
+    if (!weight_kernel(t->dtype)) fail_file(ws.path, "tensor '" + t->name + "': dtype " + dtype_name(t->dtype) + " has no matmul kernel");
+  inv_freq_ = yarn_inv_freq(c_);
+  double scale = 1.0 / std::sqrt(double(d.qk_nope_head_dim + d.qk_rope_head_dim));
+  if (c_.rope_scaling == RopeScalingType::Yarn) {
+    rope_mscale_ = float(yarn_get_mscale(c_.rope_factor, d.yarn_mscale) / yarn_get_mscale(c_.rope_factor, d.yarn_mscale_all_dim));
+    if (d.yarn_mscale_all_dim != 0) {
+      const double m = yarn_get_mscale(c_.rope_factor, d.yarn_mscale_all_dim);
+      scale *= m * m;
+    }
+  }
+  softmax_scale_ = float(scale);
+}
+
+// ---------------------------------------------------------------- forward
+
+static void grow(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+
+static void emit(const DumpHook* dump, const std::string& name, const float* d, int64_t rows, int64_t cols) {
+  if (dump && *dump) (*dump)(name, d, rows, cols);
+}
+
+// The norms inside MLA (q_a_layernorm, kv_a_layernorm) are built with the RMSNorm default eps,
+// not the config's rms_norm_eps, in transformers and in DeepSeek's code alike.
+static constexpr float kMlaNormEps = 1e-6f;
+
+void DeepseekModel::forward(const ForwardBatch& b, MlaCache& cache, ThreadPool& pool, DeepseekWorkspace& w, float* logits, MlaAttention mode,
+                            const DumpHook* dump) const {
+  const int64_t T = int64_t(b.tokens.size()), H = c_.hidden_size, V = c_.vocab_size;
+  grow(w.x, size_t(T * H));
+  grow(w.xn, size_t(T * H));
+  for (int64_t t = 0; t < T; t++) {
+    int32_t id = b.tokens[size_t(t)];
+    if (id < 0 || id >= V) throw Error("token id " + std::to_string(id) + " is outside the vocabulary (0.." + std::to_string(V - 1) + ")");
+  }
+  pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; t++)
+      dequantize_row(tok_embd_->dtype, static_cast<const uint8_t*>(tok_embd_->data) + size_t(b.tokens[size_t(t)]) * tok_embd_->row_bytes,
+                     w.x.data() + t * H, H);
+  });
+  emit(dump, "inp_embd", w.x.data(), T, H);
+  for (int64_t l = 0; l < c_.num_hidden_layers; l++) {
+    attention_block(l, b, cache, pool, w, mode, dump);
+    if (c_.deepseek.is_moe_layer(l)) moe_block(l, T, pool, w, dump);
+    else dense_ffn_block(l, T, pool, w, dump);
+    emit(dump, "blk." + std::to_string(l) + ".out", w.x.data(), T, H);
+  }
+  const int64_t R = int64_t(b.logit_rows.size());
+  const CpuOps& ops = cpu_ops();
+  for (int64_t i = 0; i < R; i++)
+    ops.rmsnorm(w.xn.data() + i * H, w.x.data() + b.logit_rows[size_t(i)] * H, static_cast<const float*>(output_norm_->data), H,
+                float(c_.rms_norm_eps));
+  emit(dump, "result_norm", w.xn.data(), R, H);
+  matmul(*output_, w.xn.data(), R, logits, pool, w.mm);
+  emit(dump, "result_output", logits, R, V);
+}
+
+void DeepseekModel::attention_block(int64_t l, const ForwardBatch& b, MlaCache& cache, ThreadPool& pool, DeepseekWorkspace& w,
+                                    MlaAttention mode, const DumpHook* dump) const {
+  const DeepseekLayer& L = layers_[size_t(l)];
+  const DeepseekConfig& d = c_.deepseek;
+  const int64_t T = int64_t(b.tokens.size()), H = c_.hidden_size, nh = c_.num_attention_heads;
+  const int64_t nope = d.qk_nope_head_dim, rope_dim = d.qk_rope_head_dim, qk = nope + rope_dim, r = d.kv_lora_rank;
+  const int64_t QD = nh * qk, KVA = r + rope_dim, VD = nh * d.v_head_dim;
+  const CpuOps& ops = cpu_ops();
+  const std::string p = "blk." + std::to_string(l) + ".";
+  grow(w.q, size_t(T * QD));
+  grow(w.kv_a, size_t(T * KVA));
+  grow(w.attn, size_t(T * VD));
+  grow(w.proj, size_t(T * H));
+
+  pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; t++)
+      ops.rmsnorm(w.xn.data() + t * H, w.x.data() + t * H, static_cast<const float*>(L.attn_norm->data), H, float(c_.rms_norm_eps));
+  });
+  emit(dump, p + "attn_norm", w.xn.data(), T, H);
+
+  // Query: q_proj, or q_a_proj → q_a_layernorm → q_b_proj. [T, n_heads, qk_nope_head_dim + qk_rope_head_dim]
+  if (L.wq) {
+    matmul(*L.wq, w.xn.data(), T, w.q.data(), pool, w.mm);
+  } else {
+    grow(w.q_a, size_t(T * d.q_lora_rank));
+    matmul(*L.wq_a, w.xn.data(), T, w.q_a.data(), pool, w.mm);
+    for (int64_t t = 0; t < T; t++)
+      ops.rmsnorm(w.q_a.data() + t * d.q_lora_rank, w.q_a.data() + t * d.q_lora_rank, static_cast<const float*>(L.q_a_norm->data), d.q_lora_rank,
+                  kMlaNormEps);
+    emit(dump, p + "q_a", w.q_a.data(), T, d.q_lora_rank);
+    matmul(*L.wq_b, w.q_a.data(), T, w.q.data(), pool, w.mm);
+  }
+  emit(dump, p + "q", w.q.data(), T, QD);
+
+  // kv_a_proj_with_mqa → [c_kv (kv_lora_rank) | k_pe (qk_rope_head_dim)]; kv_a_layernorm on c_kv.
+  matmul(*L.wkv_a, w.xn.data(), T, w.kv_a.data(), pool, w.mm);
+  for (int64_t t = 0; t < T; t++)
+    ops.rmsnorm(w.kv_a.data() + t * KVA, w.kv_a.data() + t * KVA, static_cast<const float*>(L.kv_a_norm->data), r, kMlaNormEps);
+  emit(dump, p + "kv_cmpr", w.kv_a.data(), T, KVA);
+
+  // RoPE on the rope part of each query head and on the one shared k_pe; YaRN's attention factor
+  // scales cos and sin, so it multiplies both rotated vectors. Then the latent goes to the cache.
+  const int64_t bs = cache.block_size();
+  const bool neox = !d.rope_interleave;
+  pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; t++) {
+      const int64_t pos = b.pos[size_t(t)];
+      for (int64_t h = 0; h < nh; h++) {
+        float* qp = w.q.data() + t * QD + h * qk + nope;
+        rope(qp, 1, rope_dim, pos, inv_freq_.data(), neox);
+        if (rope_mscale_ != 1.0f) for (int64_t i = 0; i < rope_dim; i++) qp[i] *= rope_mscale_;
+      }
+      float* kp = w.kv_a.data() + t * KVA + r;
+      rope(kp, 1, rope_dim, pos, inv_freq_.data(), neox);
+      if (rope_mscale_ != 1.0f) for (int64_t i = 0; i < rope_dim; i++) kp[i] *= rope_mscale_;
+      cache.write(l, b.blocks[size_t(t)][pos / bs], pos % bs, w.kv_a.data() + t * KVA, kp);
+    }
+  });
+  emit(dump, p + "q_rope", w.q.data(), T, QD);
+  emit(dump, p + "kv_rope", w.kv_a.data(), T, KVA);
+
+  // Attention per sequence (a run of consecutive tokens sharing one block table).
+  for (int64_t t0 = 0; t0 < T;) {
+    int64_t t1 = t0 + 1;
+    while (t1 < T && b.blocks[size_t(t1)] == b.blocks[size_t(t0)] && b.pos[size_t(t1)] == b.pos[size_t(t1 - 1)] + 1) t1++;
+    const bool absorbed = mode == MlaAttention::Absorbed || (mode == MlaAttention::Auto && t1 - t0 == 1);
+    if (absorbed) attend_absorbed(l, b, t0, t1, cache, pool, w);
+    else attend_expanded(l, b, t0, t1, cache, pool, w);
+    t0 = t1;
+  }
+  emit(dump, p + "kqv_out", w.attn.data(), T, VD);
+
+  matmul(*L.wo, w.attn.data(), T, w.proj.data(), pool, w.mm);
+  emit(dump, p + "attn_out", w.proj.data(), T, H);
+  pool.parallel_for(T, [&](int64_t a, int64_t z, int) { ops.add(w.x.data() + a * H, w.proj.data() + a * H, (z - a) * H); });
+}
+
+// Expanded form: kv_b_proj rebuilds every context token's per-head K_nope and V from its latent,
+// then ordinary attention with K = [K_nope | k_pe] (k_pe shared by all heads).
+void DeepseekModel::attend_expanded(int64_t l, const ForwardBatch& b, int64_t t0, int64_t t1, const MlaCache& cache, ThreadPool& pool,
+                                    DeepseekWorkspace& w) const {
+  const DeepseekLayer& L = layers_[size_t(l)];
+  const DeepseekConfig& d = c_.deepseek;
+  const int64_t nh = c_.num_attention_heads, nope = d.qk_nope_head_dim, rope_dim = d.qk_rope_head_dim, qk = nope + rope_dim;
+  const int64_t r = d.kv_lora_rank, vd = d.v_head_dim, KVA = r + rope_dim, KVB = nh * (nope + vd);
+  const int64_t n_ctx = b.pos[size_t(t1 - 1)] + 1, bs = cache.block_size();
+  const int32_t* blocks = b.blocks[size_t(t0)];
+  grow(w.ctx, size_t(n_ctx * KVA));
+  grow(w.ctx_c, size_t(n_ctx * r));
+  grow(w.ctx_kv, size_t(n_ctx * KVB));
+  pool.parallel_for(n_ctx, [&](int64_t s0, int64_t s1, int) {
+    for (int64_t s = s0; s < s1; s++) {
+      float* row = w.ctx.data() + s * KVA;
+      cache.read(l, blocks[s / bs], s % bs, row, row + r);
+      std::memcpy(w.ctx_c.data() + s * r, row, size_t(r) * 4);
+    }
+  });
+  matmul(*L.wkv_b, w.ctx_c.data(), n_ctx, w.ctx_kv.data(), pool, w.mm);  // [n_ctx, n_heads, nope + v]
+  const size_t per_thread = size_t(n_ctx);
+  grow(w.scratch, per_thread * size_t(pool.size()));
+  pool.parallel_for((t1 - t0) * nh, [&](int64_t i0, int64_t i1, int thread) {
+    float* sc = w.scratch.data() + per_thread * size_t(thread);
+    for (int64_t i = i0; i < i1; i++) {
+      const int64_t t = t0 + i / nh, h = i % nh, ctx = b.pos[size_t(t)] + 1;
+      const float* q = w.q.data() + t * nh * qk + h * qk;
+      float mx = -INFINITY;
+      for (int64_t s = 0; s < ctx; s++) {
+        const float* kn = w.ctx_kv.data() + s * KVB + h * (nope + vd);
+        const float* kp = w.ctx.data() + s * KVA + r;
+        float dot = 0;
+        for (int64_t j = 0; j < nope; j++) dot += q[j] * kn[j];
+        for (int64_t j = 0; j < rope_dim; j++) dot += q[nope + j] * kp[j];
+        sc[s] = dot * softmax_scale_;
+        mx = std::max(mx, sc[s]);
+      }
+      double sum = 0;
+      for (int64_t s = 0; s < ctx; s++) sum += (sc[s] = std::exp(sc[s] - mx));
+      const float inv = float(1.0 / sum);
+      float* out = w.attn.data() + t * nh * vd + h * vd;
+      std::fill(out, out + vd, 0.0f);
+      for (int64_t s = 0; s < ctx; s++) {
+        const float* v = w.ctx_kv.data() + s * KVB + h * (nope + vd) + nope;
+        const float p = sc[s] * inv;
+        for (int64_t j = 0; j < vd; j++) out[j] += p * v[j];
+      }
+    }
+  });
+}
+
+// Absorbed form: q_nope·(W_UK c) = (W_UKᵀ q_nope)·c, so each head's query moves into the latent
+// space and attends straight over the cached [c_kv | k_pe] slots; the output stays a latent
+// (Σ p·c_kv) until W_UV maps it to the head's value space. The cache is read once per head, never expanded.
+void DeepseekModel::attend_absorbed(int64_t l, const ForwardBatch& b, int64_t t0, int64_t t1, const MlaCache& cache, ThreadPool& pool,
+                                    DeepseekWorkspace& w) const {
+  const DeepseekLayer& L = layers_[size_t(l)];
+  const DeepseekConfig& d = c_.deepseek;
+  const int64_t nh = c_.num_attention_heads, nope = d.qk_nope_head_dim, rope_dim = d.qk_rope_head_dim, qk = nope + rope_dim;
+  const int64_t r = d.kv_lora_rank, vd = d.v_head_dim, KVA = r + rope_dim, n = t1 - t0, bs = cache.block_size();
+  const int32_t* blocks = b.blocks[size_t(t0)];
+  grow(w.q_abs, size_t(n * nh * KVA));
+  grow(w.o_lat, size_t(n * nh * r));
+  grow(w.head_in, size_t(n * std::max(nope, r)));
+  grow(w.head_out, size_t(n * std::max(r, vd)));
+  // q_abs[t, h] = [W_UK_hᵀ q_nope (kv_lora_rank) | q_pe (qk_rope_head_dim)]
+  for (int64_t h = 0; h < nh; h++) {
+    for (int64_t i = 0; i < n; i++) std::memcpy(w.head_in.data() + i * nope, w.q.data() + (t0 + i) * nh * qk + h * qk, size_t(nope) * 4);
+    matmul(L.wk_b[size_t(h)], w.head_in.data(), n, w.head_out.data(), pool, w.mm);
+    for (int64_t i = 0; i < n; i++) {
+      float* qa = w.q_abs.data() + (i * nh + h) * KVA;
+      std::memcpy(qa, w.head_out.data() + i * r, size_t(r) * 4);
+      std::memcpy(qa + r, w.q.data() + (t0 + i) * nh * qk + h * qk + nope, size_t(rope_dim) * 4);
+    }
+  }
+  const bool f32 = cache.dtype() == DType::F32;
+  const int64_t max_ctx = b.pos[size_t(t1 - 1)] + 1;
+  const size_t per_thread = size_t(max_ctx + KVA);
+  grow(w.scratch, per_thread * size_t(pool.size()));
+  pool.parallel_for(n * nh, [&](int64_t i0, int64_t i1, int thread) {
+    float* sc = w.scratch.data() + per_thread * size_t(thread);
+    float* conv = sc + max_ctx;  // one f16 slot as f32
+    auto slot = [&](int64_t s) -> const float* {
+      if (f32) return reinterpret_cast<const float*>(cache.slot(l, blocks[s / bs], s % bs));
+      cache.read(l, blocks[s / bs], s % bs, conv, conv + r);
+      return conv;
+    };
+    for (int64_t i = i0; i < i1; i++) {
+      const int64_t t = t0 + i / nh, ctx = b.pos[size_t(t)] + 1;
+      const float* qa = w.q_abs.data() + i * KVA;
+      float mx = -INFINITY;
+      for (int64_t s = 0; s < ctx; s++) {
+        const float* kv = slot(s);
+        float dot = 0;
+        for (int64_t j = 0; j < KVA; j++) dot += qa[j] * kv[j];
+        sc[s] = dot * softmax_scale_;
+        mx = std::max(mx, sc[s]);
+      }
+      double sum = 0;
+      for (int64_t s = 0; s < ctx; s++) sum += (sc[s] = std::exp(sc[s] - mx));
+      const float inv = float(1.0 / sum);
+      float* o = w.o_lat.data() + i * r;
+      std::fill(o, o + r, 0.0f);
+      for (int64_t s = 0; s < ctx; s++) {
+        const float* kv = slot(s);
+        const float p = sc[s] * inv;
+        for (int64_t j = 0; j < r; j++) o[j] += p * kv[j];
+      }
+    }
+  });
+  // out[t, h] = W_UV_h o_lat[t, h]
+  for (int64_t h = 0; h < nh; h++) {
+    for (int64_t i = 0; i < n; i++) std::memcpy(w.head_in.data() + i * r, w.o_lat.data() + (i * nh + h) * r, size_t(r) * 4);
+    matmul(L.wv_b[size_t(h)], w.head_in.data(), n, w.head_out.data(), pool, w.mm);
+    for (int64_t i = 0; i < n; i++) std::memcpy(w.attn.data() + (t0 + i) * nh * vd + h * vd, w.head_out.data() + i * vd, size_t(vd) * 4);
+  }
+}
+
+// SwiGLU MLP on `rows` rows of x: y = down(silu(gate(x)) * up(x)).
+static void mlp(const Tensor& gate, const Tensor& up, const Tensor& down, const float* x, int64_t rows, float* y, ThreadPool& pool,
+                DeepseekWorkspace& w) {
+  const int64_t F = gate.ne[1];
+  grow(w.gate, size_t(rows * F));
+  grow(w.up, size_t(rows * F));
+  matmul(gate, x, rows, w.gate.data(), pool, w.mm);
+  matmul(up, x, rows, w.up.data(), pool, w.mm);
+  const CpuOps& ops = cpu_ops();
+  pool.parallel_for(rows * F, [&](int64_t i0, int64_t i1, int) { ops.swiglu(w.gate.data() + i0, w.gate.data() + i0, w.up.data() + i0, i1 - i0); }, 16);
+  matmul(down, w.gate.data(), rows, y, pool, w.mm);
+}
+
+void DeepseekModel::dense_ffn_block(int64_t l, int64_t T, ThreadPool& pool, DeepseekWorkspace& w, const DumpHook* dump) const {
+  const DeepseekLayer& L = layers_[size_t(l)];
+  const int64_t H = c_.hidden_size;
+  const CpuOps& ops = cpu_ops();
+  const std::string p = "blk." + std::to_string(l) + ".";
+  pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; t++)
+      ops.rmsnorm(w.xn.data() + t * H, w.x.data() + t * H, static_cast<const float*>(L.ffn_norm->data), H, float(c_.rms_norm_eps));
+  });
+  emit(dump, p + "ffn_norm", w.xn.data(), T, H);
+  mlp(*L.w_gate, *L.w_up, *L.w_down, w.xn.data(), T, w.proj.data(), pool, w);
+  emit(dump, p + "ffn_out", w.proj.data(), T, H);
+  pool.parallel_for(T, [&](int64_t a, int64_t z, int) { ops.add(w.x.data() + a * H, w.proj.data() + a * H, (z - a) * H); });
+}
+
+// MoE: the gate picks top_k experts per token; each expert then runs once over all the tokens
+// routed to it (grouped by expert), its output scaled by the token's gate weight; the shared
+// experts see every token.
+void DeepseekModel::moe_block(int64_t l, int64_t T, ThreadPool& pool, DeepseekWorkspace& w, const DumpHook* dump) const {
+  const DeepseekLayer& L = layers_[size_t(l)];
+  const int64_t H = c_.hidden_size, E = c_.deepseek.n_routed_experts, K = L.gate.top_k;
+  const CpuOps& ops = cpu_ops();
+  const std::string p = "blk." + std::to_string(l) + ".";
+  pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; t++)
+      ops.rmsnorm(w.xn.data() + t * H, w.x.data() + t * H, static_cast<const float*>(L.ffn_norm->data), H, float(c_.rms_norm_eps));
+  });
+  emit(dump, p + "ffn_norm", w.xn.data(), T, H);
+
+  grow(w.router, size_t(T * E));
+  grow(w.topk_w, size_t(T * K));
+  w.topk_i.resize(size_t(T * K));
+  matmul(*L.gate_inp, w.xn.data(), T, w.router.data(), pool, w.mm);
+  emit(dump, p + "ffn_moe_logits", w.router.data(), T, E);
+  L.gate.route(w.router.data(), T, w.topk_w.data(), w.topk_i.data());
+  emit(dump, p + "ffn_moe_weights", w.topk_w.data(), T, K);
+
+  // (token, weight) lists per expert, tokens in order.
+  std::vector<std::vector<std::pair<int64_t, float>>> routed(static_cast<size_t>(E));
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t k = 0; k < K; k++) routed[size_t(w.topk_i[size_t(t * K + k)])].push_back({t, w.topk_w[size_t(t * K + k)]});
+  grow(w.moe_out, size_t(T * H));
+  std::fill(w.moe_out.begin(), w.moe_out.begin() + T * H, 0.0f);
+  for (int64_t e = 0; e < E; e++) {
+    const auto& rows = routed[size_t(e)];
+    if (rows.empty()) continue;
+    const int64_t n = int64_t(rows.size());
+    grow(w.xe, size_t(n * H));
+    grow(w.ye, size_t(n * H));
+    for (int64_t i = 0; i < n; i++) std::memcpy(w.xe.data() + i * H, w.xn.data() + rows[size_t(i)].first * H, size_t(H) * 4);
+    mlp(*L.exp_gate[size_t(e)], *L.exp_up[size_t(e)], *L.exp_down[size_t(e)], w.xe.data(), n, w.ye.data(), pool, w);
+    for (int64_t i = 0; i < n; i++) {
+      float* out = w.moe_out.data() + rows[size_t(i)].first * H;
+      const float* y = w.ye.data() + i * H;
+      const float g = rows[size_t(i)].second;
+      for (int64_t j = 0; j < H; j++) out[j] += g * y[j];
+    }
+  }
+  emit(dump, p + "ffn_moe_out", w.moe_out.data(), T, H);
+  if (L.sh_gate) {
+    mlp(*L.sh_gate, *L.sh_up, *L.sh_down, w.xn.data(), T, w.proj.data(), pool, w);
+    emit(dump, p + "ffn_shexp", w.proj.data(), T, H);
+    pool.parallel_for(T, [&](int64_t a, int64_t z, int) { ops.add(w.moe_out.data() + a * H, w.proj.data() + a * H, (z - a) * H); });
+  }
+  emit(dump, p + "ffn_out", w.moe_out.data(), T, H);
+  pool.parallel_for(T, [&](int64_t a, int64_t z, int) { ops.add(w.x.data() + a * H, w.moe_out.data() + a * H, (z - a) * H); });
+}
+
+}  // namespace aha

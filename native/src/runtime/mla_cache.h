@@ -1,0 +1,45 @@
+// MLA latent cache (DeepSeek-V2/V3): per token per layer only the normalized latent
+// c_kv [kv_lora_rank] and the rotated rope key k_pe [qk_rope_head_dim], stored side by side in
+// one slot, so bytes per token = n_layers × (kv_lora_rank + qk_rope_head_dim) × element size.
+// Paged like the dense KV cache: blocks of block_size slots, shared by forked sequences.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "aha/dtype.h"
+#include "runtime/paged_blocks.h"
+
+namespace aha {
+
+class MlaCache : public PagedBlocks {
+ public:
+  MlaCache(int64_t n_layers, int64_t kv_lora_rank, int64_t qk_rope_head_dim, DType dtype, int64_t n_blocks, int64_t block_size = 16);
+
+  DType dtype() const { return dtype_; }
+  int64_t kv_lora_rank() const { return kv_lora_rank_; }
+  int64_t qk_rope_head_dim() const { return qk_rope_head_dim_; }
+  size_t elem_bytes() const { return dtype_ == DType::F16 ? 2 : 4; }
+  size_t slot_bytes() const { return size_t(kv_lora_rank_ + qk_rope_head_dim_) * elem_bytes(); }  // one token, one layer
+  int64_t bytes_per_token() const { return n_layers_ * int64_t(slot_bytes()); }
+  int64_t bytes() const override { return int64_t(data_.size()); }
+
+  // Slot of (layer, block, slot): c_kv [kv_lora_rank] then k_pe [qk_rope_head_dim].
+  uint8_t* slot(int64_t layer, int32_t block, int64_t s) { return data_.data() + offset(layer, block, s); }
+  const uint8_t* slot(int64_t layer, int32_t block, int64_t s) const { return data_.data() + offset(layer, block, s); }
+
+  void write(int64_t layer, int32_t block, int64_t s, const float* c_kv, const float* k_pe);
+  // c_kv and k_pe of one cached token as f32 (c_kv [kv_lora_rank], k_pe [qk_rope_head_dim]).
+  void read(int64_t layer, int32_t block, int64_t s, float* c_kv, float* k_pe) const;
+
+  void copy_block(int32_t dst, int32_t src) override;
+
+ private:
+  size_t offset(int64_t layer, int32_t block, int64_t s) const {
+    return ((size_t(layer) * size_t(n_blocks_) + size_t(block)) * size_t(block_size_) + size_t(s)) * slot_bytes();
+  }
+  int64_t n_layers_, kv_lora_rank_, qk_rope_head_dim_;
+  DType dtype_;
+  std::vector<uint8_t> data_;  // [layer][block][slot][kv_lora_rank + qk_rope_head_dim]
+};
+
+}  // namespace aha

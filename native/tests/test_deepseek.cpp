@@ -1,0 +1,417 @@
+// The deepseek family (DeepSeek-V2/V3): config mapping and its errors, the MoE gate, the MLA
+// latent cache, and every tiny model (tests/fixtures/generated-deepseek, make-tiny-deepseek.ts)
+// against transformers' own DeepseekV2/V3ForCausalLM in float64 (tests/fixtures/golden/deepseek,
+// hf_golden_deepseek.py): f32 weights and cache within 1e-4 relative at every position, in one
+// prefill and decoding token by token through the cache, with the absorbed and the expanded MLA.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "aha/error.h"
+#include "aha/model.h"
+#include "check.h"
+#include "core/json.h"
+#include "fixtures.h"
+#include "golden_check.h"
+#include "models/deepseek.h"
+#include "models/loader.h"
+#include "runtime/mla_cache.h"
+
+using namespace aha;
+
+namespace {
+
+const char* const kModels[] = {"deepseek-v2-lite-tiny", "deepseek-v2-tiny", "deepseek-v3-tiny", "deepseek-v3-tiny-dense2"};
+
+std::string tiny_deepseek(const std::string& name) {
+  std::string p = fixtures_dir() + "/generated-deepseek/" + name;
+  struct stat st;
+  if (::stat(p.c_str(), &st) != 0)
+    check::fail(__FILE__, __LINE__, "missing fixture " + p + " (generate with: node --import tsx tests/fixtures/make-tiny-deepseek.ts)");
+  return p;
+}
+
+std::unique_ptr<Model> load(const std::string& name, MlaAttention mode, DType kv = DType::F32, int experts = 0) {
+  LoadOptions o;
+  o.threads = 2;
+  o.kv_dtype = kv;
+  o.context = 256;
+  o.mla_attention = mode;
+  o.experts_per_token = experts;
+  return Model::load(tiny_deepseek(name), o);
+}
+
+// Logits of every token of `toks`: in one forward (prefill) or one token per forward (decode).
+std::vector<float> run(Model& m, const std::vector<int32_t>& toks, bool step_by_step) {
+  const int64_t V = m.config().vocab_size;
+  int seq = m.new_sequence();
+  std::vector<float> all, logits;
+  if (!step_by_step) {
+    m.forward({{seq, toks, true}}, all);
+  } else {
+    for (int32_t t : toks) {
+      m.forward({{seq, {t}, false}}, logits);
+      all.insert(all.end(), logits.begin(), logits.begin() + V);
+    }
+  }
+  m.free_sequence(seq);
+  return all;
+}
+
+double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b, int64_t V) {
+  CHECK(a.size() == b.size());
+  double worst = 0;
+  for (size_t r = 0; r < a.size() / size_t(V); r++) {
+    double mx = 0, d = 0;
+    for (int64_t i = 0; i < V; i++) {
+      mx = std::max(mx, std::fabs(double(a[r * size_t(V) + size_t(i)])));
+      d = std::max(d, std::fabs(double(a[r * size_t(V) + size_t(i)]) - b[r * size_t(V) + size_t(i)]));
+    }
+    worst = std::max(worst, d / mx);
+  }
+  return worst;
+}
+
+// Worst golden error over every sequence of the golden, computed as `how` computes logits.
+double golden_error(Model& m, const Json& g, bool step_by_step, const std::string& what) {
+  const int64_t V = m.config().vocab_size;
+  auto probes = golden::ids(*g.find("probe_ids"));
+  double worst = 0;
+  for (auto& s : g.find("sequences")->array()) {
+    auto toks = golden::ids(*s.find("tokens"));
+    auto logits = run(m, toks, step_by_step);
+    auto& positions = s.find("positions")->array();
+    CHECK(positions.size() == toks.size());
+    for (size_t p = 0; p < positions.size(); p++) {
+      double e = golden::position_error(logits.data() + int64_t(p) * V, V, positions[p], probes);
+      worst = std::max(worst, e);
+      CHECK_MSG(e < 1e-4, what << ": sequence of " << toks.size() << " tokens, position " << p << ": error " << e);
+    }
+  }
+  check::note(what + ": worst relative error " + std::to_string(worst));
+  return worst;
+}
+
+std::string read_config(const std::string& name) {
+  std::ifstream in(tiny_deepseek(name) + "/config.json");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// config.json text with `key`'s value replaced (the value as JSON text).
+std::string with(std::string text, const std::string& key, const std::string& value) {
+  const std::string k = "\"" + key + "\": ";
+  size_t at = text.find(k);
+  if (at == std::string::npos) {
+    at = text.find('{') + 1;
+    return text.insert(at, "\n  " + k + value + ",");
+  }
+  size_t v0 = at + k.size(), v1 = text.find_first_of(",\n", v0);
+  if (text[v0] == '{') v1 = text.find('}', v0) + 1;
+  return text.replace(v0, v1 - v0, value);
+}
+
+}  // namespace
+
+TEST(deepseek_goldens_prefill_and_cached_decode) {
+  for (const char* name : kModels) {
+    Json g = golden::load_golden(std::string("deepseek/") + name);
+    for (MlaAttention mode : {MlaAttention::Auto, MlaAttention::Absorbed, MlaAttention::Expanded}) {
+      auto m = load(name, mode);
+      CHECK(m->config().vocab_size == g.find("vocab_size")->integer());
+      const char* mn = mode == MlaAttention::Auto ? "auto" : mode == MlaAttention::Absorbed ? "absorbed" : "expanded";
+      golden_error(*m, g, false, std::string(name) + " prefill, " + mn);
+      if (mode != MlaAttention::Auto) golden_error(*m, g, true, std::string(name) + " decode, " + mn);
+    }
+  }
+}
+
+TEST(deepseek_greedy_follows_transformers) {
+  for (const char* name : kModels) {
+    Json g = golden::load_golden(std::string("deepseek/") + name);
+    auto m = load(name, MlaAttention::Auto);
+    auto& gr = *g.find("greedy");
+    GenerateRequest r;
+    r.prompt = golden::ids(*g.find("sequences")->array()[0].find("tokens"));
+    r.sampler.temperature = 0;
+    r.max_tokens = int(gr.find("tokens")->array().size());
+    r.ignore_eos = true;
+    auto got = m->generate({r}, nullptr)[0].tokens;
+    auto want = golden::ids(*gr.find("tokens"));
+    auto& margins = gr.find("margins")->array();
+    CHECK(got.size() == want.size());
+    for (size_t i = 0; i < want.size(); i++) {
+      if (margins[i].number() < 1e-3) break;  // a near-tie: float32 may pick either
+      CHECK_MSG(got[i] == want[i], name << ": greedy token " << i << " is " << got[i] << ", transformers chose " << want[i]);
+    }
+  }
+}
+
+// The two MLA forms on the same tokens: a prefill in chunks, then decode steps, with each chunk's
+// attention reading what the previous ones cached.
+TEST(deepseek_absorbed_equals_expanded) {
+  for (const char* name : kModels) {
+    Json g = golden::load_golden(std::string("deepseek/") + name);
+    auto toks = golden::ids(*g.find("sequences")->array()[2].find("tokens"));  // the chat, the longest
+    CHECK(toks.size() > 12);
+    std::map<MlaAttention, std::vector<float>> out;
+    std::map<MlaAttention, std::vector<float>> kqv;
+    for (MlaAttention mode : {MlaAttention::Absorbed, MlaAttention::Expanded}) {
+      auto m = load(name, mode);
+      m->set_dump_hook([&](const std::string& n, const float* d, int64_t rows, int64_t cols) {
+        if (n == "blk.1.kqv_out") kqv[mode].insert(kqv[mode].end(), d, d + rows * cols);
+      });
+      int seq = m->new_sequence();
+      std::vector<float> logits;
+      const size_t a = 5, b2 = 11;
+      m->forward({{seq, {toks.begin(), toks.begin() + a}, true}}, logits);
+      out[mode] = logits;
+      m->forward({{seq, {toks.begin() + a, toks.begin() + b2}, true}}, logits);
+      out[mode].insert(out[mode].end(), logits.begin(), logits.end());
+      for (size_t i = b2; i < toks.size(); i++) {
+        m->forward({{seq, {toks[i]}, false}}, logits);
+        out[mode].insert(out[mode].end(), logits.begin(), logits.end());
+      }
+    }
+    const int64_t V = 129280;
+    double d = max_rel_diff(out[MlaAttention::Expanded], out[MlaAttention::Absorbed], V);
+    check::note(std::string(name) + ": absorbed vs expanded, logits " + std::to_string(d));
+    CHECK_MSG(d < 1e-5, name << ": absorbed and expanded logits differ by " << d);
+    // The attention output itself (not only what survives to the logits).
+    const auto& ka = kqv[MlaAttention::Absorbed];
+    const auto& ke = kqv[MlaAttention::Expanded];
+    CHECK(ka.size() == ke.size() && !ka.empty());
+    double mx = 0, dd = 0;
+    for (size_t i = 0; i < ka.size(); i++) mx = std::max(mx, std::fabs(double(ke[i]))), dd = std::max(dd, std::fabs(double(ka[i]) - ke[i]));
+    CHECK_MSG(dd / mx < 1e-5, name << ": kqv_out differs by " << dd / mx);
+  }
+}
+
+TEST(deepseek_mla_cache_holds_only_the_latent) {
+  // bytes per token per layer = (kv_lora_rank + qk_rope_head_dim) × element size
+  MlaCache c(3, 32, 16, DType::F32, 4, 16);
+  CHECK(c.bytes_per_token() == 3 * (32 + 16) * 4);
+  CHECK(c.bytes() == 4 * 16 * c.bytes_per_token());
+  MlaCache h(3, 32, 16, DType::F16, 4, 16);
+  CHECK(h.bytes_per_token() == 3 * (32 + 16) * 2);
+  // The loaded model's cache, measured: capacity × n_layers × (kv_lora_rank + qk_rope_head_dim) × 4.
+  for (const char* name : kModels) {
+    for (DType dt : {DType::F32, DType::F16}) {
+      auto m = load(name, MlaAttention::Auto, dt);
+      const DeepseekConfig& d = m->config().deepseek;
+      const int64_t capacity = m->free_cache_tokens();
+      const int64_t per_token = m->config().num_hidden_layers * (d.kv_lora_rank + d.qk_rope_head_dim) * (dt == DType::F32 ? 4 : 2);
+      CHECK_MSG(m->info().kv_bytes == capacity * per_token, name << ": " << m->info().kv_bytes << " bytes for " << capacity << " tokens");
+      // What a dense cache of the expanded K/V would take instead, for the note.
+      const int64_t expanded = m->config().num_hidden_layers * m->config().num_attention_heads *
+                               (d.qk_nope_head_dim + d.qk_rope_head_dim + d.v_head_dim) * (dt == DType::F32 ? 4 : 2);
+      check::note(std::string(name) + ": " + std::to_string(per_token) + " cache bytes per token (expanded K/V: " + std::to_string(expanded) + ")");
+    }
+  }
+  // An f16 cache round-trips through fp16 and stays close to the golden.
+  Json g = golden::load_golden("deepseek/deepseek-v3-tiny");
+  auto m = load("deepseek-v3-tiny", MlaAttention::Absorbed, DType::F16);
+  auto toks = golden::ids(*g.find("sequences")->array()[0].find("tokens"));
+  auto a = run(*m, toks, true);
+  auto m32 = load("deepseek-v3-tiny", MlaAttention::Absorbed, DType::F32);
+  auto b = run(*m32, toks, true);
+  double d = max_rel_diff(b, a, 129280);
+  check::note("deepseek-v3-tiny: f16 cache vs f32 cache " + std::to_string(d));
+  CHECK(d > 0 && d < 1e-2);
+}
+
+TEST(deepseek_cache_is_shared_by_forks_and_prefixes) {
+  Json g = golden::load_golden("deepseek/deepseek-v3-tiny");
+  auto toks = golden::ids(*g.find("sequences")->array()[1].find("tokens"));  // 18 + 13 tokens
+  auto more = golden::ids(*g.find("sequences")->array()[0].find("tokens"));
+  toks.insert(toks.end(), more.begin(), more.end());
+  CHECK(toks.size() > 23);
+  auto m = load("deepseek-v3-tiny", MlaAttention::Auto);
+  const int64_t V = m->config().vocab_size;
+  auto whole = run(*m, toks, false);
+  // A prompt of 21 tokens ends mid-block; the forks copy that block before they write to it.
+  int seq = m->new_sequence();
+  std::vector<float> logits;
+  m->forward({{seq, {toks.begin(), toks.begin() + 21}, false}}, logits);
+  const int64_t free_before = m->free_cache_tokens();
+  int f1 = m->fork_sequence(seq), f2 = m->fork_sequence(seq);
+  CHECK(m->free_cache_tokens() == free_before);
+  std::vector<float> l1, l2;
+  m->forward({{f1, {toks[21]}, false}, {f2, {toks[21], toks[22]}, true}}, l1);
+  // f1's row is token 21, f2's rows are tokens 21 and 22.
+  for (int64_t i = 0; i < V; i++) {
+    CHECK_NEAR(l1[size_t(i)], whole[size_t(21 * V + i)], 1e-4 * 30);
+    CHECK_NEAR(l1[size_t(V + i)], whole[size_t(21 * V + i)], 1e-4 * 30);
+    CHECK_NEAR(l1[size_t(2 * V + i)], whole[size_t(22 * V + i)], 1e-4 * 30);
+  }
+  CHECK(max_rel_diff(std::vector<float>(whole.begin() + 21 * V, whole.begin() + 22 * V), std::vector<float>(l1.begin(), l1.begin() + V), V) < 1e-5);
+  // The parent's tokens are untouched by the forks' writes.
+  m->forward({{seq, {toks[21]}, false}}, l2);
+  CHECK(max_rel_diff(std::vector<float>(whole.begin() + 21 * V, whole.begin() + 22 * V), l2, V) < 1e-5);
+  m->free_sequence(f1);
+  m->free_sequence(f2);
+  m->free_sequence(seq);
+  // Two requests with the same prompt: one prefill, forked; the same greedy tokens.
+  GenerateRequest r;
+  r.prompt = toks;
+  r.sampler.temperature = 0;
+  r.max_tokens = 6;
+  r.ignore_eos = true;
+  auto res = m->generate({r, r}, nullptr);
+  CHECK(res[0].tokens == res[1].tokens);
+  CHECK(res[1].cached_tokens == int64_t(toks.size()));
+}
+
+TEST(deepseek_experts_per_token_override) {
+  Json g = golden::load_golden("deepseek/deepseek-v3-tiny");
+  auto toks = golden::ids(*g.find("sequences")->array()[0].find("tokens"));
+  auto base = load("deepseek-v3-tiny", MlaAttention::Auto);
+  auto same = load("deepseek-v3-tiny", MlaAttention::Auto, DType::F32, 4);  // the config's num_experts_per_tok
+  auto fewer = load("deepseek-v3-tiny", MlaAttention::Auto, DType::F32, 2);
+  auto a = run(*base, toks, false), b = run(*same, toks, false), c = run(*fewer, toks, false);
+  CHECK(a == b);
+  CHECK(max_rel_diff(a, c, 129280) > 1e-3);
+  // 2 groups of 4 experts are all the gate may choose from.
+  CHECK_THROWS(load("deepseek-v3-tiny", MlaAttention::Auto, DType::F32, 9), "experts per token = 9 is more than the 8 experts");
+}
+
+TEST(deepseek_gate_softmax_greedy_and_group_max) {
+  DeepseekConfig c;
+  c.n_routed_experts = 8;
+  c.num_experts_per_tok = 2;
+  c.scoring = DeepseekConfig::Scoring::Softmax;
+  c.routed_scaling_factor = 2.0;
+  const float logits[8] = {0.1f, 2.0f, 0.3f, 1.9f, -1.0f, 1.5f, 0.0f, 1.8f};
+  double z = 0;
+  for (float x : logits) z += std::exp(double(x));
+  auto p = [&](int e) { return std::exp(double(logits[e])) / z; };
+  float w[2];
+  int32_t idx[2];
+  MoeGate::from_config(c, 2, nullptr).route(logits, 1, w, idx);
+  CHECK(idx[0] == 1 && idx[1] == 3);
+  CHECK_NEAR(w[0], 2 * p(1), 1e-6);
+  CHECK_NEAR(w[1], 2 * p(3), 1e-6);
+  // V2's group_limited_greedy: 4 groups of 2 ranked by their best expert; keep 2 groups.
+  // Group maxima: {0,1}: 2.0, {2,3}: 1.9, {4,5}: 1.5, {6,7}: 1.8 → groups 0 and 1.
+  c.group_score = DeepseekConfig::GroupScore::Max;
+  c.n_group = 4;
+  c.topk_group = 2;
+  float w3[3];
+  int32_t i3[3];
+  MoeGate::from_config(c, 3, nullptr).route(logits, 1, w3, i3);
+  CHECK(i3[0] == 1 && i3[1] == 3 && i3[2] == 2);  // expert 7 (1.8) is in a dropped group
+  CHECK_NEAR(w3[2], 2 * p(2), 1e-6);
+  c.topk_group = 3;  // now group {6,7} is in
+  MoeGate::from_config(c, 3, nullptr).route(logits, 1, w3, i3);
+  CHECK(i3[0] == 1 && i3[1] == 3 && i3[2] == 7);
+}
+
+TEST(deepseek_gate_sigmoid_bias_selects_but_does_not_weigh) {
+  DeepseekConfig c;
+  c.n_routed_experts = 8;
+  c.num_experts_per_tok = 2;
+  c.scoring = DeepseekConfig::Scoring::Sigmoid;
+  c.group_score = DeepseekConfig::GroupScore::TopTwoSum;
+  c.score_correction_bias = true;
+  c.n_group = 4;
+  c.topk_group = 1;
+  c.norm_topk_prob = true;
+  c.routed_scaling_factor = 2.5;
+  const float logits[8] = {3.0f, -3.0f, 1.0f, 1.0f, 0.0f, 0.0f, -2.0f, 2.5f};
+  auto sig = [](double x) { return 1 / (1 + std::exp(-x)); };
+  float w[2];
+  int32_t idx[2];
+  // Without bias: group sums {0,1}: .953+.047=1.0, {2,3}: 1.462, {4,5}: 1.0, {6,7}: .119+.924=1.043
+  // → group {2,3} (V2's group max would pick {0,1}: the top-two sum is what differs).
+  const float zero[8] = {};
+  MoeGate::from_config(c, 2, zero).route(logits, 1, w, idx);
+  CHECK((idx[0] == 2 && idx[1] == 3) || (idx[0] == 3 && idx[1] == 2));
+  CHECK_NEAR(w[0], 1.25, 1e-6);  // two equal scores, normalized, × 2.5
+  // A bias on expert 1 lifts group {0,1} and chooses expert 1, but its weight is its own score.
+  const float bias[8] = {0, 1.0f, 0, 0, 0, 0, 0, 0};
+  MoeGate::from_config(c, 2, bias).route(logits, 1, w, idx);
+  CHECK(idx[0] == 1 && idx[1] == 0);
+  const double s1 = sig(-3.0), s0 = sig(3.0);
+  CHECK_NEAR(w[0], 2.5 * s1 / (s0 + s1), 1e-6);
+  CHECK_NEAR(w[1], 2.5 * s0 / (s0 + s1), 1e-6);
+  // Without norm_topk_prob the weights are the scores × routed_scaling_factor.
+  c.norm_topk_prob = false;
+  MoeGate::from_config(c, 2, bias).route(logits, 1, w, idx);
+  CHECK_NEAR(w[0], 2.5 * s1, 1e-6);
+}
+
+TEST(deepseek_config_mapping) {
+  auto cfg = [](const std::string& name) { return config_from_hf_json(read_config(name), name); };
+  ModelConfig lite = cfg("deepseek-v2-lite-tiny");
+  CHECK(lite.arch == Arch::DeepseekV2);
+  CHECK(lite.deepseek.q_lora_rank == 0);
+  CHECK(lite.deepseek.scoring == DeepseekConfig::Scoring::Softmax);
+  CHECK(lite.deepseek.group_score == DeepseekConfig::GroupScore::None);
+  CHECK(!lite.deepseek.score_correction_bias);
+  CHECK(lite.deepseek.v_head_dim == 24 && lite.head_dim == 32);
+  CHECK(lite.rope_scaling == RopeScalingType::Yarn && lite.rope_factor == 40 && lite.rope_original_max_position == 4096);
+  CHECK(lite.deepseek.yarn_mscale == 0.707 && lite.deepseek.yarn_mscale_all_dim == 0.707);
+  CHECK(!lite.deepseek.is_moe_layer(0) && lite.deepseek.is_moe_layer(1) && lite.deepseek.is_moe_layer(2));
+  ModelConfig v2 = cfg("deepseek-v2-tiny");
+  CHECK(v2.deepseek.q_lora_rank == 48);
+  CHECK(v2.deepseek.group_score == DeepseekConfig::GroupScore::Max && v2.deepseek.n_group == 4 && v2.deepseek.topk_group == 2);
+  CHECK(v2.deepseek.routed_scaling_factor == 16.0);
+  ModelConfig v3 = cfg("deepseek-v3-tiny");
+  CHECK(v3.arch == Arch::DeepseekV3);
+  CHECK(v3.deepseek.scoring == DeepseekConfig::Scoring::Sigmoid && v3.deepseek.score_correction_bias);
+  CHECK(v3.deepseek.group_score == DeepseekConfig::GroupScore::TopTwoSum && v3.deepseek.norm_topk_prob);
+  CHECK(v3.deepseek.rope_interleave && !v3.rope_neox);
+  ModelConfig d2 = cfg("deepseek-v3-tiny-dense2");
+  CHECK(!d2.deepseek.rope_interleave && d2.rope_neox && d2.rope_scaling == RopeScalingType::None);
+  CHECK(!d2.deepseek.is_moe_layer(1) && d2.deepseek.is_moe_layer(2));
+  // V2 with norm_topk_prob: DeepSeek-V2's code normalizes and then does not scale.
+  ModelConfig v2n = config_from_hf_json(with(read_config("deepseek-v2-tiny"), "norm_topk_prob", "true"), "c.json");
+  CHECK(v2n.deepseek.norm_topk_prob && v2n.deepseek.routed_scaling_factor == 1.0);
+  // YaRN's softmax-scale correction (mscale_all_dim) and cos/sin factor (mscale / mscale_all_dim).
+  auto ws = load_weights(tiny_deepseek("deepseek-v2-tiny"), nullptr);
+  DeepseekModel dm(*ws, 0);
+  const double m_all = 0.1 * 0.8 * std::log(40.0) + 1, m = 0.1 * 1.0 * std::log(40.0) + 1;
+  CHECK_NEAR(dm.softmax_scale(), m_all * m_all / std::sqrt(32.0), 1e-6);
+  CHECK_NEAR(dm.rope_attention_factor(), m / m_all, 1e-6);
+  // Frequencies: the first pairs extrapolate (unchanged), the last interpolate (divided by factor).
+  CHECK_NEAR(dm.inv_freq()[0], 1.0, 1e-7);
+  CHECK_NEAR(dm.inv_freq()[7], std::pow(10000.0, -14.0 / 16) / 40, 1e-9);
+}
+
+TEST(deepseek_bad_configs_are_clear_errors) {
+  const std::string v3 = read_config("deepseek-v3-tiny");
+  auto err = [](const std::string& text) { return config_from_hf_json(text, "config.json"); };
+  CHECK_THROWS(err(with(v3, "n_routed_experts", "18")), "n_routed_experts = 18 is not divisible by n_group = 4");
+  CHECK_THROWS(err(with(v3, "topk_group", "5")), "topk_group = 5 is larger than n_group = 4");
+  CHECK_THROWS(err(with(v3, "num_experts_per_tok", "9")), "num_experts_per_tok = 9 is more than the 8 experts");
+  CHECK_THROWS(err(with(v3, "qk_rope_head_dim", "15")), "inconsistent head dims: qk_rope_head_dim = 15");
+  CHECK_THROWS(err(with(v3, "head_dim", "24")), "inconsistent head dims: head_dim = 24");
+  CHECK_THROWS(err(with(v3, "qk_head_dim", "24")), "inconsistent head dims: qk_head_dim = 24");
+  CHECK_THROWS(err(with(v3, "num_key_value_heads", "2")), "num_key_value_heads (2) must equal num_attention_heads (4)");
+  CHECK_THROWS(err(with(v3, "scoring_func", "\"softmax\"")), "scoring_func 'softmax' is not supported");
+  CHECK_THROWS(err(with(v3, "topk_method", "\"greedy\"")), "topk_method 'greedy' is not supported");
+  CHECK_THROWS(err(with(v3, "first_k_dense_replace", "7")), "first_k_dense_replace = 7 is not in [0, num_hidden_layers = 3]");
+  CHECK_THROWS(err(with(v3, "rope_scaling", "{\"type\": \"linear\", \"factor\": 2.0}")), "unsupported rope scaling type 'linear'");
+  const std::string v2 = read_config("deepseek-v2-tiny");
+  CHECK_THROWS(err(with(v2, "scoring_func", "\"sigmoid\"")), "scoring_func 'sigmoid' is not supported");
+  CHECK_THROWS(err(with(v2, "n_group", "3")), "n_routed_experts = 8 is not divisible by n_group = 3");
+  CHECK_THROWS(err(with(v3, "kv_lora_rank", "0")), "kv_lora_rank = 0 is out of range");
+  // A checkpoint whose tensors disagree with its config is refused by shape, never reinterpreted.
+  const std::string dir = fixtures_dir() + "/generated-deepseek/bad-config-" + std::to_string(::getpid());
+  ::mkdir(dir.c_str(), 0755);
+  std::ofstream(dir + "/config.json") << with(v3, "kv_lora_rank", "24");
+  CHECK(::link((tiny_deepseek("deepseek-v3-tiny") + "/model.safetensors").c_str(), (dir + "/model.safetensors").c_str()) == 0);
+  LoadOptions o;
+  o.threads = 1;
+  CHECK_THROWS(Model::load(dir, o), "tensor 'blk.0.attn_kv_a_mqa.weight' has shape [64, 48], expected [64, 40]");
+  std::remove((dir + "/model.safetensors").c_str());
+  std::remove((dir + "/config.json").c_str());
+  ::rmdir(dir.c_str());
+}
