@@ -52,7 +52,8 @@ const node = nodeBinary();
 {
   const r = run(node, ['--import', 'tsx', 'tests/fixtures/make-tiny-models.ts'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const s = run(node, ['--import', 'tsx', 'tests/fixtures/make-scripted-model.ts'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  if (r.status !== 0 || s.status !== 0) {
+  const d = run(node, ['--import', 'tsx', 'tests/fixtures/make-tiny-deepseek.ts'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  if (r.status !== 0 || s.status !== 0 || d.status !== 0) {
     console.error('generating the tiny test models failed');
     failed++;
   }

@@ -274,6 +274,35 @@ TEST(deepseek_cache_is_shared_by_forks_and_prefixes) {
   CHECK(res[1].cached_tokens == int64_t(toks.size()));
 }
 
+// The named intermediates a reference can be diffed against, and what the gate's output means.
+TEST(deepseek_dump_names_and_gate_output) {
+  Json g = golden::load_golden("deepseek/deepseek-v3-tiny");
+  auto toks = golden::ids(*g.find("sequences")->array()[0].find("tokens"));
+  auto m = load("deepseek-v3-tiny", MlaAttention::Auto);
+  std::map<std::string, std::pair<int64_t, int64_t>> seen;
+  std::vector<float> weights;
+  m->set_dump_hook([&](const std::string& n, const float* d, int64_t rows, int64_t cols) {
+    seen[n] = {rows, cols};
+    if (n == "blk.2.ffn_moe_weights") weights.assign(d, d + rows * cols);
+  });
+  run(*m, toks, false);
+  const int64_t T = int64_t(toks.size());
+  for (const char* n : {"inp_embd", "blk.0.attn_norm", "blk.0.q_a", "blk.0.q", "blk.0.kv_cmpr", "blk.0.q_rope", "blk.0.kv_rope", "blk.0.kqv_out",
+                        "blk.0.attn_out", "blk.0.ffn_norm", "blk.0.ffn_out", "blk.0.out", "blk.1.ffn_moe_logits", "blk.1.ffn_moe_weights",
+                        "blk.1.ffn_moe_out", "blk.1.ffn_shexp", "blk.1.ffn_out", "result_norm", "result_output"})
+    CHECK_MSG(seen.count(n), "no intermediate named " << n);
+  CHECK(seen["blk.0.kv_cmpr"] == std::make_pair(T, int64_t(32 + 16)));
+  CHECK(seen["blk.1.ffn_moe_logits"] == std::make_pair(T, int64_t(16)));
+  CHECK(seen["blk.1.ffn_moe_weights"] == std::make_pair(T, int64_t(4)));
+  CHECK(!seen.count("blk.0.ffn_moe_logits"));  // first_k_dense_replace = 1
+  // norm_topk_prob: each token's 4 weights sum to routed_scaling_factor.
+  for (int64_t t = 0; t < T; t++) CHECK_NEAR(weights[size_t(4 * t)] + weights[size_t(4 * t + 1)] + weights[size_t(4 * t + 2)] + weights[size_t(4 * t + 3)], 2.5, 1e-5);
+  // Decode reads the active weights only: 4 of 16 routed experts per MoE layer.
+  ModelInfo info = m->info();
+  const int64_t expert_bytes = 2 * 16 * 3 * 64 * 32 * 4;  // 2 MoE layers × 16 experts × 3 matrices, f32
+  CHECK(info.weight_bytes - info.decode_bytes == expert_bytes * 3 / 4 + 129280 * 64 * 4);  // and the embedding table
+}
+
 TEST(deepseek_experts_per_token_override) {
   Json g = golden::load_golden("deepseek/deepseek-v3-tiny");
   auto toks = golden::ids(*g.find("sequences")->array()[0].find("tokens"));

@@ -275,6 +275,7 @@ DeepseekModel::DeepseekModel(WeightStore& ws, int experts_per_token) : c_(ws.con
   const int64_t H = c_.hidden_size, V = c_.vocab_size, nh = c_.num_attention_heads;
   const int64_t qk = d.qk_nope_head_dim + d.qk_rope_head_dim, nope = d.qk_nope_head_dim, r = d.kv_lora_rank;
   const int64_t top_k = experts_per_token > 0 ? experts_per_token : d.num_experts_per_tok;
+  top_k_ = top_k;
   if (d.n_routed_experts > 0) {
     const int64_t reachable = d.group_score == DeepseekConfig::GroupScore::None ? d.n_routed_experts : d.topk_group * (d.n_routed_experts / d.n_group);
     if (top_k > reachable)

@@ -92,6 +92,7 @@ class DeepseekModel {
   float softmax_scale() const { return softmax_scale_; }
   float rope_attention_factor() const { return rope_mscale_; }
   const std::vector<float>& inv_freq() const { return inv_freq_; }
+  int64_t experts_per_token() const { return top_k_; }
 
   // logits: [logit_rows.size(), vocab]
   void forward(const ForwardBatch& b, MlaCache& cache, ThreadPool& pool, DeepseekWorkspace& w, float* logits, MlaAttention mode,
@@ -114,7 +115,8 @@ class DeepseekModel {
   std::vector<DeepseekLayer> layers_;
   std::vector<float> inv_freq_;  // [qk_rope_head_dim/2], YaRN applied
   float rope_mscale_ = 1;        // YaRN's factor on cos/sin (mscale / mscale_all_dim)
-  float softmax_scale_ = 1;      // qk_head_dim^-1/2, times mscale_all_dim's correction squared under YaRN
+  float softmax_scale_ = 1;
+  int64_t top_k_ = 0;            // routed experts per token (the config's, or LoadOptions' override)      // qk_head_dim^-1/2, times mscale_all_dim's correction squared under YaRN
   std::vector<std::vector<float>> owned_;  // W_UKᵀ copies
 };
 

@@ -347,7 +347,12 @@ ModelInfo Model::info() const {
     i.parameters += t.numel();
     i.dtype_mix[dtype_name(t.dtype)] += t.numel();
     i.weight_bytes += int64_t(t.row_bytes) * t.rows();
-    if (n != "token_embd.weight" || ws.config.tie_word_embeddings) i.decode_bytes += int64_t(t.row_bytes) * t.rows();
+    int64_t bytes = int64_t(t.row_bytes) * t.rows();
+    // MoE: a routed expert's weights are read by a decode step only when the gate picks it, so
+    // they count with the share top_k / n_routed_experts (the expected active bytes per token).
+    if (e_->deepseek && n.find("_exps.") != std::string::npos)
+      bytes = bytes * e_->deepseek->experts_per_token() / ws.config.deepseek.n_routed_experts;
+    if (n != "token_embd.weight" || ws.config.tie_word_embeddings) i.decode_bytes += bytes;
   }
   i.context_length = ws.config.max_position_embeddings;
   i.context = e_->context;
