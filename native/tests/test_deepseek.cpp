@@ -159,6 +159,17 @@ TEST(deepseek_greedy_follows_transformers) {
   }
 }
 
+// Released checkpoints come in shards with model.safetensors.index.json: the same weights, the same logits.
+TEST(deepseek_sharded_checkpoint_equals_single_file) {
+  Json g = golden::load_golden("deepseek/deepseek-v3-tiny");
+  auto toks = golden::ids(*g.find("sequences")->array()[1].find("tokens"));
+  auto one = load("deepseek-v3-tiny", MlaAttention::Auto);
+  auto sharded = load("deepseek-v3-tiny-sharded", MlaAttention::Auto);
+  CHECK(sharded->info().parameters == one->info().parameters);
+  CHECK(run(*one, toks, false) == run(*sharded, toks, false));
+  golden_error(*sharded, g, false, "deepseek-v3-tiny-sharded prefill");
+}
+
 // The two MLA forms on the same tokens: a prefill in chunks, then decode steps, with each chunk's
 // attention reading what the previous ones cached.
 TEST(deepseek_absorbed_equals_expanded) {
