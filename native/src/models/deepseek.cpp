@@ -546,9 +546,22 @@ void DeepseekModel::attend_expanded(int64_t l, const ForwardBatch& b, int64_t t0
   });
 }
 
+// y[m, n_out] = x[m, k] · Wᵀ on the calling thread alone (the kernels of aha/kernels.h, no pool):
+// for products small enough that one thread should do a whole one, inside a parallel region.
+static void matmul_on_this_thread(const Tensor& W, const float* x, int64_t m, float* y, std::vector<uint8_t>& act) {
+  const Isa isa = active_isa();
+  const WeightKernel* kern = weight_kernel(W.dtype, isa);
+  const int64_t k = W.ne[0];
+  const size_t a_stride = row_bytes(kern->act, k);
+  if (act.size() < a_stride * size_t(m)) act.resize(a_stride * size_t(m));
+  for (int64_t i = 0; i < m; i++) quantize_act(kern->act, x + i * k, act.data() + size_t(i) * a_stride, k, isa);
+  kern->tile(k, W.data, W.row_bytes, int(W.rows()), act.data(), a_stride, int(m), y, size_t(W.rows()));
+}
+
 // Absorbed form: q_nope·(W_UK c) = (W_UKᵀ q_nope)·c, so each head's query moves into the latent
 // space and attends straight over the cached [c_kv | k_pe] slots; the output stays a latent
-// (Σ p·c_kv) until W_UV maps it to the head's value space. The cache is read once per head, never expanded.
+// (Σ p·c_kv) until W_UV maps it to the head's value space. The cache is never expanded. One
+// parallel region: each thread takes whole heads (its W_UKᵀ, attention and W_UV for every token).
 void DeepseekModel::attend_absorbed(int64_t l, const ForwardBatch& b, int64_t t0, int64_t t1, const MlaCache& cache, ThreadPool& pool,
                                     DeepseekWorkspace& w) const {
   const DeepseekLayer& L = layers_[size_t(l)];
@@ -556,61 +569,57 @@ void DeepseekModel::attend_absorbed(int64_t l, const ForwardBatch& b, int64_t t0
   const int64_t nh = c_.num_attention_heads, nope = d.qk_nope_head_dim, rope_dim = d.qk_rope_head_dim, qk = nope + rope_dim;
   const int64_t r = d.kv_lora_rank, vd = d.v_head_dim, KVA = r + rope_dim, n = t1 - t0, bs = cache.block_size();
   const int32_t* blocks = b.blocks[size_t(t0)];
-  grow(w.q_abs, size_t(n * nh * KVA));
-  grow(w.o_lat, size_t(n * nh * r));
-  grow(w.head_in, size_t(n * std::max(nope, r)));
-  grow(w.head_out, size_t(n * std::max(r, vd)));
-  // q_abs[t, h] = [W_UK_hᵀ q_nope (kv_lora_rank) | q_pe (qk_rope_head_dim)]
-  for (int64_t h = 0; h < nh; h++) {
-    for (int64_t i = 0; i < n; i++) std::memcpy(w.head_in.data() + i * nope, w.q.data() + (t0 + i) * nh * qk + h * qk, size_t(nope) * 4);
-    matmul(L.wk_b[size_t(h)], w.head_in.data(), n, w.head_out.data(), pool, w.mm);
-    for (int64_t i = 0; i < n; i++) {
-      float* qa = w.q_abs.data() + (i * nh + h) * KVA;
-      std::memcpy(qa, w.head_out.data() + i * r, size_t(r) * 4);
-      std::memcpy(qa + r, w.q.data() + (t0 + i) * nh * qk + h * qk + nope, size_t(rope_dim) * 4);
-    }
-  }
   const bool f32 = cache.dtype() == DType::F32;
   const int64_t max_ctx = b.pos[size_t(t1 - 1)] + 1;
-  const size_t per_thread = size_t(max_ctx + KVA);
+  // Per thread: q_nope rows [n, nope], q_lat [n, r], o_lat [n, r], head output [n, v_head_dim],
+  // scores [max_ctx], one f16 slot as f32 [KVA].
+  const size_t per_thread = size_t(n * (nope + 2 * r + vd) + max_ctx + KVA);
   grow(w.scratch, per_thread * size_t(pool.size()));
-  pool.parallel_for(n * nh, [&](int64_t i0, int64_t i1, int thread) {
-    float* sc = w.scratch.data() + per_thread * size_t(thread);
-    float* conv = sc + max_ctx;  // one f16 slot as f32
+  if (w.act.size() < size_t(pool.size())) w.act.resize(size_t(pool.size()));
+  pool.parallel_for(nh, [&](int64_t h0, int64_t h1, int thread) {
+    float* q_nope = w.scratch.data() + per_thread * size_t(thread);
+    float* q_lat = q_nope + n * nope;
+    float* o_lat = q_lat + n * r;
+    float* out = o_lat + n * r;
+    float* sc = out + n * vd;
+    float* conv = sc + max_ctx;
+    std::vector<uint8_t>& act = w.act[size_t(thread)];
     auto slot = [&](int64_t s) -> const float* {
       if (f32) return reinterpret_cast<const float*>(cache.slot(l, blocks[s / bs], s % bs));
       cache.read(l, blocks[s / bs], s % bs, conv, conv + r);
       return conv;
     };
-    for (int64_t i = i0; i < i1; i++) {
-      const int64_t t = t0 + i / nh, ctx = b.pos[size_t(t)] + 1;
-      const float* qa = w.q_abs.data() + i * KVA;
-      float mx = -INFINITY;
-      for (int64_t s = 0; s < ctx; s++) {
-        const float* kv = slot(s);
-        float dot = 0;
-        for (int64_t j = 0; j < KVA; j++) dot += qa[j] * kv[j];
-        sc[s] = dot * softmax_scale_;
-        mx = std::max(mx, sc[s]);
+    for (int64_t h = h0; h < h1; h++) {
+      for (int64_t i = 0; i < n; i++) std::memcpy(q_nope + i * nope, w.q.data() + (t0 + i) * nh * qk + h * qk, size_t(nope) * 4);
+      matmul_on_this_thread(L.wk_b[size_t(h)], q_nope, n, q_lat, act);  // [n, kv_lora_rank]
+      for (int64_t i = 0; i < n; i++) {
+        const float* ql = q_lat + i * r;
+        const float* qp = w.q.data() + (t0 + i) * nh * qk + h * qk + nope;
+        const int64_t ctx = b.pos[size_t(t0 + i)] + 1;
+        float mx = -INFINITY;
+        for (int64_t s = 0; s < ctx; s++) {
+          const float* kv = slot(s);
+          float dot = 0;
+          for (int64_t j = 0; j < r; j++) dot += ql[j] * kv[j];
+          for (int64_t j = 0; j < rope_dim; j++) dot += qp[j] * kv[r + j];
+          sc[s] = dot * softmax_scale_;
+          mx = std::max(mx, sc[s]);
+        }
+        double sum = 0;
+        for (int64_t s = 0; s < ctx; s++) sum += (sc[s] = std::exp(sc[s] - mx));
+        const float inv = float(1.0 / sum);
+        float* o = o_lat + i * r;
+        std::fill(o, o + r, 0.0f);
+        for (int64_t s = 0; s < ctx; s++) {
+          const float* kv = slot(s);
+          const float p = sc[s] * inv;
+          for (int64_t j = 0; j < r; j++) o[j] += p * kv[j];
+        }
       }
-      double sum = 0;
-      for (int64_t s = 0; s < ctx; s++) sum += (sc[s] = std::exp(sc[s] - mx));
-      const float inv = float(1.0 / sum);
-      float* o = w.o_lat.data() + i * r;
-      std::fill(o, o + r, 0.0f);
-      for (int64_t s = 0; s < ctx; s++) {
-        const float* kv = slot(s);
-        const float p = sc[s] * inv;
-        for (int64_t j = 0; j < r; j++) o[j] += p * kv[j];
-      }
+      matmul_on_this_thread(L.wv_b[size_t(h)], o_lat, n, out, act);  // [n, v_head_dim]
+      for (int64_t i = 0; i < n; i++) std::memcpy(w.attn.data() + (t0 + i) * nh * vd + h * vd, out + i * vd, size_t(vd) * 4);
     }
   });
-  // out[t, h] = W_UV_h o_lat[t, h]
-  for (int64_t h = 0; h < nh; h++) {
-    for (int64_t i = 0; i < n; i++) std::memcpy(w.head_in.data() + i * r, w.o_lat.data() + (i * nh + h) * r, size_t(r) * 4);
-    matmul(L.wv_b[size_t(h)], w.head_in.data(), n, w.head_out.data(), pool, w.mm);
-    for (int64_t i = 0; i < n; i++) std::memcpy(w.attn.data() + (t0 + i) * nh * vd + h * vd, w.head_out.data() + i * vd, size_t(vd) * 4);
-  }
 }
 
 // SwiGLU MLP on `rows` rows of x: y = down(silu(gate(x)) * up(x)).

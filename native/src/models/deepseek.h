@@ -70,10 +70,8 @@ struct DeepseekWorkspace {
   std::vector<float> ctx;             // expanded: [n_ctx, kv_lora_rank + qk_rope_head_dim] read from the cache
   std::vector<float> ctx_c;           // expanded: [n_ctx, kv_lora_rank]
   std::vector<float> ctx_kv;          // expanded: [n_ctx, n_heads*(qk_nope_head_dim + v_head_dim)]
-  std::vector<float> head_in, head_out;  // absorbed: one head's rows [T, ·] for W_UK / W_UV
-  std::vector<float> q_abs;           // absorbed: [T, n_heads, kv_lora_rank + qk_rope_head_dim]
-  std::vector<float> o_lat;           // absorbed: [T, n_heads, kv_lora_rank]
-  std::vector<float> scratch;         // [threads, n_ctx + slot]: scores and a converted slot
+  std::vector<float> scratch;         // per thread: scores, a converted slot; absorbed: one head's q/latent rows
+  std::vector<std::vector<uint8_t>> act;  // [threads]: activations converted for the weight kernel
   std::vector<float> router;          // [T, n_routed_experts]
   std::vector<float> topk_w;          // [T, top_k]
   std::vector<int32_t> topk_i;        // [T, top_k]
