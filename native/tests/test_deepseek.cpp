@@ -416,6 +416,14 @@ TEST(deepseek_config_mapping) {
   ModelConfig d2 = cfg("deepseek-v3-tiny-dense2");
   CHECK(!d2.deepseek.rope_interleave && d2.rope_neox && d2.rope_scaling == RopeScalingType::None);
   CHECK(!d2.deepseek.is_moe_layer(1) && d2.deepseek.is_moe_layer(2));
+  // moe_layer_freq (1 in every release; transformers ignores it): DeepSeek's code makes layer l an
+  // MoE layer when l ≥ first_k_dense_replace and l % moe_layer_freq == 0.
+  ModelConfig f2 = config_from_hf_json(with(with(read_config("deepseek-v3-tiny-dense2"), "moe_layer_freq", "2"), "first_k_dense_replace", "1"), "c.json");
+  CHECK(!f2.deepseek.is_moe_layer(0) && !f2.deepseek.is_moe_layer(1) && f2.deepseek.is_moe_layer(2) && !f2.deepseek.is_moe_layer(3));
+  // q_lora_rank absent (not null) takes transformers' default.
+  std::string no_q = read_config("deepseek-v3-tiny");
+  no_q.erase(no_q.find("  \"q_lora_rank\": 48,\n"), std::string("  \"q_lora_rank\": 48,\n").size());
+  CHECK(config_from_hf_json(no_q, "c.json").deepseek.q_lora_rank == 1536);
   // V2 with norm_topk_prob: DeepSeek-V2's code normalizes and then does not scale.
   ModelConfig v2n = config_from_hf_json(with(read_config("deepseek-v2-tiny"), "norm_topk_prob", "true"), "c.json");
   CHECK(v2n.deepseek.norm_topk_prob && v2n.deepseek.routed_scaling_factor == 1.0);

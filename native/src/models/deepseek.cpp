@@ -243,6 +243,9 @@ void MoeGate::route(const float* logits, int64_t T, float* weights, int32_t* ind
 // ---------------------------------------------------------------- rope
 
 // YaRN as DeepSeek's DeepseekV3YarnRotaryEmbedding (and transformers' yarn) computes it, in float32.
+// DeepSeek-V3's inference/model.py differs in two ways we do not follow: it applies YaRN only when
+// run past original_max_position_embeddings, and it leaves out the mscale / mscale_all_dim factor
+// on cos and sin (1 for the released V3 configs, whose mscale equals mscale_all_dim).
 static std::vector<float> yarn_inv_freq(const ModelConfig& c) {
   const DeepseekConfig& d = c.deepseek;
   const int64_t dim = d.qk_rope_head_dim, half = dim / 2;
