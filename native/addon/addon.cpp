@@ -114,6 +114,7 @@ aha::GenerateRequest request_from(Napi::Env env, const Napi::Object& o) {
   }
   if (o.Has("stopTokens") && !o.Get("stopTokens").IsUndefined()) r.stop_tokens = tokens_from(env, o.Get("stopTokens"), "stopTokens");
   r.ignore_eos = o.Has("ignoreEos") && o.Get("ignoreEos").ToBoolean();
+  r.adapter = int(num(o, "adapter", 0));
   return r;
 }
 
@@ -162,6 +163,10 @@ class ModelObject : public Napi::ObjectWrap<ModelObject> {
         InstanceMethod("benchmark", &ModelObject::Benchmark),
         InstanceMethod("unload", &ModelObject::Unload),
         InstanceMethod("loraGrad", &ModelObject::LoraGrad),
+        InstanceMethod("loadAdapter", &ModelObject::LoadAdapter),
+        InstanceMethod("removeAdapter", &ModelObject::RemoveAdapter),
+        InstanceMethod("adapters", &ModelObject::Adapters),
+        InstanceMethod("scoreLogprobs", &ModelObject::ScoreLogprobs),
     });
     ctor = new Napi::FunctionReference(Napi::Persistent(f));
     return f;
@@ -184,6 +189,10 @@ class ModelObject : public Napi::ObjectWrap<ModelObject> {
   Napi::Value Benchmark(const Napi::CallbackInfo& info);
   Napi::Value Unload(const Napi::CallbackInfo& info);
   Napi::Value LoraGrad(const Napi::CallbackInfo& info);
+  Napi::Value LoadAdapter(const Napi::CallbackInfo& info);
+  Napi::Value RemoveAdapter(const Napi::CallbackInfo& info);
+  Napi::Value Adapters(const Napi::CallbackInfo& info);
+  Napi::Value ScoreLogprobs(const Napi::CallbackInfo& info);
 };
 Napi::FunctionReference* ModelObject::ctor = nullptr;
 
@@ -230,8 +239,13 @@ Napi::Value ModelObject::Logits(const Napi::CallbackInfo& info) {
   auto tokens = tokens_from(env, info[0], "tokens");
   bool all = info.Length() > 1 && info[1].ToBoolean();
   if (tokens.empty()) throw Napi::Error::New(env, "tokens must not be empty");
-  auto* job = new Job(env, h, [tokens, all](Model& m) -> std::function<Napi::Value(Napi::Env)> {
-    int seq = m.new_sequence();
+  int adapter = 0;
+  if (info.Length() > 2 && !info[2].IsUndefined()) {
+    if (!info[2].IsNumber()) throw Napi::TypeError::New(env, "adapter must be an adapter id (a number)");
+    adapter = info[2].As<Napi::Number>().Int32Value();
+  }
+  auto* job = new Job(env, h, [tokens, all, adapter](Model& m) -> std::function<Napi::Value(Napi::Env)> {
+    int seq = m.new_sequence(adapter);
     auto out = std::make_shared<std::vector<float>>();
     try {
       m.forward({{seq, tokens, all}}, *out);
@@ -366,6 +380,101 @@ Napi::Value ModelObject::LoraGrad(const Napi::CallbackInfo& info) {
       res.Set("loss", loss);
       res.Set("targetTokens", n);
       return res;
+    };
+  });
+  Napi::Promise p = job->promise();
+  job->Queue();
+  return p;
+}
+
+// ---------------------------------------------------------------- adapters and scoring
+
+Napi::Object adapter_to_js(Napi::Env env, const aha::AdapterInfo& a) {
+  auto o = Napi::Object::New(env);
+  o.Set("id", a.id);
+  o.Set("name", a.name);
+  o.Set("path", a.path);
+  o.Set("rank", double(a.rank));
+  o.Set("alpha", a.alpha);
+  o.Set("scale", a.scale);
+  o.Set("useRslora", a.use_rslora);
+  auto t = Napi::Array::New(env, a.target_modules.size());
+  for (size_t i = 0; i < a.target_modules.size(); i++) t.Set(uint32_t(i), a.target_modules[i]);
+  o.Set("targetModules", t);
+  o.Set("version", double(a.version));
+  return o;
+}
+
+// loadAdapter(dir, name?) → Promise<AdapterInfo>: a PEFT adapter folder, applied unmerged by
+// requests that name its id.
+Napi::Value ModelObject::LoadAdapter(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = need(env);
+  if (!info[0].IsString()) throw Napi::TypeError::New(env, "loadAdapter(dir, name?) expects an adapter folder");
+  const std::string dir = info[0].As<Napi::String>().Utf8Value();
+  const std::string name = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+  auto* job = new Job(env, h, [dir, name](Model& m) -> std::function<Napi::Value(Napi::Env)> {
+    const int id = m.load_adapter(dir, name);
+    aha::AdapterInfo a;
+    for (auto& x : m.adapters())
+      if (x.id == id) a = x;
+    return [a](Napi::Env env) -> Napi::Value { return adapter_to_js(env, a); };
+  });
+  Napi::Promise p = job->promise();
+  job->Queue();
+  return p;
+}
+
+Napi::Value ModelObject::RemoveAdapter(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = need(env);
+  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "removeAdapter(id) expects an adapter id");
+  const int id = info[0].As<Napi::Number>().Int32Value();
+  auto* job = new Job(env, h, [id](Model& m) -> std::function<Napi::Value(Napi::Env)> {
+    m.remove_adapter(id);
+    return nullptr;
+  });
+  Napi::Promise p = job->promise();
+  job->Queue();
+  return p;
+}
+
+Napi::Value ModelObject::Adapters(const Napi::CallbackInfo& info) {
+  auto h = need(info.Env());
+  std::lock_guard<std::mutex> lk(h->mu);
+  auto list = h->model->adapters();
+  auto arr = Napi::Array::New(info.Env(), list.size());
+  for (size_t i = 0; i < list.size(); i++) arr.Set(uint32_t(i), adapter_to_js(info.Env(), list[i]));
+  return arr;
+}
+
+// scoreLogprobs({adapter?, sequences: [{prompt, completion}]}) → Promise<Float64Array[]>: the
+// log-prob of every completion token, one train-mode forward for the batch (adapter 0: none).
+Napi::Value ModelObject::ScoreLogprobs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = need(env);
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "scoreLogprobs({adapter, sequences}) expects an options object");
+  auto o = info[0].As<Napi::Object>();
+  const int adapter = int(num(o, "adapter", 0));
+  if (!o.Get("sequences").IsArray()) throw Napi::TypeError::New(env, "sequences must be an array of {prompt, completion}");
+  auto arr = o.Get("sequences").As<Napi::Array>();
+  std::vector<aha::ScoreSequence> seqs;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    if (!arr.Get(i).IsObject()) throw Napi::TypeError::New(env, "sequence " + std::to_string(i) + " is not an object");
+    auto s = arr.Get(i).As<Napi::Object>();
+    std::string w = "sequences[" + std::to_string(i) + "]";
+    seqs.push_back({tokens_from(env, s.Get("prompt"), (w + ".prompt").c_str()), tokens_from(env, s.Get("completion"), (w + ".completion").c_str())});
+  }
+  auto* job = new Job(env, h, [adapter, seqs](Model& m) -> std::function<Napi::Value(Napi::Env)> {
+    auto out = std::make_shared<std::vector<std::vector<double>>>(aha::completion_logprobs(m, adapter, seqs));
+    return [out](Napi::Env env) -> Napi::Value {
+      auto arr = Napi::Array::New(env, out->size());
+      for (size_t i = 0; i < out->size(); i++) {
+        auto f = Napi::Float64Array::New(env, (*out)[i].size());
+        std::copy((*out)[i].begin(), (*out)[i].end(), f.Data());
+        arr.Set(uint32_t(i), f);
+      }
+      return arr;
     };
   });
   Napi::Promise p = job->promise();

@@ -34,6 +34,7 @@ const commands: Record<string, { summary: string; usage: string; options: Option
   --threads N          default: physical cores
   --ctx N              context per sequence
   --kv f16|f32         KV cache dtype (default f16)
+  --adapter DIR        a PEFT LoRA adapter folder, applied without merging
   --json               print one JSON object instead of streaming text`,
     options: {
       prompt: { type: 'string', short: 'p' },
@@ -53,9 +54,10 @@ const commands: Record<string, { summary: string; usage: string; options: Option
   },
   logits: {
     summary: 'print the logits of the last (or every) position as JSON',
-    usage: `aha logits --model PATH --tokens 1,2,3 [--all] [--kv f32]
+    usage: `aha logits --model PATH --tokens 1,2,3 [--all] [--kv f32] [--adapter DIR]
   --tokens IDS   comma-separated token ids
-  --all          logits of every position, not just the last`,
+  --all          logits of every position, not just the last
+  --adapter DIR  a PEFT LoRA adapter folder, applied without merging`,
     options: { tokens: { type: 'string' }, all: { type: 'boolean' }, adapter: { type: 'string' } },
     run: logits,
   },
@@ -128,7 +130,6 @@ function loadOptions(v: Values): LoadOptions {
 
 function modelPath(v: Values): string {
   if (typeof v.model !== 'string') throw new UsageError('--model PATH is required (a .gguf file or a Hugging Face model folder)');
-  if (v.adapter !== undefined) throw new UsageError('--adapter is not supported yet: LoRA adapters come with the training engine');
   return v.model;
 }
 
@@ -151,6 +152,7 @@ async function generate(v: Values): Promise<void> {
   const { generateText } = await import('../engine/stream.ts');
   const m = await openModel(path, loadOptions(v), progressBar(json));
   try {
+    const adapter = typeof v.adapter === 'string' ? (await m.model.loadAdapter(v.adapter)).id : 0;
     let text: string;
     if (typeof v.chat === 'string') {
       if (m.templateError) process.stderr.write(`warning: ${m.templateError}; using the ${m.template.name} template\n`);
@@ -176,6 +178,7 @@ async function generate(v: Values): Promise<void> {
         repetitionPenalty: float(v, 'repeat-penalty', 1),
         seed: int(v, 'seed', 0),
         stop: (v.stop as string[] | undefined) ?? [],
+        adapter,
       },
       json ? undefined : (d) => process.stdout.write(d),
     );
@@ -213,7 +216,8 @@ async function logits(v: Values): Promise<void> {
   });
   const model = await native().loadModel(path, loadOptions(v));
   try {
-    const rows = await model.logits(tokens, !!v.all);
+    const adapter = typeof v.adapter === 'string' ? (await model.loadAdapter(v.adapter)).id : 0;
+    const rows = await model.logits(tokens, !!v.all, adapter);
     process.stdout.write(`{"tokens":${JSON.stringify(tokens)},"logits":[${rows.map((r) => JSON.stringify(Array.from(r))).join(',')}]}\n`);
   } finally {
     await model.unload();

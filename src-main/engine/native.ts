@@ -62,6 +62,8 @@ export interface SamplerOptions {
 
 export interface GenerateRequest extends SamplerOptions {
   prompt: number[] | Int32Array;
+  /** A loaded LoRA adapter's id (loadAdapter); 0 or absent: the base model. */
+  adapter?: number;
   maxTokens?: number;
   stopTokens?: number[];
   ignoreEos?: boolean;
@@ -89,10 +91,25 @@ export interface LoraGradOptions {
   dtype?: 'f32' | 'f64';
 }
 
+/** A LoRA adapter the model holds, applied unmerged by the requests that name its id. */
+export interface AdapterInfo {
+  id: number;
+  name: string;
+  /** The folder it was loaded from ('' when made in memory, e.g. by a trainer). */
+  path: string;
+  rank: number;
+  alpha: number;
+  scale: number;
+  useRslora: boolean;
+  targetModules: string[];
+  /** Bumped whenever its weights change (a training step). */
+  version: number;
+}
+
 export interface NativeModel {
   info(): ModelInfo;
-  /** Logits of the last position, or of every position with all=true. */
-  logits(tokens: number[] | Int32Array, all?: boolean): Promise<Float32Array[]>;
+  /** Logits of the last position, or of every position with all=true; with a loaded adapter's id, through it. */
+  logits(tokens: number[] | Int32Array, all?: boolean, adapter?: number): Promise<Float32Array[]>;
   /** Decodes the requests together; onToken(requestIndex, token) streams every token. */
   generate(requests: GenerateRequest[], onToken?: (request: number, token: number) => void): Promise<GenerateResult[]>;
   cancel(): void;
@@ -100,6 +117,13 @@ export interface NativeModel {
   unload(): Promise<void>;
   /** One forward and backward with a LoRA adapter (no optimizer step): the mean cross-entropy over the target tokens. */
   loraGrad(opts: LoraGradOptions): Promise<{ loss: number; targetTokens: number }>;
+  /** Loads a PEFT LoRA adapter folder; several may be loaded, each request chooses one or none. */
+  loadAdapter(dir: string, name?: string): Promise<AdapterInfo>;
+  /** Fails while a sequence computed with it is alive. */
+  removeAdapter(id: number): Promise<void>;
+  adapters(): AdapterInfo[];
+  /** log p of every completion token given its prompt (and the completion before it), batched; adapter 0/absent: the base model. */
+  scoreLogprobs(opts: { adapter?: number; sequences: { prompt: number[]; completion: number[] }[] }): Promise<Float64Array[]>;
 }
 
 export interface NativeAddon {

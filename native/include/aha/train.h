@@ -97,6 +97,18 @@ struct LoraLossAndGrads {
 // One train-mode forward and backward of the model with the adapter (no optimizer step).
 LoraLossAndGrads lora_loss_and_grads(Model& model, const LoraAdapter& adapter, const std::vector<TrainSequence>& batch, GradPrecision precision);
 
+// Log-prob scoring (GRPO's policy and reference): the prompt is context, the completion scored.
+struct ScoreSequence {
+  std::vector<int32_t> prompt;       // at least one token
+  std::vector<int32_t> completion;   // at least one token
+};
+
+// log p(completion[j] | prompt, completion[<j]) of every completion token, all sequences in one
+// train-mode forward (the numbers a train step computes) with the model's adapter `adapter`
+// (Model::load_adapter / add_adapter; 0: the base model, "adapter off"). The lm head and its
+// log-softmax run in chunks: [chunk, vocab] is the largest buffer.
+std::vector<std::vector<double>> completion_logprobs(Model& model, int adapter, const std::vector<ScoreSequence>& seqs);
+
 // Writes every gradient under its PEFT name, as f32 or f64, with the loss and the number of
 // target tokens in the safetensors metadata ("loss", "target_tokens").
 void save_lora_grads(const std::string& path, const LoraLossAndGrads& g, GradPrecision dtype);
