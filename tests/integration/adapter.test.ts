@@ -31,7 +31,7 @@ test('adapters through the addon: chosen per request, scored on and off', async 
     const a = await m.loadAdapter(adapterDir, 'golden');
     assert.deepEqual([a.name, a.rank, a.alpha, a.scale, a.version], ['golden', 4, 8, 2, 0]);
     assert.equal(a.targetModules.length, 7);
-    assert.deepEqual(m.adapters().map((x) => x.id), [a.id]);
+    assert.deepEqual((await m.adapters()).map((x) => x.id), [a.id]);
     const seqs = [
       { prompt: tokens.slice(0, 4), completion: tokens.slice(4) },
       { prompt: [40], completion: [1079, 16, 17] },
@@ -55,7 +55,7 @@ test('adapters through the addon: chosen per request, scored on and off', async 
     await assert.rejects(m.logits(tokens, false, 99), /no LoRA adapter 99/);
     await assert.rejects(m.loadAdapter(join(root, 'tests/fixtures/golden/lora/qwen3-tiny')), /adapter_model\.safetensors: tensor .* has shape/);
     await m.removeAdapter(a.id);
-    assert.deepEqual(m.adapters(), []);
+    assert.deepEqual(await m.adapters(), []);
     await assert.rejects(m.generate([{ prompt: tokens, maxTokens: 1, adapter: a.id }]), /no LoRA adapter/);
   } finally {
     await m.unload();
