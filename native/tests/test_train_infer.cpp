@@ -3,12 +3,15 @@
 // log-probs, B = 0 against no adapter, batched scoring against one sequence at a time, and the
 // prefix cache / identical-prompt forks never sharing K/V between adapters.
 #include <cmath>
+#include <fstream>
 #include <random>
+#include <sstream>
 
 #include "aha/error.h"
 #include "aha/model.h"
 #include "aha/train.h"
 #include "check.h"
+#include "core/json.h"
 #include "fixtures.h"
 
 using namespace aha;
@@ -229,4 +232,50 @@ TEST(train_adapter_generation_cache_isolation) {
     threw = std::string(e.what()).find("adapter_model.safetensors") != std::string::npos;
   }
   CHECK(threw);
+}
+
+// Adapters our engine wrote (`aha train sft`), loaded by PEFT onto transformers in float64
+// (tests/fixtures/golden/lora-logits, made by tests/oracle/lora_logits_golden.py): the engine's
+// unmerged forward with the same files gives PEFT's logits (HF folders, llama's GGUF copy).
+TEST(train_adapter_logits_match_peft) {
+  for (auto [golden, path] : {std::pair{"qwen2-tiny", "qwen2-tiny"}, std::pair{"qwen3-tiny", "qwen3-tiny"}, std::pair{"llama-tiny", "llama-tiny"},
+                              std::pair{"llama-tiny", "llama-tiny-f32.gguf"}, std::pair{"qwen2-tiny", "qwen2-tiny-f32.gguf"}}) {
+    const std::string gpath = fixtures_dir() + "/golden/lora-logits/" + golden + ".json";
+    std::ifstream in(gpath);
+    if (!in) check::fail(__FILE__, __LINE__, "missing golden " + gpath + " (make it with tests/oracle/lora_logits_golden.py)");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    Json g = Json::parse(ss.str(), gpath);
+    auto m = load(tiny(path));
+    const int id = m->load_adapter(fixtures_dir() + "/golden/lora-logits/" + golden);
+    std::vector<int32_t> tokens;
+    for (auto& t : g.find("tokens")->array()) tokens.push_back(int32_t(t.integer()));
+    std::vector<int32_t> probes;
+    for (auto& t : g.find("probe_ids")->array()) probes.push_back(int32_t(t.integer()));
+    const int64_t V = m->config().vocab_size;
+    std::vector<float> logits;
+    int seq = m->new_sequence(id);
+    m->forward({{seq, tokens, true}}, logits);
+    m->free_sequence(seq);
+    double worst = 0, shift = 0;
+    auto& pos = g.find("positions")->array();
+    CHECK(pos.size() == tokens.size());
+    for (size_t t = 0; t < pos.size(); t++) {
+      const float* row = logits.data() + int64_t(t) * V;
+      const double scale = pos[t].find("max_abs")->number();
+      double mx = -INFINITY, sum = 0;
+      for (int64_t v = 0; v < V; v++) mx = std::max(mx, double(row[v]));
+      for (int64_t v = 0; v < V; v++) sum += std::exp(double(row[v]) - mx);
+      worst = std::max(worst, std::fabs(mx + std::log(sum) - pos[t].find("logsumexp")->number()) / scale);
+      for (auto& e : pos[t].find("top")->array()) worst = std::max(worst, std::fabs(row[e.array()[0].integer()] - e.array()[1].number()) / scale);
+      auto& pv = pos[t].find("probes")->array();
+      for (size_t k = 0; k < probes.size(); k++) worst = std::max(worst, std::fabs(row[probes[k]] - pv[k].number()) / scale);
+      shift = std::max(shift, std::fabs(pos[t].find("logsumexp")->number() - pos[t].find("base_logsumexp")->number()));
+    }
+    char line[200];
+    std::snprintf(line, sizeof line, "%s: max error / max |logit| against PEFT %.2e (the adapter moves logsumexp by up to %.3f)", path, worst, shift);
+    check::note(line);
+    CHECK_MSG(worst < 1e-4, path << ": logits with our adapter differ from PEFT's by " << worst << " of the largest logit");
+    CHECK_MSG(shift > 1e-2, golden << ": the golden's adapter hardly changes the logits");
+  }
 }
