@@ -4,6 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { native } from '../../src-main/engine/native.ts';
 
@@ -79,4 +81,39 @@ test('aha logits and generate --adapter DIR', () => {
   const bad = aha('logits', '--model', model, '--tokens', ids, '--adapter', join(root, 'tests/fixtures/golden/lora/nope'));
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /not a PEFT adapter folder/);
+});
+
+test('a trainer steps on worker threads; generation and scoring follow its adapter; saved and loaded back it scores the same', async () => {
+  const m = await native().loadModel(join(gen, 'qwen2-tiny'), { threads: 2, context: 64, kvType: 'f32' });
+  try {
+    const t = await m.createTrainer({ init: { rank: 4, alpha: 8, seed: 3 }, maxGradNorm: 1 });
+    assert.equal(t.initialStep, 0);
+    const seqs = [{ prompt: tokens.slice(0, 4), completion: tokens.slice(4) }];
+    const fresh = await m.scoreLogprobs({ adapter: t.adapterId, sequences: seqs });
+    const base = await m.scoreLogprobs({ sequences: seqs });
+    assert.deepEqual(fresh, base, 'B = 0: the fresh adapter is the base model');
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const batch = [{ inputIds: tokens, labels: tokens }];
+    let last;
+    for (let i = 0; i < 5; i++) last = await t.step({ microBatches: [batch, batch], lr: 1e-2 });
+    clearInterval(timer);
+    assert.equal(last!.step, 5);
+    assert.equal(last!.targetTokens, 2 * (tokens.length - 1));
+    assert.ok(ticks > 0, 'the event loop ran while the steps computed');
+    const trained = await m.scoreLogprobs({ adapter: t.adapterId, sequences: seqs });
+    const sum = (a: Float64Array) => a.reduce((x, y) => x + y, 0);
+    assert.ok(sum(trained[0]) > sum(base[0]) + 1, `training raised the log-likelihood: ${sum(base[0])} → ${sum(trained[0])}`);
+    assert.equal((await m.adapters()).find((a) => a.id === t.adapterId)!.version, 5);
+    const dir = mkdtempSync(join(tmpdir(), 'aha-trainer-'));
+    await t.save(dir);
+    const loaded = await m.loadAdapter(dir);
+    assert.deepEqual(await m.scoreLogprobs({ adapter: loaded.id, sequences: seqs }), trained);
+    assert.deepEqual(await m.logits(tokens, false, loaded.id), await m.logits(tokens, false, t.adapterId));
+    await assert.rejects(t.step({ microBatches: [[{ inputIds: [1, 2], labels: [-100, -100] }]], lr: 1e-2 }), /no target tokens/);
+    await assert.rejects(m.createTrainer({ init: { rank: 0, alpha: 8 } }), /LoRA rank must be at least 1/);
+    await assert.rejects(m.createTrainer({ init: { rank: 4, alpha: 8, targetModules: ['qkv'] } }), /unknown LoRA target module 'qkv'/);
+  } finally {
+    await m.unload();
+  }
 });
