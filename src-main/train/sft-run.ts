@@ -239,7 +239,7 @@ export async function runSft(run: SftRun): Promise<SftResult> {
     );
   const { kept: examples, truncated, dropped } = truncateExamples(rows, config.maxLen);
   if (truncated)
-    events.warn(`${truncated} example${truncated > 1 ? 's' : ''} longer than --max-len ${config.maxLen} tokens were truncated${dropped ? ` (${dropped} dropped: no answer token left)` : ''}`);
+    events.warn(`${truncated} example${truncated > 1 ? 's' : ''} longer than --max-len ${config.maxLen} tokens ${truncated > 1 ? 'were' : 'was'} truncated${dropped ? ` (${dropped} dropped: no answer token left)` : ''}`);
   if (!examples.length) throw new Error(`${run.dataFile}: no usable examples`);
   const lengths = examples.map((e) => e.inputIds.length);
   const batchesPerEpoch = planEpoch(lengths, config.batch, new Rng(0)).length;

@@ -166,7 +166,7 @@ test('bad input: counted warnings for unusable and over-long rows, clear errors 
   const r = aha(...base, '--max-len', '48');
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /skipped 4 of 9 rows of .*data\.jsonl: line 5: "prompt" and "completion" must both be strings; line 6: "completion" is empty; line 7: not JSON/);
-  assert.match(r.stderr, /1 example longer than --max-len 48 tokens were truncated/);
+  assert.match(r.stderr, /1 example longer than --max-len 48 tokens was truncated/);
   const target = aha(...base, '--targets', 'q_proj,attn_qkv');
   assert.equal(target.code, 2);
   assert.match(target.stderr, /--targets: unknown module 'attn_qkv' \(the dense models have: q_proj, /);
