@@ -30,7 +30,8 @@ function intArray(v: unknown, what: string, allowIgnore: boolean): number[] {
 }
 
 // Loss on every assistant turn of the chat as the template renders it whole. A turn's answer
-// starts where the conversation before it, rendered with the generation prompt, ends; it ends
+// starts where the conversation before it, rendered with the generation prompt, ends (or stops
+// agreeing with the whole chat); it ends
 // where the chat rendered through that turn ends — or, for templates that render a non-final
 // turn differently (Qwen3's empty think block only on the last turn), after the turn's end-of-turn
 // text (what follows the answer when it is last) found after the answer's final text. Each piece is
@@ -43,6 +44,21 @@ function answerEnd(full: string, start: number, through: string, content: string
   const eot = k >= 0 ? through.slice(k + visible.length) : '';
   const end = at >= 0 && eot ? full.indexOf(eot, at + visible.length) : -1;
   return end >= 0 ? end + eot.length : -1;
+}
+
+// The final answer's text after a generation prompt: the content without what the prompt already
+// ends with (R1's "<think>\n"), then the end-of-turn text the template puts after an answer.
+function finalAnswer(prompt: string, through: string, content: string): string | undefined {
+  let overlap = 0;
+  for (let k = Math.min(prompt.length, content.length); k > 0; k--)
+    if (prompt.endsWith(content.slice(0, k))) {
+      overlap = k;
+      break;
+    }
+  const visible = content.split('</think>').pop()!.trim();
+  const k = visible ? through.lastIndexOf(visible) : -1;
+  if (k < 0) return undefined;
+  return content.slice(overlap) + through.slice(k + visible.length);
 }
 
 function chatSequence(messages: ChatMessage[], tok: SftTokenizer): SftSequence {
@@ -62,11 +78,27 @@ function chatSequence(messages: ChatMessage[], tok: SftTokenizer): SftSequence {
   for (const i of turns) {
     const before = tok.template.render(messages.slice(0, i), { ...opts, addGenerationPrompt: true });
     const through = tok.template.render(messages.slice(0, i + 1), { ...opts, addGenerationPrompt: false });
-    const end = full.startsWith(before) && before.length >= at ? answerEnd(full, before.length, through, messages[i].content) : -1;
-    if (end <= before.length)
+    if (!full.startsWith(before) && i === messages.length - 1 && before.startsWith(full.slice(0, at))) {
+      // The generation prompt adds what the rendered turn lacks (DeepSeek-R1's "<think>\n", and
+      // R1 drops an answer's reasoning when it renders it): the final answer is then learned as
+      // the model will be asked for it, the prompt with the generation prompt, the answer as
+      // written (reasoning included) and the turn's end.
+      push(encode(before.slice(at)), false);
+      const answer = finalAnswer(before, through, messages[i].content);
+      if (answer === undefined)
+        throw new Error(`the chat template renders the conversation up to messages[${i}] differently from the whole chat; cannot tell where that answer starts and ends`);
+      push(encode(answer), true);
+      return { inputIds, labels };
+    }
+    // An earlier turn starts where the generation prompt and the whole chat part (R1's generation
+    // prompt ends "<think>\n", which its rendered turns lack).
+    let start = 0;
+    while (start < before.length && before[start] === full[start]) start++;
+    const end = start >= at ? answerEnd(full, start, through, messages[i].content) : -1;
+    if (end <= start)
       throw new Error(`the chat template renders the conversation up to messages[${i}] differently from the whole chat; cannot tell where that answer starts and ends`);
-    push(encode(full.slice(at, before.length)), false);
-    const answer = encode(full.slice(before.length, end));
+    push(encode(full.slice(at, start)), false);
+    const answer = encode(full.slice(start, end));
     if (!answer.length) throw new Error(`messages[${i}]: the answer renders to no tokens`);
     push(answer, true);
     at = end;

@@ -41,6 +41,18 @@ test('chats: every assistant turn carries the loss, with its end of turn; nothin
   assert.ok(q.context.includes('Be brief.') && q.context.includes('Bye') && !q.context.includes('Goodbye'));
   const l = learned('llama-tiny', chat);
   assert.deepEqual(l.spans, ['Hello there.<｜end▁of▁sentence｜>', 'Goodbye!<｜end▁of▁sentence｜>']);
+  // DeepSeek-R1's template drops reasoning from the turns it renders and opens the generation prompt
+  // with "<think>\n": earlier turns are learned as rendered, the final one after the generation
+  // prompt with its reasoning, as the model is asked for it
+  const reasoning = [
+    { role: 'user', content: 'Hi' },
+    { role: 'assistant', content: '<think>\nGreeting.\n</think>\n\nHello there.' },
+    { role: 'user', content: 'Bye' },
+    { role: 'assistant', content: '<think>\nBye.\n</think>\n\nGoodbye!' },
+  ];
+  const r1 = learned('r1-scripted-f16.gguf', reasoning);
+  assert.deepEqual(r1.spans, ['\n\nHello there.<｜end▁of▁sentence｜>', 'Bye.\n</think>\n\nGoodbye!<｜end▁of▁sentence｜>']);
+  assert.ok(r1.context.endsWith('<｜User｜>Bye<｜Assistant｜><think>\n'), r1.context);
   // a chat that ends with a user message: its last turn is context
   assert.deepEqual(learned('llama-tiny', chat.slice(0, 4)).spans, ['Hello there.<｜end▁of▁sentence｜>']);
   assert.throws(() => learned('llama-tiny', [{ role: 'user', content: 'a' }, { role: 'assistant', content: '' }]), /messages\[1\]: the assistant message is empty/);
