@@ -404,8 +404,17 @@ async function trainSft(v: Values): Promise<void> {
   mkdirSync(out, { recursive: true });
   const model = await native().loadModel(v.model, { ...loadOptions(v), context: Math.max(config.maxLen, 16) }, progressBar(json));
   const tty = !json && process.stderr.isTTY;
+  // Ctrl-C: finish the step under way, write a checkpoint, stop (a second one kills).
+  let stop = false;
+  const onSigint = () => {
+    if (stop) process.exit(130);
+    stop = true;
+    process.stderr.write(`${tty ? '\n' : ''}stopping after this step (Ctrl-C again to quit at once)\n`);
+  };
+  process.on('SIGINT', onSigint);
   try {
     const res = await runSft({
+      stopRequested: () => stop,
       model,
       modelPath: v.model,
       dataFile: file,
@@ -438,9 +447,11 @@ async function trainSft(v: Values): Promise<void> {
       },
     });
     if (tty) process.stderr.write('\n');
+    if (res.stoppedAt) throw new Error(`stopped at step ${res.steps}; continue from ${res.stoppedAt} with the same command and --resume`);
     if (json) process.stdout.write(JSON.stringify({ event: 'done', steps: res.steps, first_loss: res.firstLoss, last_loss: res.lastLoss, adapter: res.adapter, resumed_from: res.resumedFrom ?? null }) + '\n');
     else process.stdout.write(`trained ${res.steps} steps · loss ${res.firstLoss.toFixed(4)} → ${res.lastLoss.toFixed(4)} · adapter in ${res.adapter}\n`);
   } finally {
+    process.off('SIGINT', onSigint);
     if (tty) process.stderr.write('\n');
     await model.unload();
   }

@@ -196,10 +196,14 @@ export interface SftRun {
   resume: boolean;
   checkpointEvery: number;
   events: SftEvents;
+  /** Polled after every step: true ends the run there, with a checkpoint (Ctrl-C). */
+  stopRequested?: () => boolean;
 }
 
 export interface SftResult {
   steps: number;
+  /** Ended early by stopRequested: the checkpoint to --resume from (no final adapter yet). */
+  stoppedAt?: string;
   firstLoss: number;
   lastLoss: number;
   adapter: string;
@@ -320,6 +324,13 @@ export async function runSft(run: SftRun): Promise<SftResult> {
       if (run.checkpointEvery > 0 && step % run.checkpointEvery === 0 && step < totalSteps) {
         lastCheckpoint = await writeCheckpoint(out, trainer, snapshot());
         events.checkpoint(step, lastCheckpoint);
+      }
+      if (run.stopRequested?.() && step < totalSteps) {
+        if (lastCheckpoint !== stepDir(out, step)) {
+          lastCheckpoint = await writeCheckpoint(out, trainer, snapshot());
+          events.checkpoint(step, lastCheckpoint);
+        }
+        return { steps: step, firstLoss, lastLoss, adapter: out, resumedFrom, stoppedAt: lastCheckpoint };
       }
       if (epochDone) break;  // the next epoch draws its own plan
     }

@@ -79,7 +79,7 @@ test('a tiny model memorizes a tiny dataset, then answers with the adapter', () 
 
 // The resumed run must read the same batches in the same order (the data order's RNG state and
 // position), take the same learning rates (schedule by step) and the same optimizer state.
-test('a run killed with SIGKILL resumes exactly: the same losses and the same adapter', async () => {
+test('a run killed with SIGKILL, or stopped with Ctrl-C, resumes exactly: the same losses and the same adapter', async () => {
   const rows = Array.from({ length: 8 }, (_, i) => ({ prompt: `Question number ${i}?`, completion: `Answer ${'x'.repeat(i % 3)} ${i * 7}.` }));
   const data = dataset(rows);
   const args = (out: string) => ['train', 'sft', '--model', join(gen, 'qwen2-tiny'), '--data', data, '--out', out, '--lr', '5e-3', '--epochs', '5',
@@ -122,6 +122,30 @@ test('a run killed with SIGKILL resumes exactly: the same losses and the same ad
     readdirSync(join(killed, 'checkpoints')).sort(),
     ['step-000003', 'step-000006', 'step-000009', 'step-000010'],
   );
+  // Ctrl-C (SIGINT): the step under way ends, a checkpoint is written, and --resume continues exactly
+  const stopped = mkdtempSync(join(tmpdir(), 'aha-train-sigint-'));
+  const child2 = spawn(process.execPath, [cli, ...args(stopped)], { cwd: root });
+  let got2 = '';
+  let err2 = '';
+  child2.stderr.on('data', (d: Buffer) => (err2 += d.toString()));
+  const code2 = await new Promise<number | null>((res) => {
+    child2.stdout.on('data', (d: Buffer) => {
+      got2 += d.toString();
+      if (steps(got2.slice(0, got2.lastIndexOf('\n') + 1)).some((l) => l.step === 4) && !child2.killed) child2.kill('SIGINT');
+    });
+    child2.on('exit', (code) => res(code));
+  });
+  assert.equal(code2, 1, err2);
+  const n = steps(got2.slice(0, got2.lastIndexOf('\n') + 1)).length;
+  assert.ok(n >= 4 && n < 10, `stopped after ${n} steps`);
+  assert.match(err2, new RegExp(`stopped at step ${n}; continue from .*step-${String(n).padStart(6, '0')} with the same command and --resume`));
+  const d = aha(...args(stopped), '--resume');
+  assert.equal(d.code, 0, d.stderr);
+  const rest = steps(d.stdout);
+  assert.equal(rest[0].step, n + 1);
+  rest.forEach((l) => assert.equal(l.loss, want[l.step - 1].loss));
+  assert.deepEqual(readFileSync(join(stopped, 'adapter_model.safetensors')), readFileSync(join(full, 'adapter_model.safetensors')));
+
   // killed mid-epoch: the checkpoint's position is inside epoch 1's plan
   const state = JSON.parse(readFileSync(join(killed, 'checkpoints/step-000003/trainer_state.json'), 'utf8'));
   assert.deepEqual([state.step, state.epoch, state.batch], [3, 1, 2]);
