@@ -50,6 +50,7 @@ class KvCache {
 struct Sequence {
   std::vector<int32_t> tokens;
   std::vector<int32_t> blocks;
+  int adapter = 0;  // the LoRA adapter its K/V were computed with (0: none)
   bool live = false;
 };
 
