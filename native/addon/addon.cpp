@@ -114,6 +114,7 @@ aha::GenerateRequest request_from(Napi::Env env, const Napi::Object& o) {
   }
   if (o.Has("stopTokens") && !o.Get("stopTokens").IsUndefined()) r.stop_tokens = tokens_from(env, o.Get("stopTokens"), "stopTokens");
   r.ignore_eos = o.Has("ignoreEos") && o.Get("ignoreEos").ToBoolean();
+  r.adapter = int(num(o, "adapter", 0));
   return r;
 }
 
@@ -162,6 +163,11 @@ class ModelObject : public Napi::ObjectWrap<ModelObject> {
         InstanceMethod("benchmark", &ModelObject::Benchmark),
         InstanceMethod("unload", &ModelObject::Unload),
         InstanceMethod("loraGrad", &ModelObject::LoraGrad),
+        InstanceMethod("loadAdapter", &ModelObject::LoadAdapter),
+        InstanceMethod("removeAdapter", &ModelObject::RemoveAdapter),
+        InstanceMethod("adapters", &ModelObject::Adapters),
+        InstanceMethod("scoreLogprobs", &ModelObject::ScoreLogprobs),
+        InstanceMethod("createTrainer", &ModelObject::CreateTrainer),
     });
     ctor = new Napi::FunctionReference(Napi::Persistent(f));
     return f;
@@ -184,6 +190,11 @@ class ModelObject : public Napi::ObjectWrap<ModelObject> {
   Napi::Value Benchmark(const Napi::CallbackInfo& info);
   Napi::Value Unload(const Napi::CallbackInfo& info);
   Napi::Value LoraGrad(const Napi::CallbackInfo& info);
+  Napi::Value LoadAdapter(const Napi::CallbackInfo& info);
+  Napi::Value RemoveAdapter(const Napi::CallbackInfo& info);
+  Napi::Value Adapters(const Napi::CallbackInfo& info);
+  Napi::Value ScoreLogprobs(const Napi::CallbackInfo& info);
+  Napi::Value CreateTrainer(const Napi::CallbackInfo& info);
 };
 Napi::FunctionReference* ModelObject::ctor = nullptr;
 
@@ -230,8 +241,13 @@ Napi::Value ModelObject::Logits(const Napi::CallbackInfo& info) {
   auto tokens = tokens_from(env, info[0], "tokens");
   bool all = info.Length() > 1 && info[1].ToBoolean();
   if (tokens.empty()) throw Napi::Error::New(env, "tokens must not be empty");
-  auto* job = new Job(env, h, [tokens, all](Model& m) -> std::function<Napi::Value(Napi::Env)> {
-    int seq = m.new_sequence();
+  int adapter = 0;
+  if (info.Length() > 2 && !info[2].IsUndefined()) {
+    if (!info[2].IsNumber()) throw Napi::TypeError::New(env, "adapter must be an adapter id (a number)");
+    adapter = info[2].As<Napi::Number>().Int32Value();
+  }
+  auto* job = new Job(env, h, [tokens, all, adapter](Model& m) -> std::function<Napi::Value(Napi::Env)> {
+    int seq = m.new_sequence(adapter);
     auto out = std::make_shared<std::vector<float>>();
     try {
       m.forward({{seq, tokens, all}}, *out);
@@ -366,6 +382,250 @@ Napi::Value ModelObject::LoraGrad(const Napi::CallbackInfo& info) {
       res.Set("loss", loss);
       res.Set("targetTokens", n);
       return res;
+    };
+  });
+  Napi::Promise p = job->promise();
+  job->Queue();
+  return p;
+}
+
+// ---------------------------------------------------------------- adapters and scoring
+
+Napi::Object adapter_to_js(Napi::Env env, const aha::AdapterInfo& a) {
+  auto o = Napi::Object::New(env);
+  o.Set("id", a.id);
+  o.Set("name", a.name);
+  o.Set("path", a.path);
+  o.Set("rank", double(a.rank));
+  o.Set("alpha", a.alpha);
+  o.Set("scale", a.scale);
+  o.Set("useRslora", a.use_rslora);
+  auto t = Napi::Array::New(env, a.target_modules.size());
+  for (size_t i = 0; i < a.target_modules.size(); i++) t.Set(uint32_t(i), a.target_modules[i]);
+  o.Set("targetModules", t);
+  o.Set("version", double(a.version));
+  return o;
+}
+
+// loadAdapter(dir, name?) → Promise<AdapterInfo>: a PEFT adapter folder, applied unmerged by
+// requests that name its id.
+Napi::Value ModelObject::LoadAdapter(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = need(env);
+  if (!info[0].IsString()) throw Napi::TypeError::New(env, "loadAdapter(dir, name?) expects an adapter folder");
+  const std::string dir = info[0].As<Napi::String>().Utf8Value();
+  const std::string name = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+  auto* job = new Job(env, h, [dir, name](Model& m) -> std::function<Napi::Value(Napi::Env)> {
+    const int id = m.load_adapter(dir, name);
+    aha::AdapterInfo a;
+    for (auto& x : m.adapters())
+      if (x.id == id) a = x;
+    return [a](Napi::Env env) -> Napi::Value { return adapter_to_js(env, a); };
+  });
+  Napi::Promise p = job->promise();
+  job->Queue();
+  return p;
+}
+
+Napi::Value ModelObject::RemoveAdapter(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = need(env);
+  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "removeAdapter(id) expects an adapter id");
+  const int id = info[0].As<Napi::Number>().Int32Value();
+  auto* job = new Job(env, h, [id](Model& m) -> std::function<Napi::Value(Napi::Env)> {
+    m.remove_adapter(id);
+    return nullptr;
+  });
+  Napi::Promise p = job->promise();
+  job->Queue();
+  return p;
+}
+
+// adapters() → Promise<AdapterInfo[]> (a job: it waits for a running step, not the event loop).
+Napi::Value ModelObject::Adapters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = need(env);
+  auto* job = new Job(env, h, [](Model& m) -> std::function<Napi::Value(Napi::Env)> {
+    auto list = m.adapters();
+    return [list](Napi::Env env) -> Napi::Value {
+      auto arr = Napi::Array::New(env, list.size());
+      for (size_t i = 0; i < list.size(); i++) arr.Set(uint32_t(i), adapter_to_js(env, list[i]));
+      return arr;
+    };
+  });
+  Napi::Promise p = job->promise();
+  job->Queue();
+  return p;
+}
+
+// scoreLogprobs({adapter?, sequences: [{prompt, completion}]}) → Promise<Float64Array[]>: the
+// log-prob of every completion token, one train-mode forward for the batch (adapter 0: none).
+Napi::Value ModelObject::ScoreLogprobs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = need(env);
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "scoreLogprobs({adapter, sequences}) expects an options object");
+  auto o = info[0].As<Napi::Object>();
+  const int adapter = int(num(o, "adapter", 0));
+  if (!o.Get("sequences").IsArray()) throw Napi::TypeError::New(env, "sequences must be an array of {prompt, completion}");
+  auto arr = o.Get("sequences").As<Napi::Array>();
+  std::vector<aha::ScoreSequence> seqs;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    if (!arr.Get(i).IsObject()) throw Napi::TypeError::New(env, "sequence " + std::to_string(i) + " is not an object");
+    auto s = arr.Get(i).As<Napi::Object>();
+    std::string w = "sequences[" + std::to_string(i) + "]";
+    seqs.push_back({tokens_from(env, s.Get("prompt"), (w + ".prompt").c_str()), tokens_from(env, s.Get("completion"), (w + ".completion").c_str())});
+  }
+  auto* job = new Job(env, h, [adapter, seqs](Model& m) -> std::function<Napi::Value(Napi::Env)> {
+    auto out = std::make_shared<std::vector<std::vector<double>>>(aha::completion_logprobs(m, adapter, seqs));
+    return [out](Napi::Env env) -> Napi::Value {
+      auto arr = Napi::Array::New(env, out->size());
+      for (size_t i = 0; i < out->size(); i++) {
+        auto f = Napi::Float64Array::New(env, (*out)[i].size());
+        std::copy((*out)[i].begin(), (*out)[i].end(), f.Data());
+        arr.Set(uint32_t(i), f);
+      }
+      return arr;
+    };
+  });
+  Napi::Promise p = job->promise();
+  job->Queue();
+  return p;
+}
+
+// ---------------------------------------------------------------- LoRA training steps
+
+std::vector<aha::TrainSequence> sequences_from(Napi::Env env, Napi::Value v, const std::string& what) {
+  if (!v.IsArray()) throw Napi::TypeError::New(env, what + " must be an array of {inputIds, labels}");
+  auto arr = v.As<Napi::Array>();
+  std::vector<aha::TrainSequence> seqs;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    std::string w = what + "[" + std::to_string(i) + "]";
+    if (!arr.Get(i).IsObject()) throw Napi::TypeError::New(env, w + " is not an object");
+    auto s = arr.Get(i).As<Napi::Object>();
+    seqs.push_back({tokens_from(env, s.Get("inputIds"), (w + ".inputIds").c_str()), tokens_from(env, s.Get("labels"), (w + ".labels").c_str())});
+  }
+  return seqs;
+}
+
+// A LoRA trainer on a model: step() runs forward, backward and the optimizer on the addon's
+// worker threads (the event loop never waits on it), one job at a time with the model's others.
+class TrainerObject : public Napi::ObjectWrap<TrainerObject> {
+ public:
+  static Napi::FunctionReference* ctor;
+  static Napi::Function Init(Napi::Env env) {
+    Napi::Function f = DefineClass(env, "Trainer", {
+        InstanceMethod("step", &TrainerObject::Step),
+        InstanceMethod("save", &TrainerObject::Save),
+    });
+    ctor = new Napi::FunctionReference(Napi::Persistent(f));
+    return f;
+  }
+  TrainerObject(const Napi::CallbackInfo& info) : ObjectWrap(info) {}
+  std::shared_ptr<Handle> handle;
+  std::shared_ptr<aha::LoraTrainer> trainer;
+
+ private:
+  // step({microBatches: [[{inputIds, labels}]], lr}) → Promise<{loss, targetTokens, tokens, gradNorm, step}>
+  Napi::Value Step(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "step({microBatches, lr}) expects an options object");
+    auto o = info[0].As<Napi::Object>();
+    if (!o.Get("microBatches").IsArray()) throw Napi::TypeError::New(env, "microBatches must be an array of sequence arrays");
+    auto mbs = o.Get("microBatches").As<Napi::Array>();
+    std::vector<std::vector<aha::TrainSequence>> batches;
+    for (uint32_t i = 0; i < mbs.Length(); i++) batches.push_back(sequences_from(env, mbs.Get(i), "microBatches[" + std::to_string(i) + "]"));
+    const double lr = num(o, "lr", -1);
+    auto t = trainer;
+    auto* job = new Job(env, handle, [t, batches, lr](Model& m) -> std::function<Napi::Value(Napi::Env)> {
+      aha::TrainStepResult r = t->step(m, batches, lr);
+      return [r](Napi::Env env) -> Napi::Value {
+        auto o = Napi::Object::New(env);
+        o.Set("loss", r.loss);
+        o.Set("targetTokens", double(r.target_tokens));
+        o.Set("tokens", double(r.tokens));
+        o.Set("gradNorm", r.grad_norm);
+        o.Set("step", double(r.step));
+        return o;
+      };
+    });
+    Napi::Promise p = job->promise();
+    job->Queue();
+    return p;
+  }
+  // save(dir): the adapter (PEFT layout) and the optimizer state into an existing folder.
+  Napi::Value Save(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsString()) throw Napi::TypeError::New(env, "save(dir) expects a folder");
+    const std::string dir = info[0].As<Napi::String>().Utf8Value();
+    auto t = trainer;
+    auto* job = new Job(env, handle, [t, dir](Model&) -> std::function<Napi::Value(Napi::Env)> {
+      t->save(dir);
+      return nullptr;
+    });
+    Napi::Promise p = job->promise();
+    job->Queue();
+    return p;
+  }
+};
+Napi::FunctionReference* TrainerObject::ctor = nullptr;
+
+// createTrainer({init: {rank, alpha, targetModules, useRslora, seed} | resume: dir, name?,
+//   beta1?, beta2?, eps?, weightDecay?, maxGradNorm?}) → Promise<Trainer>. The adapter being
+// trained is also one of the model's adapters (info().adapterId): generation can sample from it.
+Napi::Value ModelObject::CreateTrainer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = need(env);
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "createTrainer({init | resume, ...}) expects an options object");
+  auto o = info[0].As<Napi::Object>();
+  aha::LoraTrainer::Options opts;
+  opts.adamw.beta1 = num(o, "beta1", opts.adamw.beta1);
+  opts.adamw.beta2 = num(o, "beta2", opts.adamw.beta2);
+  opts.adamw.eps = num(o, "eps", opts.adamw.eps);
+  opts.adamw.weight_decay = num(o, "weightDecay", opts.adamw.weight_decay);
+  opts.max_grad_norm = num(o, "maxGradNorm", opts.max_grad_norm);
+  const std::string name = o.Get("name").IsString() ? o.Get("name").As<Napi::String>().Utf8Value() : "training";
+  std::string resume;
+  aha::LoraConfig lc;
+  uint64_t seed = 0;
+  if (o.Get("resume").IsString()) {
+    resume = o.Get("resume").As<Napi::String>().Utf8Value();
+  } else if (o.Get("init").IsObject()) {
+    auto i = o.Get("init").As<Napi::Object>();
+    lc.rank = int64_t(num(i, "rank", double(lc.rank)));
+    lc.alpha = num(i, "alpha", lc.alpha);
+    lc.use_rslora = i.Get("useRslora").ToBoolean();
+    seed = uint64_t(num(i, "seed", 0));
+    if (i.Get("baseModel").IsString()) lc.base_model = i.Get("baseModel").As<Napi::String>().Utf8Value();
+    if (i.Has("targetModules") && !i.Get("targetModules").IsUndefined()) {
+      if (!i.Get("targetModules").IsArray()) throw Napi::TypeError::New(env, "targetModules must be an array of module names");
+      auto t = i.Get("targetModules").As<Napi::Array>();
+      lc.target_modules.clear();
+      for (uint32_t k = 0; k < t.Length(); k++) lc.target_modules.push_back(t.Get(k).ToString().Utf8Value());
+    }
+  } else {
+    throw Napi::TypeError::New(env, "createTrainer needs init: {rank, alpha, targetModules, ...} or resume: a checkpoint folder");
+  }
+  auto made = std::make_shared<std::shared_ptr<aha::LoraTrainer>>();
+  auto* job = new Job(env, h, [=](Model& m) -> std::function<Napi::Value(Napi::Env)> {
+    std::shared_ptr<aha::LoraTrainer> t;
+    if (!resume.empty()) {
+      t = std::make_shared<aha::LoraTrainer>(aha::LoraTrainer::load(resume, m.config(), opts));
+    } else {
+      lc.validate();
+      t = std::make_shared<aha::LoraTrainer>(m.config(), aha::LoraAdapter::init(m.config(), lc, seed), opts);
+    }
+    t->model_adapter = m.add_adapter(t->adapter(), name);
+    *made = t;
+    const int id = t->model_adapter;
+    const double step = double(t->optimizer().steps());
+    return [made, h, id, step](Napi::Env env) -> Napi::Value {
+      Napi::Object obj = TrainerObject::ctor->New({});
+      auto* w = TrainerObject::Unwrap(obj);
+      w->handle = h;
+      w->trainer = *made;
+      obj.Set("adapterId", id);
+      obj.Set("initialStep", step);  // optimizer steps taken before (a resumed trainer's count)
+      return obj;
     };
   });
   Napi::Promise p = job->promise();
@@ -520,6 +780,20 @@ Napi::Value MeasureBandwidth(const Napi::CallbackInfo& info) {
   return d.Promise();
 }
 
+// lrAt(schedule, lr, step, warmupSteps, totalSteps): transformers' warmup schedules (aha/train.h).
+Napi::Value LrAt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throw Napi::TypeError::New(env, "lrAt(schedule, lr, step, warmupSteps, totalSteps)");
+  for (size_t i = 1; i < 5; i++)
+    if (!info[i].IsNumber()) throw Napi::TypeError::New(env, "lrAt(schedule, lr, step, warmupSteps, totalSteps) takes numbers after the schedule");
+  try {
+    return Napi::Number::New(env, aha::lr_at(aha::lr_schedule_from_name(info[0].As<Napi::String>().Utf8Value()), info[1].ToNumber().DoubleValue(),
+                                             info[2].ToNumber().Int64Value(), info[3].ToNumber().Int64Value(), info[4].ToNumber().Int64Value()));
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
 Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   auto o = Napi::Object::New(info.Env());
   o.Set("isa", aha::isa_name(aha::active_isa()));
@@ -530,11 +804,13 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Model", ModelObject::Init(env));
+  exports.Set("Trainer", TrainerObject::Init(env));
   exports.Set("loadModel", Napi::Function::New(env, LoadModel));
   exports.Set("quantizeRows", Napi::Function::New(env, QuantizeRows));
   exports.Set("dequantizeRows", Napi::Function::New(env, DequantizeRows));
   exports.Set("measureBandwidth", Napi::Function::New(env, MeasureBandwidth));
   exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo));
+  exports.Set("lrAt", Napi::Function::New(env, LrAt));
   return exports;
 }
 

@@ -273,28 +273,34 @@ TEST(train_lm_head_cross_entropy_matches_finite_differences) {
     std::vector<int32_t> targets = {3, -1, 36, 0, -1, 17};
     Vec x = randv(size_t(T * H), rng), dx(x.size(), 7.0);
     const double gs = 1.0 / 4;
-    auto loss = [&] { return gs * lm_head_cross_entropy<double>(nullptr, x.data(), W.t, targets.data(), T, 1.0, 2, nullptr); };
+    auto loss = [&] { return gs * lm_head_cross_entropy<double>(nullptr, nullptr, x.data(), W.t, targets.data(), T, 1.0, 2, nullptr); };
     ThreadPool pool(2);
-    const double l = lm_head_cross_entropy<double>(dx.data(), x.data(), W.t, targets.data(), T, gs, 4, &pool);
+    const double l = lm_head_cross_entropy<double>(dx.data(), nullptr, x.data(), W.t, targets.data(), T, gs, 4, &pool);
     // direct: full logits, log-softmax
     Vec logits(size_t(T * V));
     lora_linear_forward(logits.data(), (double*)nullptr, x.data(), W.t, nullptr, (const double*)nullptr, (const double*)nullptr, 0.0, T, 0, nullptr);
     double want = 0;
+    Vec want_rows(size_t(T), 0.0);
     for (int64_t t = 0; t < T; t++) {
       if (targets[size_t(t)] < 0) continue;
       double mx = -INFINITY, s = 0;
       for (int64_t v = 0; v < V; v++) mx = std::max(mx, logits[size_t(t * V + v)]);
       for (int64_t v = 0; v < V; v++) s += std::exp(logits[size_t(t * V + v)] - mx);
-      want += mx + std::log(s) - logits[size_t(t * V + targets[size_t(t)])];
+      want_rows[size_t(t)] = mx + std::log(s) - logits[size_t(t * V + targets[size_t(t)])];
+      want += want_rows[size_t(t)];
     }
     CHECK_NEAR(l, want, 1e-10 * want);
-    for (int64_t chunk : {1, 3, 100}) CHECK_NEAR(lm_head_cross_entropy<double>(nullptr, x.data(), W.t, targets.data(), T, 1.0, chunk, &pool), want, 1e-10 * want);
+    // each row's −log p (the log-prob scoring reads these), 0 for rows without a target
+    Vec rows(size_t(T), 5.0);
+    lm_head_cross_entropy<double>(nullptr, rows.data(), x.data(), W.t, targets.data(), T, 1.0, 4, &pool);
+    for (int64_t t = 0; t < T; t++) CHECK_NEAR(rows[size_t(t)], want_rows[size_t(t)], 1e-12 * (1 + want_rows[size_t(t)]));
+    for (int64_t chunk : {1, 3, 100}) CHECK_NEAR(lm_head_cross_entropy<double>(nullptr, nullptr, x.data(), W.t, targets.data(), T, 1.0, chunk, &pool), want, 1e-10 * want);
     check_fd(dt == DType::F32 ? "cross-entropy dx f32" : "cross-entropy dx q8_0", x, dx, loss);
     for (int64_t t : {1, 4})
       for (int64_t c = 0; c < H; c++) CHECK(dx[size_t(t * H + c)] == 0.0);
     // float: the lm head through the engine's matmul (q8_0 quantizes the activations: looser)
     std::vector<float> xf = to_f(x), dxf(x.size());
-    const double lf = lm_head_cross_entropy<float>(dxf.data(), xf.data(), W.t, targets.data(), T, gs, 4, &pool);
+    const double lf = lm_head_cross_entropy<float>(dxf.data(), nullptr, xf.data(), W.t, targets.data(), T, gs, 4, &pool);
     const double tol = dt == DType::F32 ? 1e-6 : 1e-2;
     CHECK_MSG(std::fabs(lf - want) < tol * want, "float loss " << lf << " vs " << want);
     CHECK_MSG(nerr(dxf, dx) < (dt == DType::F32 ? 1e-5 : 2e-2), "float dx error " << nerr(dxf, dx));

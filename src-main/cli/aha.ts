@@ -34,6 +34,7 @@ const commands: Record<string, { summary: string; usage: string; options: Option
   --threads N          default: physical cores
   --ctx N              context per sequence
   --kv f16|f32         KV cache dtype (default f16)
+  --adapter DIR        a PEFT LoRA adapter folder, applied without merging
   --json               print one JSON object instead of streaming text`,
     options: {
       prompt: { type: 'string', short: 'p' },
@@ -53,9 +54,10 @@ const commands: Record<string, { summary: string; usage: string; options: Option
   },
   logits: {
     summary: 'print the logits of the last (or every) position as JSON',
-    usage: `aha logits --model PATH --tokens 1,2,3 [--all] [--kv f32]
+    usage: `aha logits --model PATH --tokens 1,2,3 [--all] [--kv f32] [--adapter DIR]
   --tokens IDS   comma-separated token ids
-  --all          logits of every position, not just the last`,
+  --all          logits of every position, not just the last
+  --adapter DIR  a PEFT LoRA adapter folder, applied without merging`,
     options: { tokens: { type: 'string' }, all: { type: 'boolean' }, adapter: { type: 'string' } },
     run: logits,
   },
@@ -94,6 +96,52 @@ const commands: Record<string, { summary: string; usage: string; options: Option
     options: { adapter: { type: 'string' }, sft: { type: 'string' }, out: { type: 'string' }, dtype: { type: 'string' } },
     run: grad,
   },
+  'train sft': {
+    summary: 'fine-tune a LoRA adapter on chat or prompt/completion examples (SFT)',
+    usage: `aha train sft --model PATH --data FILE --out DIR [options]
+  --data FILE            JSONL: {"messages": [...]} (loss on every assistant turn), {"prompt", "completion"},
+                         or {"input_ids", "labels"}; unusable rows are skipped and counted
+  --out DIR              the adapter (PEFT layout) and checkpoints/step-N/ go here
+  --rank N               LoRA rank (default 8)
+  --alpha A              LoRA alpha (default 16)
+  --rslora               scale alpha/sqrt(rank) instead of alpha/rank
+  --targets LIST         comma-separated modules (default q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)
+  --lr LR                peak learning rate (default 2e-4)
+  --schedule S           cosine | linear | constant (default cosine)
+  --warmup N             warmup steps (default 0)
+  --weight-decay W       AdamW weight decay (default 0)
+  --max-grad-norm G      global-norm clipping, 0 = off (default 1)
+  --epochs N             default 1
+  --batch N              sequences per micro-batch (default 4)
+  --grad-accum N         micro-batches per optimizer step (default 1)
+  --max-len N            longer examples are truncated (default 1024)
+  --checkpoint-every N   checkpoint every N steps (default 0: only at the end)
+  --resume               continue the run in --out from its newest checkpoint
+  --seed S               adapter initialization and data order (default 0)
+  --threads N            default: physical cores
+  --json                 one JSON line per step (step, loss, lr, grad_norm, tokens_per_s) instead of a progress bar`,
+    options: {
+      data: { type: 'string' },
+      out: { type: 'string' },
+      rank: { type: 'string' },
+      alpha: { type: 'string' },
+      rslora: { type: 'boolean' },
+      targets: { type: 'string' },
+      lr: { type: 'string' },
+      schedule: { type: 'string' },
+      warmup: { type: 'string' },
+      'weight-decay': { type: 'string' },
+      'max-grad-norm': { type: 'string' },
+      epochs: { type: 'string' },
+      batch: { type: 'string' },
+      'grad-accum': { type: 'string' },
+      'max-len': { type: 'string' },
+      'checkpoint-every': { type: 'string' },
+      resume: { type: 'boolean' },
+      seed: { type: 'string' },
+    },
+    run: trainSft,
+  },
   info: {
     summary: 'describe a model: architecture, parameters, dtypes, context, memory',
     usage: `aha info --model PATH [--json]`,
@@ -128,7 +176,6 @@ function loadOptions(v: Values): LoadOptions {
 
 function modelPath(v: Values): string {
   if (typeof v.model !== 'string') throw new UsageError('--model PATH is required (a .gguf file or a Hugging Face model folder)');
-  if (v.adapter !== undefined) throw new UsageError('--adapter is not supported yet: LoRA adapters come with the training engine');
   return v.model;
 }
 
@@ -151,6 +198,7 @@ async function generate(v: Values): Promise<void> {
   const { generateText } = await import('../engine/stream.ts');
   const m = await openModel(path, loadOptions(v), progressBar(json));
   try {
+    const adapter = typeof v.adapter === 'string' ? (await m.model.loadAdapter(v.adapter)).id : 0;
     let text: string;
     if (typeof v.chat === 'string') {
       if (m.templateError) process.stderr.write(`warning: ${m.templateError}; using the ${m.template.name} template\n`);
@@ -176,6 +224,7 @@ async function generate(v: Values): Promise<void> {
         repetitionPenalty: float(v, 'repeat-penalty', 1),
         seed: int(v, 'seed', 0),
         stop: (v.stop as string[] | undefined) ?? [],
+        adapter,
       },
       json ? undefined : (d) => process.stdout.write(d),
     );
@@ -213,7 +262,8 @@ async function logits(v: Values): Promise<void> {
   });
   const model = await native().loadModel(path, loadOptions(v));
   try {
-    const rows = await model.logits(tokens, !!v.all);
+    const adapter = typeof v.adapter === 'string' ? (await model.loadAdapter(v.adapter)).id : 0;
+    const rows = await model.logits(tokens, !!v.all, adapter);
     process.stdout.write(`{"tokens":${JSON.stringify(tokens)},"logits":[${rows.map((r) => JSON.stringify(Array.from(r))).join(',')}]}\n`);
   } finally {
     await model.unload();
@@ -289,6 +339,120 @@ async function grad(v: Values): Promise<void> {
     if (v.json) process.stdout.write(JSON.stringify({ loss: r.loss, target_tokens: r.targetTokens, sequences: sequences.length, out: v.out, dtype }) + '\n');
     else process.stdout.write(`loss ${r.loss.toFixed(6)} over ${r.targetTokens} target tokens in ${sequences.length} sequences · gradients (${dtype}) in ${v.out}\n`);
   } finally {
+    await model.unload();
+  }
+}
+
+async function trainSft(v: Values): Promise<void> {
+  if (typeof v.model !== 'string') throw new UsageError('--model PATH is required (a .gguf file or a Hugging Face model folder)');
+  for (const k of ['data', 'out']) if (typeof v[k] !== 'string') throw new UsageError(`--${k} is required`);
+  const { SFT_DEFAULTS, runSft } = await import('../train/sft-run.ts');
+  const d = SFT_DEFAULTS;
+  const positive = (key: string, fallback: number) => {
+    const n = float(v, key, fallback);
+    if (!(n > 0)) throw new UsageError(`--${key} must be a positive number, got '${v[key]}'`);
+    return n;
+  };
+  const schedule = (v.schedule as string | undefined) ?? d.schedule;
+  if (!['cosine', 'linear', 'constant'].includes(schedule)) throw new UsageError(`--schedule must be cosine, linear or constant, got '${schedule}'`);
+  if (v.rank !== undefined && Number(v.rank) === 0) throw new UsageError('--rank must be at least 1 (a rank-0 adapter has no parameters)');
+  const targets = typeof v.targets === 'string' ? v.targets.split(',').map((t) => t.trim()).filter(Boolean) : d.targets;
+  const known = d.targets;
+  const unknown = targets.filter((t) => !known.includes(t));
+  if (unknown.length) throw new UsageError(`--targets: unknown module${unknown.length > 1 ? 's' : ''} ${unknown.map((t) => `'${t}'`).join(', ')} (the dense models have: ${known.join(', ')})`);
+  if (!targets.length) throw new UsageError('--targets: no modules given');
+  const config = {
+    rank: int(v, 'rank', d.rank, 1),
+    alpha: positive('alpha', d.alpha),
+    targets,
+    rslora: !!v.rslora,
+    lr: positive('lr', d.lr),
+    schedule: schedule as 'cosine' | 'linear' | 'constant',
+    warmup: int(v, 'warmup', d.warmup),
+    weightDecay: float(v, 'weight-decay', d.weightDecay),
+    maxGradNorm: float(v, 'max-grad-norm', d.maxGradNorm),
+    epochs: int(v, 'epochs', d.epochs, 1),
+    batch: int(v, 'batch', d.batch, 1),
+    gradAccum: int(v, 'grad-accum', d.gradAccum, 1),
+    maxLen: int(v, 'max-len', d.maxLen, 2),
+    seed: int(v, 'seed', d.seed),
+  };
+  const flag: Record<string, keyof typeof config> = {
+    rank: 'rank', alpha: 'alpha', targets: 'targets', rslora: 'rslora', lr: 'lr', schedule: 'schedule', warmup: 'warmup',
+    'weight-decay': 'weightDecay', 'max-grad-norm': 'maxGradNorm', epochs: 'epochs', batch: 'batch', 'grad-accum': 'gradAccum', 'max-len': 'maxLen', seed: 'seed',
+  };
+  const given = Object.entries(flag).filter(([f]) => v[f] !== undefined).map(([, k]) => k);
+  const json = !!v.json;
+  const { readFileSync, mkdirSync } = await import('node:fs');
+  const file = v.data as string;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+  const { needsTokenizer } = await import('../train/sft.ts');
+  let tok;
+  if (needsTokenizer(text)) {
+    const { loadTokenizer, chatTemplateFor } = await import('../engine/open.ts');
+    const tokenizer = loadTokenizer(v.model);
+    const { template, error } = chatTemplateFor(tokenizer);
+    if (error) process.stderr.write(`warning: ${error}; using the ${template.name} template\n`);
+    tok = { tokenizer, template };
+  }
+  const out = v.out as string;
+  mkdirSync(out, { recursive: true });
+  const model = await native().loadModel(v.model, { ...loadOptions(v), context: Math.max(config.maxLen, 16) }, progressBar(json));
+  const tty = !json && process.stderr.isTTY;
+  // Ctrl-C: finish the step under way, write a checkpoint, stop (a second one kills).
+  let stop = false;
+  const onSigint = () => {
+    if (stop) process.exit(130);
+    stop = true;
+    process.stderr.write(`${tty ? '\n' : ''}stopping after this step (Ctrl-C again to quit at once)\n`);
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    const res = await runSft({
+      stopRequested: () => stop,
+      model,
+      modelPath: v.model,
+      dataFile: file,
+      dataText: text,
+      tok,
+      out,
+      config,
+      given,
+      resume: !!v.resume,
+      checkpointEvery: int(v, 'checkpoint-every', 0),
+      events: {
+        warn: (m) => process.stderr.write(`${tty ? '\n' : ''}warning: ${m}\n`),
+        step: (m) => {
+          if (json) {
+            process.stdout.write(
+              JSON.stringify({ event: 'step', step: m.step, total_steps: m.totalSteps, epoch: m.epoch, loss: m.loss, lr: m.lr, grad_norm: m.gradNorm, tokens_per_s: m.tokensPerSecond, tokens: m.tokens, target_tokens: m.targetTokens }) + '\n',
+            );
+            return;
+          }
+          const line = `step ${m.step}/${m.totalSteps} · epoch ${m.epoch.toFixed(2)} · loss ${m.loss.toFixed(4)} · lr ${m.lr.toExponential(2)} · grad norm ${m.gradNorm.toFixed(3)} · ${m.tokensPerSecond.toFixed(0)} tok/s`;
+          if (tty) {
+            const w = 24;
+            const done = Math.round((m.step / m.totalSteps) * w);
+            process.stderr.write(`\r[${'#'.repeat(done)}${'.'.repeat(w - done)}] ${line}   `);
+          } else process.stderr.write(line + '\n');
+        },
+        checkpoint: (step, dir) => {
+          if (json) process.stdout.write(JSON.stringify({ event: 'checkpoint', step, path: dir }) + '\n');
+        },
+      },
+    });
+    if (tty) process.stderr.write('\n');
+    if (res.stoppedAt) throw new Error(`stopped at step ${res.steps}; continue from ${res.stoppedAt} with the same command and --resume`);
+    if (json) process.stdout.write(JSON.stringify({ event: 'done', steps: res.steps, first_loss: res.firstLoss, last_loss: res.lastLoss, adapter: res.adapter, resumed_from: res.resumedFrom ?? null }) + '\n');
+    else process.stdout.write(`trained ${res.steps} steps · loss ${res.firstLoss.toFixed(4)} → ${res.lastLoss.toFixed(4)} · adapter in ${res.adapter}\n`);
+  } finally {
+    process.off('SIGINT', onSigint);
+    if (tty) process.stderr.write('\n');
     await model.unload();
   }
 }
@@ -377,7 +541,9 @@ function help(): string {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  let [name, ...rest] = argv;
+  // Two-word commands: `aha train sft`.
+  if (name && rest.length && !rest[0].startsWith('-') && commands[`${name} ${rest[0]}`]) [name, ...rest] = [`${name} ${rest[0]}`, ...rest.slice(1)];
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(help());
     return name ? 0 : 2;

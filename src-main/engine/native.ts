@@ -62,6 +62,8 @@ export interface SamplerOptions {
 
 export interface GenerateRequest extends SamplerOptions {
   prompt: number[] | Int32Array;
+  /** A loaded LoRA adapter's id (loadAdapter); 0 or absent: the base model. */
+  adapter?: number;
   maxTokens?: number;
   stopTokens?: number[];
   ignoreEos?: boolean;
@@ -89,10 +91,25 @@ export interface LoraGradOptions {
   dtype?: 'f32' | 'f64';
 }
 
+/** A LoRA adapter the model holds, applied unmerged by the requests that name its id. */
+export interface AdapterInfo {
+  id: number;
+  name: string;
+  /** The folder it was loaded from ('' when made in memory, e.g. by a trainer). */
+  path: string;
+  rank: number;
+  alpha: number;
+  scale: number;
+  useRslora: boolean;
+  targetModules: string[];
+  /** Bumped whenever its weights change (a training step). */
+  version: number;
+}
+
 export interface NativeModel {
   info(): ModelInfo;
-  /** Logits of the last position, or of every position with all=true. */
-  logits(tokens: number[] | Int32Array, all?: boolean): Promise<Float32Array[]>;
+  /** Logits of the last position, or of every position with all=true; with a loaded adapter's id, through it. */
+  logits(tokens: number[] | Int32Array, all?: boolean, adapter?: number): Promise<Float32Array[]>;
   /** Decodes the requests together; onToken(requestIndex, token) streams every token. */
   generate(requests: GenerateRequest[], onToken?: (request: number, token: number) => void): Promise<GenerateResult[]>;
   cancel(): void;
@@ -100,6 +117,51 @@ export interface NativeModel {
   unload(): Promise<void>;
   /** One forward and backward with a LoRA adapter (no optimizer step): the mean cross-entropy over the target tokens. */
   loraGrad(opts: LoraGradOptions): Promise<{ loss: number; targetTokens: number }>;
+  /** Loads a PEFT LoRA adapter folder; several may be loaded, each request chooses one or none. */
+  loadAdapter(dir: string, name?: string): Promise<AdapterInfo>;
+  /** Fails while a sequence computed with it is alive. */
+  removeAdapter(id: number): Promise<void>;
+  adapters(): Promise<AdapterInfo[]>;
+  /** log p of every completion token given its prompt (and the completion before it), batched; adapter 0/absent: the base model. */
+  scoreLogprobs(opts: { adapter?: number; sequences: { prompt: number[]; completion: number[] }[] }): Promise<Float64Array[]>;
+  /** A LoRA trainer on this model: a fresh PEFT-initialized adapter, or a checkpoint folder to resume. */
+  createTrainer(opts: TrainerOptions): Promise<NativeTrainer>;
+}
+
+export interface TrainerOptions {
+  init?: { rank: number; alpha: number; targetModules?: string[]; useRslora?: boolean; seed?: number; baseModel?: string };
+  /** A folder NativeTrainer.save wrote. */
+  resume?: string;
+  /** The model's adapter name for the adapter being trained (default 'training'). */
+  name?: string;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  /** Global-norm clipping; 0: off. Default 1. */
+  maxGradNorm?: number;
+}
+
+export interface TrainStepResult {
+  /** Mean cross-entropy over the target tokens of all micro-batches. */
+  loss: number;
+  targetTokens: number;
+  tokens: number;
+  /** Before clipping. */
+  gradNorm: number;
+  /** Optimizer steps taken, this one included. */
+  step: number;
+}
+
+export interface NativeTrainer {
+  /** The model's adapter id of the adapter being trained (it follows every step). */
+  readonly adapterId: number;
+  /** Optimizer steps taken when it was created (a resumed trainer's count). */
+  readonly initialStep: number;
+  /** Forward + backward of each micro-batch (accumulated as one batch), clipping, one AdamW step at lr; rejects on a NaN/Inf loss or gradient, changing nothing. */
+  step(opts: { microBatches: { inputIds: number[]; labels: number[] }[][]; lr: number }): Promise<TrainStepResult>;
+  /** Adapter (PEFT layout) + optimizer state into an existing folder. */
+  save(dir: string): Promise<void>;
 }
 
 export interface NativeAddon {
@@ -108,6 +170,8 @@ export interface NativeAddon {
   dequantizeRows(type: string, data: Uint8Array, rowLength: number): Float32Array;
   measureBandwidth(threads?: number): Promise<number>;
   cpuInfo(): { isa: string; bestIsa: string; physicalCores: number };
+  /** The learning rate of optimizer step `step` (0-based) under transformers' warmup schedules. */
+  lrAt(schedule: 'constant' | 'linear' | 'cosine', lr: number, step: number, warmupSteps: number, totalSteps: number): number;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -129,6 +129,7 @@ struct SamplerParams {
 
 struct GenerateRequest {
   std::vector<int32_t> prompt;
+  int adapter = 0;                   // a loaded LoRA adapter's id (Model::load_adapter); 0: the base model
   int max_tokens = 256;
   SamplerParams sampler;
   std::vector<int32_t> stop_tokens;  // besides the model's eos tokens
@@ -145,8 +146,20 @@ struct GenerateResult {
   double prefill_seconds = 0, decode_seconds = 0;
 };
 
+// A LoRA adapter held by a Model (applied in the forward, never merged into the weights).
+struct AdapterInfo {
+  int id = 0;
+  std::string name, path;            // path: the folder it was loaded from ("" when added from memory)
+  int64_t rank = 0;
+  double alpha = 0, scale = 0;
+  bool use_rslora = false;
+  std::vector<std::string> target_modules;
+  uint64_t version = 0;              // bumped by every update_adapter
+};
+
 class Engine;
 class DenseModel;
+class LoraAdapter;
 class ThreadPool;
 
 // A dump hook sees every named intermediate of a forward pass (for diffing against a reference).
@@ -162,16 +175,29 @@ class Model {
   int threads() const;
   void set_threads(int n);
 
+  // LoRA adapters, several at once, applied in the forward without merging. A sequence is
+  // computed with one adapter (or none: id 0) for its whole life; K/V of one adapter is never
+  // reused for another (prefix cache, identical-prompt forks). Errors name the folder/file.
+  int load_adapter(const std::string& dir, const std::string& name = "");  // → id ≥ 1
+  int add_adapter(const LoraAdapter& adapter, const std::string& name);
+  // New weights for an adapter (same config): cached prefixes computed with the old ones are
+  // dropped; live sequences that use it keep their K/V (free them to start afresh).
+  void update_adapter(int id, const LoraAdapter& adapter);
+  void remove_adapter(int id);                    // throws while a live sequence uses it
+  const LoraAdapter& adapter(int id) const;
+  std::vector<AdapterInfo> adapters() const;
+
   // Sequences in the paged KV cache.
-  int new_sequence();
-  int fork_sequence(int seq);                     // shares every block with `seq` (copy-on-write)
+  int new_sequence(int adapter = 0);
+  int sequence_adapter(int seq) const;
+  int fork_sequence(int seq);                     // shares every block with `seq` (copy-on-write) and its adapter
   void free_sequence(int seq);
   void truncate_sequence(int seq, int64_t n);     // keep the first n tokens
   int64_t sequence_length(int seq) const;
   const std::vector<int32_t>& sequence_tokens(int seq) const;
   int64_t free_cache_tokens() const;
 
-  // One batched forward pass: appends items[i].tokens to sequence items[i].seq and returns
+  // One batched forward pass (each sequence with its own adapter): appends items[i].tokens to sequence items[i].seq and returns
   // logits [rows, vocab] in `logits`: one row per item (its last token), or one per token
   // where all_logits is set.
   struct BatchItem {

@@ -97,8 +97,102 @@ struct LoraLossAndGrads {
 // One train-mode forward and backward of the model with the adapter (no optimizer step).
 LoraLossAndGrads lora_loss_and_grads(Model& model, const LoraAdapter& adapter, const std::vector<TrainSequence>& batch, GradPrecision precision);
 
+// Log-prob scoring (GRPO's policy and reference): the prompt is context, the completion scored.
+struct ScoreSequence {
+  std::vector<int32_t> prompt;       // at least one token
+  std::vector<int32_t> completion;   // at least one token
+};
+
+// log p(completion[j] | prompt, completion[<j]) of every completion token, all sequences in one
+// train-mode forward (the numbers a train step computes) with the model's adapter `adapter`
+// (Model::load_adapter / add_adapter; 0: the base model, "adapter off"). The lm head and its
+// log-softmax run in chunks: [chunk, vocab] is the largest buffer.
+std::vector<std::vector<double>> completion_logprobs(Model& model, int adapter, const std::vector<ScoreSequence>& seqs);
+
 // Writes every gradient under its PEFT name, as f32 or f64, with the loss and the number of
 // target tokens in the safetensors metadata ("loss", "target_tokens").
 void save_lora_grads(const std::string& path, const LoraLossAndGrads& g, GradPrecision dtype);
+
+// ---------------------------------------------------------------- optimizer and training step
+
+// AdamW exactly as torch.optim.AdamW (decoupled weight decay, bias-corrected moments, f32 state):
+//   p ← p·(1 − lr·wd);  m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g²;
+//   p ← p − lr/(1−β1ᵗ) · m / (√v / √(1−β2ᵗ) + eps)
+struct AdamWConfig {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
+};
+
+class AdamW {
+ public:
+  AdamW() = default;
+  AdamW(const LoraSet<float>& params, const AdamWConfig& c);  // zero moments shaped like params
+  void step(LoraSet<float>& params, const LoraSet<float>& grads, double lr);
+  int64_t steps() const { return t_; }
+  const AdamWConfig& config() const { return c_; }
+  const LoraSet<float>& exp_avg() const { return m_; }
+  const LoraSet<float>& exp_avg_sq() const { return v_; }
+  // optimizer.safetensors (the moments under "<PEFT name>.exp_avg" / ".exp_avg_sq", f32) and
+  // optimizer.json (step and hyperparameters) in `dir`, each through a temporary and a rename.
+  void save(const std::string& dir) const;
+  // Reads what save wrote; the moments must fit `params` (errors name the file).
+  static AdamW load(const std::string& dir, const LoraSet<float>& params);
+
+ private:
+  AdamWConfig c_;
+  int64_t t_ = 0;
+  LoraSet<float> m_, v_;
+};
+
+// torch.nn.utils.clip_grad_norm_: the global L2 norm of every gradient; when max_norm > 0 every
+// gradient is multiplied by min(1, max_norm / (norm + 1e-6)). Returns the norm before clipping.
+double clip_grad_norm(LoraSet<float>& grads, double max_norm);
+
+// Learning-rate schedules as transformers' get_{constant,linear,cosine}_schedule_with_warmup:
+// the multiplier of optimizer step `step` (0-based) is step/warmup during the warmup, then 1,
+// (total − step)/(total − warmup), or ½(1 + cos(π·progress)).
+enum class LrSchedule { Constant, Linear, Cosine };
+LrSchedule lr_schedule_from_name(const std::string& name);  // "constant", "linear", "cosine"
+double lr_at(LrSchedule kind, double lr, int64_t step, int64_t warmup_steps, int64_t total_steps);
+
+struct TrainStepResult {
+  double loss = 0;             // mean cross-entropy over the target tokens of every micro-batch
+  int64_t target_tokens = 0, tokens = 0;
+  double grad_norm = 0;        // before clipping
+  int64_t step = 0;            // optimizer steps taken, this one included
+};
+
+// LoRA training on a Model's frozen weights: the adapter (f32, HF row order), its AdamW state,
+// and one optimizer step per call. The Model is passed to each call (it may serve requests
+// between steps); with `model_adapter` set, the Model's adapter of that id follows every step,
+// so generation samples from the adapter being trained.
+class LoraTrainer {
+ public:
+  struct Options {
+    AdamWConfig adamw;
+    double max_grad_norm = 1.0;  // 0: no clipping
+  };
+  LoraTrainer(const ModelConfig& mc, LoraAdapter adapter, const Options& o);
+
+  // Forward and backward of each micro-batch (gradient accumulation: the gradients are of the
+  // mean over all their target tokens, as if they were one batch), clipping, NaN/Inf check,
+  // one AdamW step at `lr`. A non-finite loss or gradient throws aha::Error and changes nothing.
+  TrainStepResult step(Model& model, const std::vector<std::vector<TrainSequence>>& micro_batches, double lr);
+
+  // adapter (PEFT layout) + optimizer state into `dir` (which must exist).
+  void save(const std::string& dir) const;
+  // The adapter and optimizer state save() wrote.
+  static LoraTrainer load(const std::string& dir, const ModelConfig& mc, const Options& o);
+
+  const LoraAdapter& adapter() const { return adapter_; }
+  const AdamW& optimizer() const { return opt_; }
+  int model_adapter = 0;
+
+ private:
+  LoraTrainer() = default;
+  ModelConfig mc_;
+  LoraAdapter adapter_;
+  AdamW opt_;
+  Options o_;
+};
 
 }  // namespace aha

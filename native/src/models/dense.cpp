@@ -8,6 +8,7 @@
 #include "aha/error.h"
 #include "aha/kernels.h"
 #include "backends/cpu/ops.h"
+#include "train/ops.h"
 
 namespace aha {
 
@@ -60,6 +61,13 @@ static void add_bias(float* y, const Tensor* b, int64_t T, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[t * n + i] += bb[i];
 }
 
+// The adapter's term of one projection: y[T, out] += scale · (x Aᵀ) Bᵀ (nothing without an adapter).
+static void add_lora(float* y, const float* x, const ForwardBatch& b, int64_t l, LoraTarget t, int64_t T, ThreadPool& pool) {
+  if (!b.lora) return;
+  if (const LoraPair<float>* p = b.lora->find(l, t))
+    train::lora_add<float>(y, nullptr, x, p->A.data(), p->B.data(), b.lora_scale, T, p->in, p->out, b.lora->rank, &pool);
+}
+
 static void emit(const DumpHook* dump, const std::string& name, const float* d, int64_t rows, int64_t cols) {
   if (dump && *dump) (*dump)(name, d, rows, cols);
 }
@@ -83,7 +91,7 @@ void DenseModel::forward(const ForwardBatch& b, KvCache& cache, ThreadPool& pool
 
   for (int64_t l = 0; l < c_.num_hidden_layers; l++) {
     attention_block(l, b, cache, pool, w, dump);
-    ffn_block(l, T, pool, w, dump);
+    ffn_block(l, b, pool, w, dump);
     emit(dump, "blk." + std::to_string(l) + ".out", w.x.data(), T, H);
   }
 
@@ -124,6 +132,9 @@ void DenseModel::attention_block(int64_t l, const ForwardBatch& b, KvCache& cach
   add_bias(w.q.data(), L.bq, T, QD);
   add_bias(w.k.data(), L.bk, T, KD);
   add_bias(w.v.data(), L.bv, T, KD);
+  add_lora(w.q.data(), w.xn.data(), b, l, LoraTarget::QProj, T, pool);
+  add_lora(w.k.data(), w.xn.data(), b, l, LoraTarget::KProj, T, pool);
+  add_lora(w.v.data(), w.xn.data(), b, l, LoraTarget::VProj, T, pool);
   emit(dump, p + "Qcur", w.q.data(), T, QD);
   emit(dump, p + "Kcur", w.k.data(), T, KD);
   emit(dump, p + "Vcur", w.v.data(), T, KD);
@@ -192,12 +203,14 @@ void DenseModel::attention_block(int64_t l, const ForwardBatch& b, KvCache& cach
 
   matmul(*L.wo, w.attn.data(), T, w.proj.data(), pool, w.mm);
   add_bias(w.proj.data(), L.bo, T, H);
+  add_lora(w.proj.data(), w.attn.data(), b, l, LoraTarget::OProj, T, pool);
   emit(dump, p + "attn_out", w.proj.data(), T, H);
   pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) { ops.add(w.x.data() + t0 * H, w.proj.data() + t0 * H, (t1 - t0) * H); });
 }
 
-void DenseModel::ffn_block(int64_t l, int64_t T, ThreadPool& pool, DenseWorkspace& w, const DumpHook* dump) const {
+void DenseModel::ffn_block(int64_t l, const ForwardBatch& b, ThreadPool& pool, DenseWorkspace& w, const DumpHook* dump) const {
   const DenseLayer& L = layers_[size_t(l)];
+  const int64_t T = int64_t(b.tokens.size());
   const int64_t H = c_.hidden_size, F = c_.intermediate_size;
   const CpuOps& ops = cpu_ops();
   const std::string p = "blk." + std::to_string(l) + ".";
@@ -210,9 +223,12 @@ void DenseModel::ffn_block(int64_t l, int64_t T, ThreadPool& pool, DenseWorkspac
   emit(dump, p + "ffn_norm", w.xn.data(), T, H);
   matmul(*L.w_gate, w.xn.data(), T, w.gate.data(), pool, w.mm);
   matmul(*L.w_up, w.xn.data(), T, w.up.data(), pool, w.mm);
+  add_lora(w.gate.data(), w.xn.data(), b, l, LoraTarget::GateProj, T, pool);
+  add_lora(w.up.data(), w.xn.data(), b, l, LoraTarget::UpProj, T, pool);
   pool.parallel_for(T * F, [&](int64_t i0, int64_t i1, int) { ops.swiglu(w.gate.data() + i0, w.gate.data() + i0, w.up.data() + i0, i1 - i0); }, 16);
   emit(dump, p + "ffn_act", w.gate.data(), T, F);
   matmul(*L.w_down, w.gate.data(), T, w.proj.data(), pool, w.mm);
+  add_lora(w.proj.data(), w.gate.data(), b, l, LoraTarget::DownProj, T, pool);
   emit(dump, p + "ffn_out", w.proj.data(), T, H);
   pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) { ops.add(w.x.data() + t0 * H, w.proj.data() + t0 * H, (t1 - t0) * H); });
 }

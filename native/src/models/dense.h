@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "aha/model.h"
+#include "aha/train.h"
 #include "backends/cpu/matmul.h"
 #include "core/thread_pool.h"
 #include "models/loader.h"
@@ -33,6 +34,10 @@ struct ForwardBatch {
   std::vector<int64_t> pos;                 // [T] position in its sequence
   std::vector<const int32_t*> blocks;       // [T] block table of its sequence
   std::vector<int64_t> logit_rows;          // token indices whose logits are wanted, in output order
+  // A LoRA adapter applied to every token of the batch (null: the base model), unmerged:
+  // y = W x + lora_scale · B (A x); q/k rows of B in the weights' order (see to_engine_order).
+  const LoraSet<float>* lora = nullptr;
+  double lora_scale = 0;
 };
 
 // Activations of one forward pass; grown on demand and reused.
@@ -66,7 +71,7 @@ class DenseModel {
 
  private:
   void attention_block(int64_t l, const ForwardBatch& b, KvCache& cache, ThreadPool& pool, DenseWorkspace& w, const DumpHook* dump) const;
-  void ffn_block(int64_t l, int64_t T, ThreadPool& pool, DenseWorkspace& w, const DumpHook* dump) const;
+  void ffn_block(int64_t l, const ForwardBatch& b, ThreadPool& pool, DenseWorkspace& w, const DumpHook* dump) const;
 
   ModelConfig c_;
   const Tensor* tok_embd_;     // {hidden, vocab}

@@ -10,12 +10,14 @@
 #include "aha/error.h"
 #include "aha/kernels.h"
 #include "aha/model.h"
+#include "aha/train.h"
 #include "models/deepseek.h"
 #include "models/dense.h"
 #include "models/loader.h"
 #include "runtime/kv_cache.h"
 #include "runtime/mla_cache.h"
 #include "runtime/sampler.h"
+#include "train/dense_lora.h"
 
 namespace aha {
 
@@ -70,6 +72,14 @@ class Engine {
   int64_t context = 0;
   std::vector<Sequence> seqs;
   DumpHook dump;
+  // LoRA adapters by id: as loaded (HF row order) and as the forward applies them.
+  struct LoadedAdapter {
+    AdapterInfo info;
+    LoraAdapter adapter;
+    LoraSet<float> engine_weights;  // q/k rows of B in the weights' order (train::to_engine_order)
+  };
+  std::map<int, LoadedAdapter> adapters;
+  int next_adapter = 1;
   // Finished generations kept for reuse by a later prompt with the same prefix (LRU, most recent last).
   std::list<int> prefix_cache;
   static constexpr size_t kPrefixCacheEntries = 4;
@@ -79,20 +89,84 @@ class Engine {
     return seqs[size_t(id)];
   }
 
-  int new_sequence() {
+  LoadedAdapter& loaded_adapter(int id) {
+    auto it = adapters.find(id);
+    if (it == adapters.end()) throw Error("no LoRA adapter " + std::to_string(id) + " is loaded");
+    return it->second;
+  }
+
+  void require_dense_for_lora() const {
+    if (!model) throw Error(std::string("LoRA adapters are not supported for ") + arch_name(ws->config.arch) + " models yet");
+  }
+
+  int add_adapter(const LoraAdapter& a, const std::string& name, const std::string& path) {
+    require_dense_for_lora();
+    const ModelConfig& c = ws->config;
+    if (a.weights().n_layers != c.num_hidden_layers)
+      throw Error("the adapter has " + std::to_string(a.weights().n_layers) + " layers, the model " + std::to_string(c.num_hidden_layers));
+    const int id = next_adapter++;
+    LoadedAdapter& L = adapters[id];
+    L.adapter = a;
+    L.info.id = id;
+    L.info.name = name.empty() ? (path.empty() ? "adapter-" + std::to_string(id) : path.substr(path.find_last_of('/') + 1)) : name;
+    L.info.path = path;
+    L.info.rank = a.config().rank;
+    L.info.alpha = a.config().alpha;
+    L.info.scale = a.scale();
+    L.info.use_rslora = a.config().use_rslora;
+    L.info.target_modules = a.config().target_modules;
+    L.engine_weights = a.weights();
+    train::to_engine_order(L.engine_weights, c);
+    return id;
+  }
+
+  // Cached prefixes are only reused by requests with the adapter they were computed with.
+  void drop_cached_prefixes(int adapter) {
+    for (int id : std::vector<int>(prefix_cache.begin(), prefix_cache.end()))
+      if (seqs[size_t(id)].adapter == adapter) free_sequence(id);
+  }
+
+  void update_adapter(int id, const LoraAdapter& a) {
+    LoadedAdapter& L = loaded_adapter(id);
+    const LoraConfig &was = L.adapter.config(), &now = a.config();
+    if (now.rank != was.rank || now.target_modules != was.target_modules || a.weights().n_layers != L.adapter.weights().n_layers)
+      throw Error("update_adapter: the new weights have another rank or other target modules than adapter " + std::to_string(id));
+    drop_cached_prefixes(id);
+    L.adapter = a;
+    L.info.alpha = now.alpha;
+    L.info.scale = a.scale();
+    L.info.use_rslora = now.use_rslora;
+    L.info.version++;
+    L.engine_weights = a.weights();
+    train::to_engine_order(L.engine_weights, ws->config);
+  }
+
+  void remove_adapter(int id) {
+    loaded_adapter(id);
+    drop_cached_prefixes(id);
+    for (size_t i = 0; i < seqs.size(); i++)
+      if (seqs[i].live && seqs[i].adapter == id)
+        throw Error("LoRA adapter " + std::to_string(id) + " is in use by sequence " + std::to_string(i));
+    adapters.erase(id);
+  }
+
+  int new_sequence(int adapter = 0) {
+    if (adapter != 0) loaded_adapter(adapter);
     for (size_t i = 0; i < seqs.size(); i++)
       if (!seqs[i].live) {
         seqs[i] = Sequence{};
         seqs[i].live = true;
+        seqs[i].adapter = adapter;
         return int(i);
       }
     seqs.push_back(Sequence{});
     seqs.back().live = true;
+    seqs.back().adapter = adapter;
     return int(seqs.size() - 1);
   }
 
   int fork(int src) {
-    int id = new_sequence();
+    int id = new_sequence(seq(src).adapter);
     Sequence& s = seq(src);
     Sequence& d = seqs[size_t(id)];
     d.tokens = s.tokens;
@@ -142,7 +216,6 @@ class Engine {
   }
 
   void forward(const std::vector<Model::BatchItem>& items, std::vector<float>& logits) {
-    ForwardBatch b;
     std::vector<int> used;
     for (auto& it : items) {
       Sequence& s = seq(it.seq);
@@ -157,20 +230,54 @@ class Engine {
           throw Error("token id " + std::to_string(id) + " is outside the vocabulary (0.." + std::to_string(ws->config.vocab_size - 1) + ")");
     }
     for (auto& it : items) reserve(seq(it.seq), int64_t(it.tokens.size()));
-    for (auto& it : items) {
-      Sequence& s = seq(it.seq);
-      const int64_t start = int64_t(s.tokens.size());
-      for (size_t j = 0; j < it.tokens.size(); j++) {
-        if (it.all_logits || j + 1 == it.tokens.size()) b.logit_rows.push_back(int64_t(b.tokens.size()));
-        b.tokens.push_back(it.tokens[j]);
-        b.pos.push_back(start + int64_t(j));
-        b.blocks.push_back(s.blocks.data());
+    // One pass per adapter among the items (usually one); logits rows keep the items' order.
+    std::vector<int> groups;
+    for (auto& it : items)
+      if (std::find(groups.begin(), groups.end(), seq(it.seq).adapter) == groups.end()) groups.push_back(seq(it.seq).adapter);
+    const int64_t V = ws->config.vocab_size;
+    std::vector<size_t> first_row(items.size());
+    size_t rows = 0;
+    for (size_t i = 0; i < items.size(); i++) first_row[i] = rows, rows += items[i].all_logits ? items[i].tokens.size() : 1;
+    logits.resize(rows * size_t(V));
+    std::vector<float> group_logits;
+    for (int adapter : groups) {
+      ForwardBatch b;
+      if (adapter != 0) {
+        LoadedAdapter& L = loaded_adapter(adapter);
+        b.lora = &L.engine_weights;
+        b.lora_scale = L.info.scale;
+      }
+      std::vector<size_t> members;
+      for (size_t i = 0; i < items.size(); i++) {
+        const auto& it = items[i];
+        Sequence& s = seq(it.seq);
+        if (s.adapter != adapter) continue;
+        members.push_back(i);
+        const int64_t start = int64_t(s.tokens.size());
+        for (size_t j = 0; j < it.tokens.size(); j++) {
+          if (it.all_logits || j + 1 == it.tokens.size()) b.logit_rows.push_back(int64_t(b.tokens.size()));
+          b.tokens.push_back(it.tokens[j]);
+          b.pos.push_back(start + int64_t(j));
+          b.blocks.push_back(s.blocks.data());
+        }
+      }
+      float* out = logits.data();
+      if (groups.size() > 1) {
+        group_logits.resize(b.logit_rows.size() * size_t(V));
+        out = group_logits.data();
+      }
+      if (deepseek) deepseek->forward(b, *mla_cache, *pool, deepseek_work, out, mla_attention, dump ? &dump : nullptr);
+      else model->forward(b, *kv_cache, *pool, work, out, dump ? &dump : nullptr);
+      if (groups.size() > 1) {
+        size_t r = 0;
+        for (size_t i : members) {
+          const size_t n = items[i].all_logits ? items[i].tokens.size() : 1;
+          std::copy(group_logits.begin() + int64_t(r * size_t(V)), group_logits.begin() + int64_t((r + n) * size_t(V)),
+                    logits.begin() + int64_t(first_row[i] * size_t(V)));
+          r += n;
+        }
       }
     }
-    const int64_t V = ws->config.vocab_size;
-    logits.resize(b.logit_rows.size() * size_t(V));
-    if (deepseek) deepseek->forward(b, *mla_cache, *pool, deepseek_work, logits.data(), mla_attention, dump ? &dump : nullptr);
-    else model->forward(b, *kv_cache, *pool, work, logits.data(), dump ? &dump : nullptr);
     for (auto& it : items) {
       Sequence& s = seq(it.seq);
       s.tokens.insert(s.tokens.end(), it.tokens.begin(), it.tokens.end());
@@ -179,17 +286,18 @@ class Engine {
 
   // A sequence holding the longest cached prefix of `prompt` (at most prompt.size()-1 tokens, so
   // at least one token is left to compute logits from), or a fresh one.
-  int sequence_for_prompt(const std::vector<int32_t>& prompt, int64_t* cached) {
+  int sequence_for_prompt(const std::vector<int32_t>& prompt, int adapter, int64_t* cached) {
     int best = -1;
     size_t best_len = 0;
     for (int id : prefix_cache) {
+      if (seqs[size_t(id)].adapter != adapter) continue;
       const auto& t = seqs[size_t(id)].tokens;
       size_t n = 0;
       while (n < t.size() && n + 1 < prompt.size() && t[n] == prompt[n]) n++;
       if (n > best_len) best_len = n, best = id;
     }
     *cached = int64_t(best_len);
-    if (best < 0) return new_sequence();
+    if (best < 0) return new_sequence(adapter);
     int id = fork(best);
     truncate(id, int64_t(best_len));
     return id;
@@ -205,6 +313,7 @@ class Engine {
       if (int64_t(r.prompt.size()) > context)
         throw Error("prompt of " + std::to_string(r.prompt.size()) + " tokens is longer than the context (" + std::to_string(context) + " tokens)");
       if (r.max_tokens < 0) throw Error("max_tokens must be ≥ 0");
+      if (r.adapter != 0) loaded_adapter(r.adapter);
     }
     std::vector<Sampler> samplers;
     for (auto& r : reqs) samplers.emplace_back(r.sampler);
@@ -214,15 +323,15 @@ class Engine {
 
     auto t0 = clock::now();
     try {
-      // Prefill each distinct prompt once; requests with the same prompt fork it (shared blocks).
-      std::map<std::vector<int32_t>, size_t> first_with;
+      // Prefill each distinct (adapter, prompt) once; requests with the same pair fork it (shared blocks).
+      std::map<std::pair<int, std::vector<int32_t>>, size_t> first_with;
       std::vector<Model::BatchItem> batch;
       std::vector<size_t> owners;
       for (size_t i = 0; i < reqs.size(); i++) {
-        auto [it, fresh] = first_with.emplace(reqs[i].prompt, i);
+        auto [it, fresh] = first_with.emplace(std::pair{reqs[i].adapter, reqs[i].prompt}, i);
         if (!fresh) continue;
         int64_t cached = 0;
-        ids[i] = sequence_for_prompt(reqs[i].prompt, &cached);
+        ids[i] = sequence_for_prompt(reqs[i].prompt, reqs[i].adapter, &cached);
         res[i].cached_tokens = cached;
         batch.push_back({ids[i], std::vector<int32_t>(reqs[i].prompt.begin() + cached, reqs[i].prompt.end()), false});
         owners.push_back(i);
@@ -233,7 +342,7 @@ class Engine {
       for (size_t i = 0; i < reqs.size(); i++) {
         res[i].prompt_tokens = int64_t(reqs[i].prompt.size());
         if (ids[i] >= 0) continue;
-        size_t src = first_with[reqs[i].prompt];
+        size_t src = first_with[std::pair{reqs[i].adapter, reqs[i].prompt}];
         ids[i] = fork(ids[src]);
         last[i] = last[src];
         res[i].cached_tokens = int64_t(reqs[i].prompt.size());
@@ -315,7 +424,21 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
 const ModelConfig& Model::config() const { return e_->ws->config; }
 int Model::threads() const { return e_->pool->size(); }
 void Model::set_threads(int n) { e_->pool = std::make_unique<ThreadPool>(n > 0 ? n : ThreadPool::physical_cores()); }
-int Model::new_sequence() { return e_->new_sequence(); }
+int Model::new_sequence(int adapter) { return e_->new_sequence(adapter); }
+int Model::sequence_adapter(int s) const { return e_->seq(s).adapter; }
+int Model::load_adapter(const std::string& dir, const std::string& name) {
+  e_->require_dense_for_lora();
+  return e_->add_adapter(LoraAdapter::load(dir, e_->ws->config), name, dir);
+}
+int Model::add_adapter(const LoraAdapter& a, const std::string& name) { return e_->add_adapter(a, name, ""); }
+void Model::update_adapter(int id, const LoraAdapter& a) { e_->update_adapter(id, a); }
+void Model::remove_adapter(int id) { e_->remove_adapter(id); }
+const LoraAdapter& Model::adapter(int id) const { return e_->loaded_adapter(id).adapter; }
+std::vector<AdapterInfo> Model::adapters() const {
+  std::vector<AdapterInfo> out;
+  for (auto& [id, a] : e_->adapters) out.push_back(a.info);
+  return out;
+}
 int Model::fork_sequence(int s) { return e_->fork(s); }
 void Model::free_sequence(int s) { e_->free_sequence(s); }
 void Model::truncate_sequence(int s, int64_t n) { e_->truncate(s, n); }

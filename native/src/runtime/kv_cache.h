@@ -41,6 +41,7 @@ class KvCache : public PagedBlocks {
 struct Sequence {
   std::vector<int32_t> tokens;
   std::vector<int32_t> blocks;
+  int adapter = 0;  // the LoRA adapter its K/V were computed with (0: none)
   bool live = false;
 };
 

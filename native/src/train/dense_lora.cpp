@@ -59,7 +59,7 @@ class Runner {
     const int64_t H = c_.hidden_size;
     const double inv_n = 1.0 / double(b_.n_targets);
     std::vector<F> dxnf(grads ? size_t(T_ * H) : 0);
-    const double loss = inv_n * lm_head_cross_entropy(grads ? dxnf.data() : nullptr, xnf_.data(), m_.output(), b_.targets.data(), T_, inv_n,
+    const double loss = inv_n * lm_head_cross_entropy(grads ? dxnf.data() : nullptr, nullptr, xnf_.data(), m_.output(), b_.targets.data(), T_, inv_n,
                                                       kLogitChunk, &pool_);
     if (!grads) return loss;
     std::vector<F> dx(size_t(T_ * H));
@@ -69,6 +69,11 @@ class Runner {
       attention_backward_block(l, dx, *grads);
     }
     return loss;
+  }
+
+  // −log p of each position's target (0 where there is none): losses[T].
+  void token_losses(double* losses) {
+    lm_head_cross_entropy<F>(nullptr, losses, xnf_.data(), m_.output(), b_.targets.data(), T_, 1.0, kLogitChunk, &pool_);
   }
 
  private:
@@ -206,6 +211,44 @@ class Runner {
 
 }  // namespace
 
+namespace {
+
+// convert_hf_to_gguf's permute: within a head, HF row j·(head_dim/2) + i is GGUF row 2i + j.
+template <class F>
+void permute_qk_rows(LoraSet<F>& s, const ModelConfig& c, bool to_gguf) {
+  if (c.rope_neox) return;
+  const int64_t hd = c.head_dim, half = hd / 2, r = s.rank;
+  for (int64_t l = 0; l < s.n_layers; l++)
+    for (auto [t, heads] : {std::pair{LoraTarget::QProj, c.num_attention_heads}, std::pair{LoraTarget::KProj, c.num_key_value_heads}}) {
+      LoraPair<F>* p = s.find(l, t);
+      if (!p) continue;
+      std::vector<F> B(p->B.size());
+      for (int64_t h = 0; h < heads; h++)
+        for (int64_t i = 0; i < half; i++)
+          for (int64_t j = 0; j < 2; j++) {
+            const int64_t hf = h * hd + j * half + i, gg = h * hd + 2 * i + j;
+            const int64_t dst = to_gguf ? gg : hf, src = to_gguf ? hf : gg;
+            std::copy(p->B.begin() + src * r, p->B.begin() + (src + 1) * r, B.begin() + dst * r);
+          }
+      p->B.swap(B);
+    }
+}
+
+}  // namespace
+
+template <class F>
+void to_engine_order(LoraSet<F>& s, const ModelConfig& c) {
+  permute_qk_rows(s, c, true);
+}
+template <class F>
+void from_engine_order(LoraSet<F>& s, const ModelConfig& c) {
+  permute_qk_rows(s, c, false);
+}
+template void to_engine_order<float>(LoraSet<float>&, const ModelConfig&);
+template void to_engine_order<double>(LoraSet<double>&, const ModelConfig&);
+template void from_engine_order<float>(LoraSet<float>&, const ModelConfig&);
+template void from_engine_order<double>(LoraSet<double>&, const ModelConfig&);
+
 PackedBatch pack_sequences(const std::vector<TrainSequence>& seqs, const ModelConfig& c) {
   PackedBatch b;
   if (seqs.empty()) throw Error("the batch has no sequences");
@@ -242,6 +285,14 @@ double dense_lora_loss(const DenseModel& model, const LoraSet<F>* adapter, doubl
   return r.loss_and_backward(grads);
 }
 
+template <class F>
+void dense_lora_token_losses(const DenseModel& model, const LoraSet<F>* adapter, double scale, const PackedBatch& b, double* losses, ThreadPool& pool) {
+  Runner<F> r(model, adapter, scale, b, pool);
+  r.forward();
+  r.token_losses(losses);
+}
+
+template void dense_lora_token_losses<float>(const DenseModel&, const LoraSet<float>*, double, const PackedBatch&, double*, ThreadPool&);
 template double dense_lora_loss<float>(const DenseModel&, const LoraSet<float>*, double, const PackedBatch&, LoraSet<float>*, ThreadPool&);
 template double dense_lora_loss<double>(const DenseModel&, const LoraSet<double>*, double, const PackedBatch&, LoraSet<double>*, ThreadPool&);
 
@@ -276,28 +327,6 @@ LoraSet<F> zeros_like(const LoraSet<float>& s) {
   return o;
 }
 
-// GGUF llama files store the q/k rows permuted for interleaved rope (convert_hf_to_gguf's
-// permute): within a head, HF row j·(head_dim/2) + i is GGUF row 2i + j. Adapters keep HF's
-// order; B's rows of q_proj and k_proj follow the weights' order (and dB's come back).
-template <class F>
-void permute_qk_rows(LoraSet<F>& s, const ModelConfig& c, bool to_gguf) {
-  const int64_t hd = c.head_dim, half = hd / 2, r = s.rank;
-  for (int64_t l = 0; l < s.n_layers; l++)
-    for (auto [t, heads] : {std::pair{LoraTarget::QProj, c.num_attention_heads}, std::pair{LoraTarget::KProj, c.num_key_value_heads}}) {
-      LoraPair<F>* p = s.find(l, t);
-      if (!p) continue;
-      std::vector<F> B(p->B.size());
-      for (int64_t h = 0; h < heads; h++)
-        for (int64_t i = 0; i < half; i++)
-          for (int64_t j = 0; j < 2; j++) {
-            const int64_t hf = h * hd + j * half + i, gg = h * hd + 2 * i + j;
-            const int64_t dst = to_gguf ? gg : hf, src = to_gguf ? hf : gg;
-            std::copy(p->B.begin() + src * r, p->B.begin() + (src + 1) * r, B.begin() + dst * r);
-          }
-      p->B.swap(B);
-    }
-}
-
 }  // namespace
 
 LoraLossAndGrads lora_loss_and_grads(Model& model, const LoraAdapter& adapter, const std::vector<TrainSequence>& batch, GradPrecision precision) {
@@ -308,19 +337,55 @@ LoraLossAndGrads lora_loss_and_grads(Model& model, const LoraAdapter& adapter, c
   train::PackedBatch b = train::pack_sequences(batch, c);
   LoraLossAndGrads out;
   out.target_tokens = b.n_targets;
-  const bool permuted = !c.rope_neox;
   if (precision == GradPrecision::F64) {
     LoraSet<double> w = convert<double>(adapter.weights()), g = zeros_like<double>(adapter.weights());
-    if (permuted) permute_qk_rows(w, c, true);
+    train::to_engine_order(w, c);
     out.loss = train::dense_lora_loss<double>(dm, &w, adapter.scale(), b, &g, model.thread_pool());
     out.grads = std::move(g);
   } else {
     LoraSet<float> w = adapter.weights(), g = zeros_like<float>(adapter.weights());
-    if (permuted) permute_qk_rows(w, c, true);
+    train::to_engine_order(w, c);
     out.loss = train::dense_lora_loss<float>(dm, &w, adapter.scale(), b, &g, model.thread_pool());
     out.grads = convert<double>(g);
   }
-  if (permuted) permute_qk_rows(out.grads, c, false);
+  train::from_engine_order(out.grads, c);
+  return out;
+}
+
+std::vector<std::vector<double>> completion_logprobs(Model& model, int adapter, const std::vector<ScoreSequence>& seqs) {
+  const DenseModel& dm = model.dense_model();
+  const ModelConfig& c = dm.config();
+  std::vector<TrainSequence> batch;
+  for (size_t i = 0; i < seqs.size(); i++) {
+    const ScoreSequence& s = seqs[i];
+    if (s.prompt.empty()) throw Error("scored sequence " + std::to_string(i) + " has an empty prompt");
+    if (s.completion.empty()) throw Error("scored sequence " + std::to_string(i) + " has an empty completion");
+    TrainSequence t;
+    t.input_ids = s.prompt;
+    t.input_ids.insert(t.input_ids.end(), s.completion.begin(), s.completion.end());
+    t.labels.assign(s.prompt.size(), -100);
+    t.labels.insert(t.labels.end(), s.completion.begin(), s.completion.end());
+    batch.push_back(std::move(t));
+  }
+  train::PackedBatch b = train::pack_sequences(batch, c);
+  LoraSet<float> w;
+  double scale = 0;
+  if (adapter != 0) {
+    const LoraAdapter& a = model.adapter(adapter);
+    w = a.weights();
+    train::to_engine_order(w, c);
+    scale = a.scale();
+  }
+  std::vector<double> losses(b.tokens.size());
+  train::dense_lora_token_losses<float>(dm, adapter != 0 ? &w : nullptr, scale, b, losses.data(), model.thread_pool());
+  std::vector<std::vector<double>> out(seqs.size());
+  size_t t0 = 0;
+  for (size_t i = 0; i < seqs.size(); i++) {
+    // completion token j is predicted at position prompt.size() − 1 + j
+    const size_t p = seqs[i].prompt.size();
+    for (size_t j = 0; j < seqs[i].completion.size(); j++) out[i].push_back(-losses[t0 + p - 1 + j]);
+    t0 += p + seqs[i].completion.size();
+  }
   return out;
 }
 

@@ -25,9 +25,22 @@ struct PackedBatch {
 // Packs HF-style (input_ids, labels) sequences; errors name the sequence and what is wrong.
 PackedBatch pack_sequences(const std::vector<TrainSequence>& seqs, const ModelConfig& c);
 
+// GGUF llama files store the q/k rows permuted for interleaved rope; an adapter keeps HF's order.
+// The engine computes with B's q_proj/k_proj rows in the weights' order: to_engine_order gives
+// that copy of HF-ordered weights (or gradients), from_engine_order turns it back.
+// Both are identities for models with HF's rope layout (config.rope_neox).
+template <class F>
+void to_engine_order(LoraSet<F>& s, const ModelConfig& c);
+template <class F>
+void from_engine_order(LoraSet<F>& s, const ModelConfig& c);
+
 // Mean cross-entropy over the batch's targets; with `grads`, d loss / d each LoRA tensor is
 // added to it (+=). `adapter` may be null (the base model's loss).
 template <class F>
 double dense_lora_loss(const DenseModel& model, const LoraSet<F>* adapter, double scale, const PackedBatch& b, LoraSet<F>* grads, ThreadPool& pool);
+
+// −log p of each position's target (losses[T], 0 where there is none): the forward only.
+template <class F>
+void dense_lora_token_losses(const DenseModel& model, const LoraSet<F>* adapter, double scale, const PackedBatch& b, double* losses, ThreadPool& pool);
 
 }  // namespace aha::train

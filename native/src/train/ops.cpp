@@ -352,7 +352,7 @@ void embedding_forward(F* x, const int32_t* tokens, const Tensor& E, int64_t T) 
 }
 
 template <class F>
-double lm_head_cross_entropy(F* dx, const F* x, const Tensor& W, const int32_t* targets, int64_t T, double grad_scale, int64_t chunk, ThreadPool* pool) {
+double lm_head_cross_entropy(F* dx, double* row_loss_out, const F* x, const Tensor& W, const int32_t* targets, int64_t T, double grad_scale, int64_t chunk, ThreadPool* pool) {
   const int64_t H = W.ne[0], V = W.rows();
   std::vector<int64_t> rows;
   for (int64_t t = 0; t < T; t++) {
@@ -360,6 +360,7 @@ double lm_head_cross_entropy(F* dx, const F* x, const Tensor& W, const int32_t* 
     if (targets[t] >= 0) rows.push_back(t);
   }
   if (dx) std::fill(dx, dx + T * H, F(0));
+  if (row_loss_out) std::fill(row_loss_out, row_loss_out + T, 0.0);
   chunk = std::max<int64_t>(1, chunk);
   std::vector<F> xc(size_t(std::min<int64_t>(chunk, int64_t(rows.size())) * H)), logits(size_t(std::min<int64_t>(chunk, int64_t(rows.size())) * V)),
       dxc(xc.size());
@@ -392,7 +393,10 @@ double lm_head_cross_entropy(F* dx, const F* x, const Tensor& W, const int32_t* 
         }
       }
     });
-    for (double x1 : row_loss) loss += x1;
+    for (int64_t c = 0; c < C; c++) {
+      loss += row_loss[size_t(c)];
+      if (row_loss_out) row_loss_out[rows[r0 + size_t(c)]] = row_loss[size_t(c)];
+    }
     if (dx) {
       matmul_backward_input(dxc.data(), logits.data(), W, C, pool);
       for (int64_t c = 0; c < C; c++) std::copy(dxc.data() + c * H, dxc.data() + (c + 1) * H, dx + rows[r0 + size_t(c)] * H);
@@ -420,7 +424,7 @@ double lm_head_cross_entropy(F* dx, const F* x, const Tensor& W, const int32_t* 
   template void lora_add<F>(F*, F*, const F*, const F*, const F*, double, int64_t, int64_t, int64_t, int64_t, ThreadPool*);              \
   template void matmul_backward_input<F>(F*, const F*, const Tensor&, int64_t, ThreadPool*);                                              \
   template void embedding_forward<F>(F*, const int32_t*, const Tensor&, int64_t);                                                         \
-  template double lm_head_cross_entropy<F>(F*, const F*, const Tensor&, const int32_t*, int64_t, double, int64_t, ThreadPool*);
+  template double lm_head_cross_entropy<F>(F*, double*, const F*, const Tensor&, const int32_t*, int64_t, double, int64_t, ThreadPool*);
 
 AHA_TRAIN_OPS(float)
 AHA_TRAIN_OPS(double)

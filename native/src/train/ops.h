@@ -76,10 +76,11 @@ void embedding_forward(F* x, const int32_t* tokens, const Tensor& E, int64_t T);
 // The lm head, log-softmax and cross-entropy, in chunks of `chunk` rows so that the logits
 // [chunk, vocab] are the largest buffer. Rows with targets[t] < 0 are skipped. Returns
 // Σ_t −log softmax(x_t Wᵀ)[targets[t]] over the rows with a target; dx (nullable) gets
-// grad_scale · d(that sum)/dx (assigned; rows without a target get 0). W: {H, vocab}.
+// grad_scale · d(that sum)/dx (assigned; rows without a target get 0); row_loss[T] (nullable)
+// gets each row's −log p of its target (0 for rows without one). W: {H, vocab}.
 // Float runs the lm head through the engine's matmul (the logits inference computes).
 template <class F>
-double lm_head_cross_entropy(F* dx, const F* x, const Tensor& W, const int32_t* targets, int64_t T, double grad_scale, int64_t chunk,
+double lm_head_cross_entropy(F* dx, double* row_loss, const F* x, const Tensor& W, const int32_t* targets, int64_t T, double grad_scale, int64_t chunk,
                              ThreadPool* pool);
 
 }  // namespace aha::train

@@ -1,6 +1,7 @@
 #include "backends/cpu/matmul.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "aha/error.h"
 #include "aha/kernels.h"
@@ -9,7 +10,8 @@ namespace aha {
 
 namespace {
 
-constexpr int64_t kDecodeMaxM = 4;     // up to this many rows: one pass over W per thread range
+constexpr int64_t kDecodeMaxM = 4;     // up to this many rows: one pass over W
+constexpr size_t kDecodeChunkBytes = size_t(256) << 10;
 
 const WeightKernel& kernel_for(const Tensor& W, Isa isa) {
   const WeightKernel* k = weight_kernel(W.dtype, isa);
@@ -30,10 +32,16 @@ void matmul(const Tensor& W, const float* x, int64_t m, float* y, ThreadPool& po
 
   if (m <= kDecodeMaxM) {
     for (int64_t i = 0; i < m; i++) quantize_act(kern.act, x + i * k, act + size_t(i) * a_stride, k, isa);
-    // Split the weight rows across threads, in multiples of 16 rows.
-    pool.parallel_for(n_out, [&](int64_t r0, int64_t r1, int) {
-      kern.tile(k, w + size_t(r0) * W.row_bytes, W.row_bytes, int(r1 - r0), act, a_stride, int(m), y + r0, size_t(n_out));
-    }, 16);
+    // Threads take chunks of about kDecodeChunkBytes of weight rows as they come free, so a
+    // thread slowed by its SMT sibling or preempted by another process holds up the step only
+    // for the chunk it has, not for half the matrix.
+    const int64_t chunk = std::max<int64_t>(16, int64_t(kDecodeChunkBytes / W.row_bytes) / 16 * 16);
+    std::atomic<int64_t> next{0};
+    pool.run_on_all([&](int) {
+      for (int64_t r0; (r0 = next.fetch_add(chunk, std::memory_order_relaxed)) < n_out;)
+        kern.tile(k, w + size_t(r0) * W.row_bytes, W.row_bytes, int(std::min(chunk, n_out - r0)), act, a_stride, int(m),
+                  y + r0, size_t(n_out));
+    });
     return;
   }
 

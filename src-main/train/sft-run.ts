@@ -1,0 +1,346 @@
+// A LoRA SFT run: the data (src-main/train/sft.ts) in length-bucketed batches, one native
+// optimizer step per `gradAccum` batches (forward, backward, clipping and AdamW run on the
+// addon's worker threads), metrics per step, and checkpoints that a killed run resumes from
+// exactly: the adapter in PEFT layout, the optimizer state, the data order's RNG state, the
+// step and the position in the data.
+//
+// Layout of OUT:
+//   adapter_config.json, adapter_model.safetensors   the final adapter (written at the end)
+//   checkpoints/step-000040/                          adapter + optimizer.{safetensors,json} + trainer_state.json
+// A checkpoint is written into checkpoints/.tmp-… and renamed into place, so a kill leaves either
+// the whole checkpoint or none of it.
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { NativeModel, NativeTrainer } from '../engine/native.ts';
+import { native } from '../engine/native.ts';
+import { IGNORE, readSftExamples, type SftSequence, type SftTokenizer } from './sft.ts';
+
+export type Schedule = 'constant' | 'linear' | 'cosine';
+
+/** What defines a run; a resumed run must be given the same values (or none). */
+export interface SftConfig {
+  rank: number;
+  alpha: number;
+  targets: string[];
+  rslora: boolean;
+  lr: number;
+  schedule: Schedule;
+  warmup: number;
+  weightDecay: number;
+  maxGradNorm: number;
+  epochs: number;
+  batch: number;
+  gradAccum: number;
+  maxLen: number;
+  seed: number;
+}
+
+export const SFT_DEFAULTS: SftConfig = {
+  rank: 8,
+  alpha: 16,
+  targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+  rslora: false,
+  lr: 2e-4,
+  schedule: 'cosine',
+  warmup: 0,
+  weightDecay: 0,
+  maxGradNorm: 1,
+  epochs: 1,
+  batch: 4,
+  gradAccum: 1,
+  maxLen: 1024,
+  seed: 0,
+};
+
+export interface StepMetrics {
+  step: number;
+  totalSteps: number;
+  epoch: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokensPerSecond: number;
+  tokens: number;
+  targetTokens: number;
+}
+
+export interface SftEvents {
+  warn(message: string): void;
+  step(m: StepMetrics): void;
+  checkpoint(step: number, dir: string): void;
+}
+
+/** mulberry32: a small seeded generator whose whole state is one uint32 (saved in checkpoints). */
+export class Rng {
+  constructor(public state: number) {
+    this.state = state >>> 0;
+  }
+  static fromSeed(seed: number): Rng {
+    return new Rng((Math.imul(seed >>> 0, 0x9e3779b1) ^ 0x85ebca6b) >>> 0);
+  }
+  next(): number {
+    this.state = (this.state + 0x6d2b79f5) >>> 0;
+    let t = this.state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  shuffle<T>(a: T[]): T[] {
+    for (let i = a.length - 1; i > 0; i--) {
+      const j = Math.floor(this.next() * (i + 1));
+      [a[i], a[j]] = [a[j], a[i]];
+    }
+    return a;
+  }
+}
+
+/** Batches of example indices for one epoch: shuffled, then sorted by length within windows of
+ * 16 batches (so a batch holds similar lengths: little padding work), the batches shuffled. */
+export function planEpoch(lengths: number[], batch: number, rng: Rng): number[][] {
+  const order = rng.shuffle(lengths.map((_, i) => i));
+  const window = batch * 16;
+  const batches: number[][] = [];
+  for (let w = 0; w < order.length; w += window) {
+    const chunk = order.slice(w, w + window).sort((a, b) => lengths[b] - lengths[a] || a - b);
+    for (let i = 0; i < chunk.length; i += batch) batches.push(chunk.slice(i, i + batch));
+  }
+  return rng.shuffle(batches);
+}
+
+/** Cuts examples to maxLen tokens; those left with no target token are dropped. */
+export function truncateExamples<T extends SftSequence>(examples: T[], maxLen: number): { kept: T[]; truncated: number; dropped: number } {
+  const kept: T[] = [];
+  let truncated = 0;
+  let dropped = 0;
+  for (const e of examples) {
+    if (e.inputIds.length <= maxLen) {
+      kept.push(e);
+      continue;
+    }
+    truncated++;
+    const cut = { ...e, inputIds: e.inputIds.slice(0, maxLen), labels: e.labels.slice(0, maxLen) };
+    if (cut.labels.slice(1).some((l) => l !== IGNORE)) kept.push(cut);
+    else dropped++;
+  }
+  return { kept, truncated, dropped };
+}
+
+interface TrainerState {
+  format: 1;
+  step: number;
+  totalSteps: number;
+  /** The epoch the next step reads from, and the next batch of its plan. */
+  epoch: number;
+  batch: number;
+  /** The RNG state the epoch's plan was drawn from (the plan is drawn again on resume). */
+  epochRng: number;
+  data: { file: string; sha256: string; examples: number };
+  config: SftConfig;
+  model: string;
+}
+
+const CKPT = 'checkpoints';
+
+function stepDir(out: string, step: number): string {
+  return join(out, CKPT, `step-${String(step).padStart(6, '0')}`);
+}
+
+/** The newest complete checkpoint in OUT, or undefined; leftovers of interrupted writes are removed. */
+export function latestCheckpoint(out: string): string | undefined {
+  const dir = join(out, CKPT);
+  if (!existsSync(dir)) return undefined;
+  let best: { step: number; path: string } | undefined;
+  for (const name of readdirSync(dir)) {
+    if (name.startsWith('.tmp-')) {
+      rmSync(join(dir, name), { recursive: true, force: true });
+      continue;
+    }
+    const m = /^step-(\d+)$/.exec(name);
+    if (!m || !existsSync(join(dir, name, 'trainer_state.json'))) continue;
+    const step = Number(m[1]);
+    if (!best || step > best.step) best = { step, path: join(dir, name) };
+  }
+  return best?.path;
+}
+
+async function writeCheckpoint(out: string, trainer: NativeTrainer, state: TrainerState): Promise<string> {
+  const final = stepDir(out, state.step);
+  const tmp = join(out, CKPT, `.tmp-step-${state.step}-${process.pid}`);
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  await trainer.save(tmp);
+  writeFileSync(join(tmp, 'trainer_state.json'), JSON.stringify(state, null, 2) + '\n');
+  rmSync(final, { recursive: true, force: true });
+  renameSync(tmp, final);
+  return final;
+}
+
+/** What a resumed run may change (the optimizer's schedule and length); the rest defines the run. */
+const RESUME_MAY_CHANGE: (keyof SftConfig)[] = ['lr', 'schedule', 'warmup', 'maxGradNorm', 'epochs'];
+
+function sameConfig(a: SftConfig, b: SftConfig): (keyof SftConfig)[] {
+  return (Object.keys(a) as (keyof SftConfig)[]).filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
+}
+
+export interface SftRun {
+  model: NativeModel;
+  modelPath: string;
+  dataFile: string;
+  dataText: string;
+  tok?: SftTokenizer;
+  out: string;
+  config: SftConfig;
+  /** Config keys the user gave explicitly (a resumed run checks them against the checkpoint's). */
+  given: (keyof SftConfig)[];
+  resume: boolean;
+  checkpointEvery: number;
+  events: SftEvents;
+  /** Polled after every step: true ends the run there, with a checkpoint (Ctrl-C). */
+  stopRequested?: () => boolean;
+}
+
+export interface SftResult {
+  steps: number;
+  /** Ended early by stopRequested: the checkpoint to --resume from (no final adapter yet). */
+  stoppedAt?: string;
+  firstLoss: number;
+  lastLoss: number;
+  adapter: string;
+  resumedFrom?: string;
+}
+
+export async function runSft(run: SftRun): Promise<SftResult> {
+  const { model, out, events } = run;
+  let config = run.config;
+  const sha256 = createHash('sha256').update(run.dataText).digest('hex');
+  let state: TrainerState | undefined;
+  let resumedFrom: string | undefined;
+  if (run.resume) {
+    resumedFrom = latestCheckpoint(out);
+    if (!resumedFrom) throw new Error(`--resume: no checkpoint in ${join(out, CKPT)}`);
+    const saved = JSON.parse(readFileSync(join(resumedFrom, 'trainer_state.json'), 'utf8')) as TrainerState;
+    state = saved;
+    const differ = sameConfig(saved.config, config).filter((k) => run.given.includes(k));
+    const fixed = differ.filter((k) => !RESUME_MAY_CHANGE.includes(k));
+    if (fixed.length)
+      throw new Error(`--resume: ${fixed.map((k) => `${k} ${JSON.stringify(config[k])} differs from the run's ${JSON.stringify(saved.config[k])}`).join('; ')} (${resumedFrom})`);
+    if (state.data.sha256 !== sha256) throw new Error(`--resume: ${run.dataFile} is not the data the run in ${out} was trained on (its content changed)`);
+    const changed = differ.filter((k) => RESUME_MAY_CHANGE.includes(k));
+    if (changed.length)
+      events.warn(`resuming with ${changed.map((k) => `${k} ${JSON.stringify(config[k])} (was ${JSON.stringify(saved.config[k])})`).join(', ')}: the run no longer continues exactly as it would have`);
+    config = { ...state.config, ...Object.fromEntries(changed.map((k) => [k, config[k]])) };
+  }
+  if (config.rank < 1 || !Number.isInteger(config.rank)) throw new Error(`--rank must be an integer ≥ 1, got ${config.rank}`);
+
+  // Data: rows that cannot be used and over-long examples are counted and reported, not fatal.
+  const { examples: rows, skipped } = readSftExamples(run.dataText, run.tok);
+  if (skipped.length)
+    events.warn(
+      `skipped ${skipped.length} of ${skipped.length + rows.length} rows of ${run.dataFile}: ` +
+        skipped.slice(0, 3).map((s) => `line ${s.line}: ${s.reason}`).join('; ') +
+        (skipped.length > 3 ? '; …' : ''),
+    );
+  const { kept: examples, truncated, dropped } = truncateExamples(rows, config.maxLen);
+  if (truncated)
+    events.warn(`${truncated} example${truncated > 1 ? 's' : ''} longer than --max-len ${config.maxLen} tokens ${truncated > 1 ? 'were' : 'was'} truncated${dropped ? ` (${dropped} dropped: no answer token left)` : ''}`);
+  if (!examples.length) throw new Error(`${run.dataFile}: no usable examples`);
+  const lengths = examples.map((e) => e.inputIds.length);
+  const batchesPerEpoch = planEpoch(lengths, config.batch, new Rng(0)).length;
+  const stepsPerEpoch = Math.ceil(batchesPerEpoch / config.gradAccum);
+  const totalSteps = stepsPerEpoch * config.epochs;
+
+  const trainer = await model.createTrainer(
+    resumedFrom
+      ? { resume: resumedFrom, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm }
+      : {
+          init: { rank: config.rank, alpha: config.alpha, targetModules: config.targets, useRslora: config.rslora, seed: config.seed, baseModel: run.modelPath },
+          weightDecay: config.weightDecay,
+          maxGradNorm: config.maxGradNorm,
+        },
+  );
+  if (state && trainer.initialStep !== state.step) throw new Error(`${resumedFrom}: the optimizer has ${trainer.initialStep} steps, trainer_state.json says ${state.step}`);
+
+  let step = state?.step ?? 0;
+  let epoch = state?.epoch ?? 0;
+  let pos = state?.batch ?? 0;
+  let epochRng = state?.epochRng ?? Rng.fromSeed(config.seed).state;
+  let lastCheckpoint = resumedFrom;
+  let firstLoss = NaN;
+  let lastLoss = NaN;
+  const snapshot = (): TrainerState => ({
+    format: 1,
+    step,
+    totalSteps,
+    epoch,
+    batch: pos,
+    epochRng,
+    data: { file: run.dataFile, sha256, examples: examples.length },
+    config,
+    model: run.modelPath,
+  });
+  const seq = (i: number) => ({ inputIds: examples[i].inputIds, labels: examples[i].labels });
+
+  while (step < totalSteps) {
+    const rng = new Rng(epochRng);
+    const plan = planEpoch(lengths, config.batch, rng);
+    const nextEpochRng = rng.state;
+    while (pos < plan.length && step < totalSteps) {
+      const micro = plan.slice(pos, pos + config.gradAccum);
+      const lr = native().lrAt(config.schedule, config.lr, step, config.warmup, totalSteps);
+      const t0 = performance.now();
+      let r;
+      try {
+        r = await trainer.step({ microBatches: micro.map((b) => b.map(seq)), lr });
+      } catch (e) {
+        throw new Error(
+          `${(e as Error).message}. ` +
+            (lastCheckpoint ? `The last good checkpoint is ${lastCheckpoint} (continue from it with --resume and a lower --lr).` : 'No checkpoint was written yet.'),
+        );
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      step++;
+      pos += micro.length;
+      const epochProgress = epoch + pos / plan.length;
+      const epochDone = pos >= plan.length;
+      if (epochDone) {
+        epoch++;
+        pos = 0;
+        epochRng = nextEpochRng;
+      }
+      if (Number.isNaN(firstLoss)) firstLoss = r.loss;
+      lastLoss = r.loss;
+      events.step({
+        step,
+        totalSteps,
+        epoch: epochProgress,
+        loss: r.loss,
+        lr,
+        gradNorm: r.gradNorm,
+        tokensPerSecond: r.tokens / Math.max(seconds, 1e-9),
+        tokens: r.tokens,
+        targetTokens: r.targetTokens,
+      });
+      if (run.checkpointEvery > 0 && step % run.checkpointEvery === 0 && step < totalSteps) {
+        lastCheckpoint = await writeCheckpoint(out, trainer, snapshot());
+        events.checkpoint(step, lastCheckpoint);
+      }
+      if (run.stopRequested?.() && step < totalSteps) {
+        if (lastCheckpoint !== stepDir(out, step)) {
+          lastCheckpoint = await writeCheckpoint(out, trainer, snapshot());
+          events.checkpoint(step, lastCheckpoint);
+        }
+        return { steps: step, firstLoss, lastLoss, adapter: out, resumedFrom, stoppedAt: lastCheckpoint };
+      }
+      if (epochDone) break;  // the next epoch draws its own plan
+    }
+  }
+  // The final adapter in OUT (PEFT layout) and a last checkpoint.
+  lastCheckpoint = await writeCheckpoint(out, trainer, snapshot());
+  events.checkpoint(step, lastCheckpoint);
+  for (const f of ['adapter_model.safetensors', 'adapter_config.json']) {
+    writeFileSync(join(out, `.${f}.tmp`), readFileSync(join(lastCheckpoint, f)));
+    renameSync(join(out, `.${f}.tmp`), join(out, f));
+  }
+  return { steps: step, firstLoss, lastLoss, adapter: out, resumedFrom };
+}

@@ -1,0 +1,213 @@
+// `aha train sft` end to end: a tiny model memorizes a tiny dataset (and then answers with the
+// adapter), a run killed with SIGKILL resumes with exactly the losses and adapter of a run never
+// interrupted, a blown-up learning rate stops with a clear message and an intact checkpoint,
+// and bad input gives counted warnings or clear errors.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+const root = resolve(import.meta.dirname, '../..');
+const gen = join(root, 'tests/fixtures/generated');
+const cli = join(root, 'bin/aha.mjs');
+
+function aha(...args: string[]) {
+  const r = spawnSync(process.execPath, [cli, ...args], { cwd: root, encoding: 'utf8', maxBuffer: 1 << 26 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+interface Line {
+  event: string;
+  step: number;
+  loss: number;
+  lr: number;
+  grad_norm: number;
+  tokens_per_s: number;
+  path?: string;
+  last_loss?: number;
+}
+
+const lines = (stdout: string) =>
+  stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Line);
+const steps = (stdout: string) => lines(stdout).filter((l) => l.event === 'step');
+
+const TINY = [
+  { prompt: 'What is 2+2?', completion: 'It is 4.' },
+  { prompt: 'Capital of France?', completion: 'Paris.' },
+  { messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello there.' }, { role: 'user', content: 'Bye' }, { role: 'assistant', content: 'Goodbye!' }] },
+  { prompt: 'Color of the sky?', completion: 'Blue.' },
+];
+
+function dataset(rows: unknown[]): string {
+  const dir = mkdtempSync(join(tmpdir(), 'aha-train-data-'));
+  const file = join(dir, 'data.jsonl');
+  writeFileSync(file, rows.map((r) => (typeof r === 'string' ? r : JSON.stringify(r))).join('\n') + '\n');
+  return file;
+}
+
+test('a tiny model memorizes a tiny dataset, then answers with the adapter', () => {
+  const out = mkdtempSync(join(tmpdir(), 'aha-train-'));
+  const data = dataset(TINY);
+  const t0 = Date.now();
+  const r = aha('train', 'sft', '--model', join(gen, 'qwen3-tiny'), '--data', data, '--out', out, '--lr', '1e-2', '--epochs', '25', '--batch', '4',
+    '--rank', '16', '--alpha', '32', '--schedule', 'constant', '--threads', '2', '--json');
+  assert.equal(r.code, 0, r.stderr);
+  const s = steps(r.stdout);
+  assert.equal(s.length, 25);
+  for (const l of s) assert.ok(Number.isFinite(l.loss) && l.lr === 1e-2 && l.grad_norm > 0 && l.tokens_per_s > 0);
+  assert.ok(s[0].loss > 10, `first loss ${s[0].loss}`);
+  assert.ok(s[24].loss < 0.05, `last loss ${s[24].loss}: not memorized`);
+  const done = lines(r.stdout).at(-1)!;
+  assert.equal(done.event, 'done');
+  assert.equal(done.last_loss, s[24].loss);
+  process.stderr.write(`memorize: ${(Date.now() - t0) / 1000}s, losses ${s.filter((_, i) => i % 4 === 0).map((l) => l.loss.toFixed(3)).join(' ')}\n`);
+  const cfg = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
+  assert.equal(cfg.r, 16);
+  assert.equal(cfg.lora_alpha, 32);
+  assert.equal(cfg.peft_type, 'LORA');
+  assert.ok(existsSync(join(out, 'adapter_model.safetensors')));
+  // the adapter answers the training prompt greedily
+  const g = aha('generate', '--model', join(gen, 'qwen3-tiny'), '--adapter', out, '--chat', 'What is 2+2?', '--temperature', '0', '--max-tokens', '16', '--json', '--threads', '2');
+  assert.equal(g.code, 0, g.stderr);
+  assert.match(JSON.parse(g.stdout).text, /It is 4\./);
+});
+
+// The resumed run must read the same batches in the same order (the data order's RNG state and
+// position), take the same learning rates (schedule by step) and the same optimizer state.
+test('a run killed with SIGKILL, or stopped with Ctrl-C, resumes exactly: the same losses and the same adapter', async () => {
+  const rows = Array.from({ length: 8 }, (_, i) => ({ prompt: `Question number ${i}?`, completion: `Answer ${'x'.repeat(i % 3)} ${i * 7}.` }));
+  const data = dataset(rows);
+  const args = (out: string) => ['train', 'sft', '--model', join(gen, 'qwen2-tiny'), '--data', data, '--out', out, '--lr', '5e-3', '--epochs', '5',
+    '--batch', '2', '--grad-accum', '2', '--warmup', '2', '--schedule', 'cosine', '--seed', '5', '--checkpoint-every', '3', '--threads', '2', '--json'];
+  const full = mkdtempSync(join(tmpdir(), 'aha-train-full-'));
+  const a = aha(...args(full));
+  assert.equal(a.code, 0, a.stderr);
+  const want = steps(a.stdout);
+  assert.equal(want.length, 10);
+  assert.equal(want[0].lr, 0, 'warmup starts at 0 (transformers)');
+  assert.notEqual(want[3].loss, want[5].loss);
+
+  const killed = mkdtempSync(join(tmpdir(), 'aha-train-killed-'));
+  const child = spawn(process.execPath, [cli, ...args(killed)], { cwd: root });
+  let got = '';
+  await new Promise<void>((res) => {
+    child.stdout.on('data', (d: Buffer) => {
+      got += d.toString();
+      if (lines(got.slice(0, got.lastIndexOf('\n') + 1)).some((l) => l.event === 'checkpoint' && l.step === 3)) child.kill('SIGKILL');
+    });
+    child.on('exit', () => res());
+  });
+  assert.equal(child.signalCode, 'SIGKILL');
+  assert.ok(!existsSync(join(killed, 'adapter_model.safetensors')), 'the run was killed before its end');
+  const before = steps(got.slice(0, got.lastIndexOf('\n') + 1));
+  assert.ok(before.length >= 3 && before.length < 10, `killed after ${before.length} steps`);
+  before.forEach((l, i) => assert.equal(l.loss, want[i].loss));
+
+  const c = aha(...args(killed), '--resume');
+  assert.equal(c.code, 0, c.stderr);
+  const after = steps(c.stdout);
+  assert.deepEqual(after.map((l) => l.step), [4, 5, 6, 7, 8, 9, 10]);
+  after.forEach((l) => {
+    assert.equal(l.loss, want[l.step - 1].loss, `step ${l.step}: resumed loss ${l.loss}, uninterrupted ${want[l.step - 1].loss}`);
+    assert.equal(l.lr, want[l.step - 1].lr);
+    assert.equal(l.grad_norm, want[l.step - 1].grad_norm);
+  });
+  assert.deepEqual(readFileSync(join(killed, 'adapter_model.safetensors')), readFileSync(join(full, 'adapter_model.safetensors')));
+  assert.deepEqual(
+    readdirSync(join(killed, 'checkpoints')).sort(),
+    ['step-000003', 'step-000006', 'step-000009', 'step-000010'],
+  );
+  // Ctrl-C (SIGINT): the step under way ends, a checkpoint is written, and --resume continues exactly
+  const stopped = mkdtempSync(join(tmpdir(), 'aha-train-sigint-'));
+  const child2 = spawn(process.execPath, [cli, ...args(stopped)], { cwd: root });
+  let got2 = '';
+  let err2 = '';
+  child2.stderr.on('data', (d: Buffer) => (err2 += d.toString()));
+  const code2 = await new Promise<number | null>((res) => {
+    child2.stdout.on('data', (d: Buffer) => {
+      got2 += d.toString();
+      if (steps(got2.slice(0, got2.lastIndexOf('\n') + 1)).some((l) => l.step === 4) && !child2.killed) child2.kill('SIGINT');
+    });
+    child2.on('exit', (code) => res(code));
+  });
+  assert.equal(code2, 1, err2);
+  const n = steps(got2.slice(0, got2.lastIndexOf('\n') + 1)).length;
+  assert.ok(n >= 4 && n < 10, `stopped after ${n} steps`);
+  assert.match(err2, new RegExp(`stopped at step ${n}; continue from .*step-${String(n).padStart(6, '0')} with the same command and --resume`));
+  const d = aha(...args(stopped), '--resume');
+  assert.equal(d.code, 0, d.stderr);
+  const rest = steps(d.stdout);
+  assert.equal(rest[0].step, n + 1);
+  rest.forEach((l) => assert.equal(l.loss, want[l.step - 1].loss));
+  assert.deepEqual(readFileSync(join(stopped, 'adapter_model.safetensors')), readFileSync(join(full, 'adapter_model.safetensors')));
+
+  // killed mid-epoch: the checkpoint's position is inside epoch 1's plan
+  const state = JSON.parse(readFileSync(join(killed, 'checkpoints/step-000003/trainer_state.json'), 'utf8'));
+  assert.deepEqual([state.step, state.epoch, state.batch], [3, 1, 2]);
+  assert.equal(typeof state.epochRng, 'number');
+});
+
+test('a NaN stops the run with a clear message and leaves the last good checkpoint intact', () => {
+  const out = mkdtempSync(join(tmpdir(), 'aha-train-nan-'));
+  const data = dataset(TINY);
+  const args = ['train', 'sft', '--model', join(gen, 'qwen3-tiny'), '--data', data, '--out', out, '--batch', '2', '--epochs', '20', '--schedule', 'constant',
+    '--max-grad-norm', '0', '--checkpoint-every', '1', '--threads', '2', '--json'];
+  const r = aha(...args, '--lr', '1e6');
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /step \d+: the (loss|gradient) is (NaN|infinite)|made a LoRA weight non-finite/);
+  assert.match(r.stderr, /the adapter was not updated/);
+  const good = steps(r.stdout);
+  assert.ok(good.length >= 1, r.stderr);
+  const last = join(out, 'checkpoints', `step-${String(good.length).padStart(6, '0')}`);
+  assert.match(r.stderr, new RegExp(`The last good checkpoint is ${last.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+  assert.ok(!existsSync(join(out, 'adapter_model.safetensors')), 'no final adapter from a failed run');
+  assert.equal(JSON.parse(readFileSync(join(last, 'trainer_state.json'), 'utf8')).step, good.length);
+  // the checkpoint is whole: its adapter loads
+  const l = aha('logits', '--model', join(gen, 'qwen3-tiny'), '--tokens', '1,2,3', '--adapter', last, '--threads', '2');
+  assert.equal(l.code, 0, l.stderr);
+  // and a resumed run may lower the learning rate (with a warning: it no longer continues exactly)
+  const c = aha(...args, '--lr', '1e-3', '--resume');
+  assert.match(c.stderr, /resuming with lr 0\.001 \(was 1000000\): the run no longer continues exactly/);
+});
+
+test('bad input: counted warnings for unusable and over-long rows, clear errors for the rest', () => {
+  const model = join(gen, 'qwen3-tiny');
+  const out = mkdtempSync(join(tmpdir(), 'aha-train-bad-'));
+  const data = dataset([
+    ...TINY,
+    { prompt: 'no completion' },
+    { prompt: 'empty', completion: '' },
+    'not json',
+    { text: 'a' },
+    { prompt: 'A long question '.repeat(20), completion: 'A long answer '.repeat(20) },
+  ]);
+  const base = ['train', 'sft', '--model', model, '--data', data, '--out', out, '--epochs', '1', '--threads', '2', '--json'];
+  const r = aha(...base, '--max-len', '48');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /skipped 4 of 9 rows of .*data\.jsonl: line 5: "prompt" and "completion" must both be strings; line 6: "completion" is empty; line 7: not JSON/);
+  assert.match(r.stderr, /1 example longer than --max-len 48 tokens was truncated/);
+  const target = aha(...base, '--targets', 'q_proj,attn_qkv');
+  assert.equal(target.code, 2);
+  assert.match(target.stderr, /--targets: unknown module 'attn_qkv' \(the dense models have: q_proj, /);
+  const rank = aha(...base, '--rank', '0');
+  assert.equal(rank.code, 2);
+  assert.match(rank.stderr, /--rank must be at least 1/);
+  const none = aha('train', 'sft', '--model', model, '--data', dataset([{ prompt: 'a' }, 'x']), '--out', out);
+  assert.equal(none.code, 1);
+  assert.match(none.stderr, /no usable examples/);
+  const fresh = mkdtempSync(join(tmpdir(), 'aha-train-none-'));
+  const resume = aha(...base.map((a) => (a === out ? fresh : a)), '--resume');
+  assert.equal(resume.code, 1);
+  assert.match(resume.stderr, /--resume: no checkpoint in/);
+  const other = aha(...base, '--resume', '--rank', '4');
+  assert.equal(other.code, 1);
+  assert.match(other.stderr, /--resume: rank 4 differs from the run's 8/);
+  const missing = aha('train', 'sft', '--model', model, '--out', out);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /--data is required/);
+});
