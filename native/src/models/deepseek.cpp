@@ -306,22 +306,31 @@ DeepseekModel::DeepseekModel(WeightStore& ws, int experts_per_token) : c_(ws.con
     L.wkv_b = &ws.get(n("attn_kv_b.weight"), {r, nh * (nope + d.v_head_dim)});
     L.wo = &ws.get(n("attn_output.weight"), {nh * d.v_head_dim, H});
     mats.insert(mats.end(), {L.wkv_a, L.wkv_b, L.wo});
-    // The absorbed form's per-head factors of kv_b_proj: W_UK_h (rows h*(nope+v) .. +nope) transposed
-    // into an f32 copy, W_UV_h (the next v rows) used in place.
+    // The absorbed form's per-head factors of kv_b_proj: W_UK_h (rows h*(nope+v) .. +nope)
+    // transposed into a copy (in the weight's own dtype when that is f32/f16/bf16, where moving
+    // elements is exact; else f32), W_UV_h (the next v rows) used in place.
+    const DType kv_b_dt = L.wkv_b->dtype;
+    const bool raw16 = kv_b_dt == DType::F16 || kv_b_dt == DType::BF16;
+    const DType kb_dt = raw16 || kv_b_dt == DType::F32 ? kv_b_dt : DType::F32;
+    const size_t el = kb_dt == DType::F32 ? 4 : 2;
     std::vector<float> row(static_cast<size_t>(r));
     for (int64_t h = 0; h < nh; h++) {
-      std::vector<float> t(size_t(nope * r));  // [r][nope]
+      std::vector<uint8_t> t(size_t(nope * r) * el);  // [kv_lora_rank][qk_nope_head_dim]
       for (int64_t i = 0; i < nope; i++) {
-        const int64_t src = h * (nope + d.v_head_dim) + i;
-        dequantize_row(L.wkv_b->dtype, static_cast<const uint8_t*>(L.wkv_b->data) + size_t(src) * L.wkv_b->row_bytes, row.data(), r);
-        for (int64_t j = 0; j < r; j++) t[size_t(j * nope + i)] = row[size_t(j)];
+        const uint8_t* src = static_cast<const uint8_t*>(L.wkv_b->data) + size_t(h * (nope + d.v_head_dim) + i) * L.wkv_b->row_bytes;
+        if (raw16) {
+          for (int64_t j = 0; j < r; j++) std::memcpy(t.data() + size_t(j * nope + i) * 2, src + size_t(j) * 2, 2);
+        } else {
+          dequantize_row(kv_b_dt, src, row.data(), r);
+          for (int64_t j = 0; j < r; j++) std::memcpy(t.data() + size_t(j * nope + i) * 4, &row[size_t(j)], 4);
+        }
       }
       Tensor kb;
       kb.name = n("attn_k_b.weight") + "[" + std::to_string(h) + "]";
-      kb.dtype = DType::F32;
+      kb.dtype = kb_dt;
       kb.ne = {nope, r};
       kb.data = t.data();
-      kb.row_bytes = size_t(nope) * 4;
+      kb.row_bytes = size_t(nope) * el;
       owned_.push_back(std::move(t));  // the vector's buffer stays where it is
       L.wk_b.push_back(kb);
       Tensor vb;

@@ -43,7 +43,7 @@ struct DeepseekLayer {
   const Tensor* wkv_a;                // {hidden, kv_lora_rank + qk_rope_head_dim}
   const Tensor* kv_a_norm;            // [kv_lora_rank] f32
   const Tensor* wkv_b;                // {kv_lora_rank, n_heads*(qk_nope_head_dim + v_head_dim)}
-  std::vector<Tensor> wk_b;           // [n_heads] {qk_nope_head_dim, kv_lora_rank}: W_UKᵀ, f32 (absorbed query)
+  std::vector<Tensor> wk_b;           // [n_heads] {qk_nope_head_dim, kv_lora_rank}: W_UKᵀ copies (absorbed query)
   std::vector<Tensor> wv_b;           // [n_heads] {kv_lora_rank, v_head_dim}: W_UV rows of wkv_b (views)
   const Tensor* wo;                   // {n_heads*v_head_dim, hidden}
   const Tensor* ffn_norm;             // [hidden] f32
@@ -115,7 +115,7 @@ class DeepseekModel {
   float rope_mscale_ = 1;        // YaRN's factor on cos/sin (mscale / mscale_all_dim)
   float softmax_scale_ = 1;
   int64_t top_k_ = 0;            // routed experts per token (the config's, or LoadOptions' override)      // qk_head_dim^-1/2, times mscale_all_dim's correction squared under YaRN
-  std::vector<std::vector<float>> owned_;  // W_UKᵀ copies
+  std::vector<std::vector<uint8_t>> owned_;  // W_UKᵀ copies
 };
 
 }  // namespace aha
