@@ -714,6 +714,14 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
       else if (k == "f32") opts.kv_dtype = aha::DType::F32;
       else throw Napi::Error::New(env, "kvType must be f16 or f32, not " + k);
     }
+    if (o.Has("mlaAttention") && o.Get("mlaAttention").IsString()) {
+      std::string k = o.Get("mlaAttention").ToString();
+      if (k == "auto") opts.mla_attention = aha::MlaAttention::Auto;
+      else if (k == "absorbed") opts.mla_attention = aha::MlaAttention::Absorbed;
+      else if (k == "expanded") opts.mla_attention = aha::MlaAttention::Expanded;
+      else throw Napi::Error::New(env, "mlaAttention must be auto, absorbed or expanded, not " + k);
+    }
+    opts.experts_per_token = int(num(o, "expertsPerToken", 0));
   }
   Napi::Function cb = info.Length() > 2 && info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function::New(env, [](const Napi::CallbackInfo&) {});
   auto d = Napi::Promise::Deferred::New(env);

@@ -11,6 +11,10 @@ export interface LoadOptions {
   /** Total KV cache capacity across sequences; default 2 × context. */
   cacheTokens?: number;
   kvType?: 'f16' | 'f32';
+  /** DeepSeek's MLA: 'absorbed' (attention in the latent space), 'expanded' (K/V rebuilt from the latents), or 'auto' (expanded for prefill, absorbed for decode; the default). */
+  mlaAttention?: 'auto' | 'absorbed' | 'expanded';
+  /** MoE: routed experts per token; default the model's num_experts_per_tok. */
+  expertsPerToken?: number;
 }
 
 export interface LoadProgress {

@@ -39,3 +39,26 @@ test('DeepSeek-V3 from an HF folder: logits as transformers, the latent cache, g
     await m.unload();
   }
 });
+
+test('the MLA switch and the experts-per-token override reach the engine', async () => {
+  const seq = golden.sequences[2].tokens;
+  const logits = async (opts: { mlaAttention?: 'absorbed' | 'expanded'; expertsPerToken?: number }) => {
+    const m = await native().loadModel(model, { threads: 2, context: 128, kvType: 'f32', ...opts });
+    try {
+      return await m.logits(seq, true);
+    } finally {
+      await m.unload();
+    }
+  };
+  const a = await logits({ mlaAttention: 'absorbed' }), e = await logits({ mlaAttention: 'expanded' });
+  let worst = 0;
+  a.forEach((row, p) => {
+    const max = row.reduce((x, v) => Math.max(x, Math.abs(v)), 0);
+    row.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - e[p][i]) / max)));
+  });
+  assert.ok(worst > 0 && worst < 1e-5, `absorbed vs expanded: ${worst}`);
+  const fewer = await logits({ expertsPerToken: 2 });
+  assert.notDeepEqual(Array.from(fewer.at(-1)!), Array.from(a.at(-1)!));
+  await assert.rejects(async () => native().loadModel(model, { expertsPerToken: 9 }), /experts per token = 9 is more than the 8 experts/);
+  await assert.rejects(async () => native().loadModel(model, { mlaAttention: 'latent' as 'auto' }), /mlaAttention must be auto, absorbed or expanded/);
+});
