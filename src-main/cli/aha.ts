@@ -12,6 +12,8 @@ const common: Options = {
   threads: { type: 'string', short: 't' },
   ctx: { type: 'string' },
   kv: { type: 'string' },
+  mla: { type: 'string' },
+  experts: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 };
@@ -34,6 +36,8 @@ const commands: Record<string, { summary: string; usage: string; options: Option
   --threads N          default: physical cores
   --ctx N              context per sequence
   --kv f16|f32         KV cache dtype (default f16)
+  --mla auto|absorbed|expanded   DeepSeek's MLA attention form (default auto: expanded prefill, absorbed decode)
+  --experts N          DeepSeek MoE: routed experts per token (default: the model's)
   --adapter DIR        a PEFT LoRA adapter folder, applied without merging
   --json               print one JSON object instead of streaming text`,
     options: {
@@ -54,7 +58,7 @@ const commands: Record<string, { summary: string; usage: string; options: Option
   },
   logits: {
     summary: 'print the logits of the last (or every) position as JSON',
-    usage: `aha logits --model PATH --tokens 1,2,3 [--all] [--kv f32] [--adapter DIR]
+    usage: `aha logits --model PATH --tokens 1,2,3 [--all] [--kv f32] [--mla auto|absorbed|expanded] [--experts N] [--adapter DIR]
   --tokens IDS   comma-separated token ids
   --all          logits of every position, not just the last
   --adapter DIR  a PEFT LoRA adapter folder, applied without merging`,
@@ -63,7 +67,7 @@ const commands: Record<string, { summary: string; usage: string; options: Option
   },
   bench: {
     summary: 'measure prompt processing and generation speed against the memory bound',
-    usage: `aha bench --model PATH [--pp 512] [--tg 128] [--threads N] [--repeats R] [--json]`,
+    usage: `aha bench --model PATH [--pp 512] [--tg 128] [--threads N] [--repeats R] [--mla auto|absorbed|expanded] [--experts N] [--json]`,
     options: { pp: { type: 'string' }, tg: { type: 'string' }, repeats: { type: 'string' } },
     run: bench,
   },
@@ -171,7 +175,16 @@ function float(v: Values, key: string, fallback: number): number {
 function loadOptions(v: Values): LoadOptions {
   const kv = v.kv as string | undefined;
   if (kv !== undefined && kv !== 'f16' && kv !== 'f32') throw new UsageError(`--kv must be f16 or f32, got '${kv}'`);
-  return { threads: int(v, 'threads', 0, 1), context: int(v, 'ctx', 0, 1), kvType: kv as 'f16' | 'f32' | undefined };
+  const mla = v.mla as string | undefined;
+  if (mla !== undefined && mla !== 'auto' && mla !== 'absorbed' && mla !== 'expanded')
+    throw new UsageError(`--mla must be auto, absorbed or expanded, got '${mla}'`);
+  return {
+    threads: int(v, 'threads', 0, 1),
+    context: int(v, 'ctx', 0, 1),
+    kvType: kv as 'f16' | 'f32' | undefined,
+    mlaAttention: mla as LoadOptions['mlaAttention'],
+    expertsPerToken: int(v, 'experts', 0, 1),
+  };
 }
 
 function modelPath(v: Values): string {
