@@ -86,14 +86,20 @@ const commands: Record<string, { summary: string; usage: string; options: Option
   },
   grad: {
     summary: 'one forward and backward with a LoRA adapter: the loss and every LoRA gradient, no training step',
-    usage: `aha grad --model PATH --adapter DIR --sft FILE --out GRADS.safetensors [--dtype f32|f64] [--json]
+    usage: `aha grad --model PATH --adapter DIR (--sft FILE | --grpo ROLLOUTS.json) --out GRADS.safetensors [--dtype f32|f64] [--json]
   --adapter DIR    a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors)
   --sft FILE       JSONL, one example a line: {"input_ids", "labels"} (-100: no loss),
                    {"prompt", "completion"} or {"messages"} (through the chat template; loss on the answer);
                    all lines form one batch, the loss is the mean over its target tokens
+  --grpo FILE      the GRPO loss (TRL's GRPOTrainer) of rollouts, as one generation batch:
+                   {"prompts": [[ids]], "completions": [[[ids] × G] per prompt], "rewards": [[G numbers] per prompt],
+                    "old_logprobs"?: [[[per token] × G]], "truncated"?: [[G booleans]] (default: no eos at the end),
+                    "loss"?: {"type": "dapo"|"grpo"|"bnpo"|"dr_grpo", "beta": 0, "epsilon": 0.2, "epsilon_high": 0.2,
+                              "scale_rewards": "group"|"batch"|"none", "temperature": 1, "max_completion_length": N,
+                              "mask_truncated_completions": false}}
   --out FILE       the gradients under their PEFT names (safetensors; loss and target_tokens in the metadata)
   --dtype f32|f64  compute precision and file dtype (default f32)`,
-    options: { adapter: { type: 'string' }, sft: { type: 'string' }, out: { type: 'string' }, dtype: { type: 'string' } },
+    options: { adapter: { type: 'string' }, sft: { type: 'string' }, grpo: { type: 'string' }, out: { type: 'string' }, dtype: { type: 'string' } },
     run: grad,
   },
   'train sft': {
@@ -311,10 +317,12 @@ async function bench(v: Values): Promise<void> {
 
 async function grad(v: Values): Promise<void> {
   if (typeof v.model !== 'string') throw new UsageError('--model PATH is required (a .gguf file or a Hugging Face model folder)');
-  for (const k of ['adapter', 'sft', 'out'])
+  for (const k of ['adapter', 'out'])
     if (typeof v[k] !== 'string') throw new UsageError(`--${k} is required`);
+  if ((typeof v.sft === 'string') === (typeof v.grpo === 'string')) throw new UsageError('give one of --sft FILE and --grpo ROLLOUTS.json');
   const dtype = (v.dtype as string | undefined) ?? 'f32';
   if (dtype !== 'f32' && dtype !== 'f64') throw new UsageError(`--dtype must be f32 or f64, got '${dtype}'`);
+  if (typeof v.grpo === 'string') return gradGrpo(v, dtype);
   const { readFileSync } = await import('node:fs');
   const { parseSft, needsTokenizer } = await import('../train/sft.ts');
   const file = v.sft as string;
@@ -338,6 +346,34 @@ async function grad(v: Values): Promise<void> {
     const r = await model.loraGrad({ adapter: v.adapter as string, sequences, out: v.out as string, dtype });
     if (v.json) process.stdout.write(JSON.stringify({ loss: r.loss, target_tokens: r.targetTokens, sequences: sequences.length, out: v.out, dtype }) + '\n');
     else process.stdout.write(`loss ${r.loss.toFixed(6)} over ${r.targetTokens} target tokens in ${sequences.length} sequences · gradients (${dtype}) in ${v.out}\n`);
+  } finally {
+    await model.unload();
+  }
+}
+
+async function gradGrpo(v: Values, dtype: 'f32' | 'f64'): Promise<void> {
+  const { existsSync } = await import('node:fs');
+  const file = v.grpo as string;
+  if (!existsSync(file)) throw new Error(`${file}: no such file`);
+  const model = await native().loadModel(v.model as string, loadOptions(v), progressBar(!!v.json));
+  try {
+    const r = await model.grpoGrad({ adapter: v.adapter as string, rollouts: file, out: v.out as string, dtype });
+    const finite = (x: number) => (Number.isFinite(x) ? x : null);
+    if (v.json)
+      process.stdout.write(
+        JSON.stringify({
+          loss: r.loss, loss_tokens: r.lossTokens, sequences: r.sequences, masked_sequences: r.maskedSequences, advantages: r.advantages,
+          frac_reward_zero_std: r.fracRewardZeroStd, kl: finite(r.kl), entropy: r.entropy, clip_ratio: { low_mean: r.clipLowMean, high_mean: r.clipHighMean,
+            region_mean: r.clipRegionMean, low_min: finite(r.clipLowMin), high_max: finite(r.clipHighMax) }, out: v.out, dtype,
+        }) + '\n',
+      );
+    else
+      process.stdout.write(
+        `GRPO loss ${r.loss.toFixed(6)} over ${r.lossTokens} completion tokens in ${r.sequences} sequences` +
+          (r.maskedSequences ? ` (${r.maskedSequences} truncated, masked)` : '') +
+          ` · clipped ${(100 * r.clipRegionMean).toFixed(1)}%` + (Number.isFinite(r.kl) ? ` · KL ${r.kl.toFixed(5)}` : '') +
+          ` · gradients (${dtype}) in ${v.out}\n`,
+      );
   } finally {
     await model.unload();
   }
