@@ -231,3 +231,175 @@ export async function grpoStep(ctx: GrpoContext, config: GrpoConfig, items: Grpo
   }));
   return { metrics, rollouts };
 }
+
+// ---------------------------------------------------------------- a run: prompts, steps, checkpoints
+
+/** What defines a GRPO run (with GrpoConfig); a resumed run must be given the same values, but `steps`. */
+export interface GrpoRunConfig extends GrpoConfig {
+  steps: number;
+  rank: number;
+  alpha: number;
+  targets: string[];
+  weightDecay: number;
+  maxGradNorm: number;
+}
+
+export interface GrpoRunEvents {
+  warn(message: string): void;
+  step(m: GrpoStepMetrics, rollouts: GrpoRollout[]): void;
+  checkpoint(step: number, dir: string): void;
+}
+
+export interface GrpoRun {
+  model: NativeModel;
+  modelPath: string;
+  tokenizer: Tokenizer;
+  template: ChatTemplate;
+  graders: WeightedGrader[];
+  /** JSONL, one prompt a line: {"prompt", "reference"?, "system_prompt"?}. */
+  dataFile: string;
+  dataText: string;
+  out: string;
+  config: GrpoRunConfig;
+  /** Config keys the user gave explicitly (checked against a resumed run's). */
+  given: (keyof GrpoRunConfig)[];
+  resume: boolean;
+  checkpointEvery: number;
+  events: GrpoRunEvents;
+  /** Polled after every step: true ends the run there, with a checkpoint. */
+  stopRequested?: () => boolean;
+}
+
+interface GrpoState {
+  format: 1;
+  kind: 'grpo';
+  step: number;
+  /** The epoch of the prompt order, the next prompt in it, and the RNG state its order was drawn from. */
+  epoch: number;
+  pos: number;
+  epochRng: number;
+  data: { file: string; sha256: string; prompts: number };
+  graders: { name: string; weight: number }[];
+  config: GrpoRunConfig;
+  model: string;
+}
+
+/** The prompts of a JSONL file; unusable lines are reported by number and skipped. */
+export function readGrpoPrompts(text: string): { prompts: GrpoPrompt[]; skipped: { line: number; reason: string }[] } {
+  const prompts: GrpoPrompt[] = [];
+  const skipped: { line: number; reason: string }[] = [];
+  text.split('\n').forEach((raw, i) => {
+    if (!raw.trim()) return;
+    let row: unknown;
+    try {
+      row = JSON.parse(raw);
+    } catch {
+      skipped.push({ line: i + 1, reason: 'not JSON' });
+      return;
+    }
+    const o = row as { prompt?: unknown; reference?: unknown; system_prompt?: unknown };
+    if (!row || typeof row !== 'object' || typeof o.prompt !== 'string' || !o.prompt.trim()) {
+      skipped.push({ line: i + 1, reason: 'needs a non-empty "prompt" string' });
+      return;
+    }
+    if (o.system_prompt !== undefined && typeof o.system_prompt !== 'string') {
+      skipped.push({ line: i + 1, reason: '"system_prompt" must be a string' });
+      return;
+    }
+    prompts.push({ prompt: o.prompt, ...(o.reference !== undefined ? { reference: o.reference } : {}), ...(o.system_prompt ? { systemPrompt: o.system_prompt as string } : {}) });
+  });
+  return { prompts, skipped };
+}
+
+export async function runGrpo(run: GrpoRun): Promise<{ steps: number; adapter: string; stoppedAt?: string; resumedFrom?: string; first?: GrpoStepMetrics; last?: GrpoStepMetrics }> {
+  const { createHash } = await import('node:crypto');
+  const { readFileSync, renameSync, writeFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { latestCheckpoint, writeCheckpoint } = await import('./sft-run.ts');
+  const { out, events } = run;
+  let config = run.config;
+  const sha256 = createHash('sha256').update(run.dataText).digest('hex');
+  const graders = run.graders.map((g) => ({ name: g.grader.name, weight: g.weight }));
+  let state: GrpoState | undefined;
+  let resumedFrom: string | undefined;
+  if (run.resume) {
+    resumedFrom = latestCheckpoint(out);
+    if (!resumedFrom) throw new Error(`--resume: no checkpoint in ${join(out, 'checkpoints')}`);
+    state = JSON.parse(readFileSync(join(resumedFrom, 'trainer_state.json'), 'utf8')) as GrpoState;
+    if (state.kind !== 'grpo') throw new Error(`--resume: ${resumedFrom} is not a GRPO checkpoint`);
+    const differ = (Object.keys(config) as (keyof GrpoRunConfig)[]).filter((k) => k !== 'steps' && run.given.includes(k) && JSON.stringify(config[k]) !== JSON.stringify(state!.config[k]));
+    if (differ.length) throw new Error(`--resume: ${differ.map((k) => `${k} ${JSON.stringify(config[k])} differs from the run's ${JSON.stringify(state!.config[k])}`).join('; ')} (${resumedFrom})`);
+    if (JSON.stringify(state.graders) !== JSON.stringify(graders)) throw new Error(`--resume: the graders ${JSON.stringify(graders)} are not the run's ${JSON.stringify(state.graders)}`);
+    if (state.data.sha256 !== sha256) throw new Error(`--resume: ${run.dataFile} is not the data the run in ${out} was trained on (its content changed)`);
+    config = { ...state.config, steps: config.steps };
+  }
+  validate(config);
+  const { prompts, skipped } = readGrpoPrompts(run.dataText);
+  if (skipped.length)
+    events.warn(`skipped ${skipped.length} of ${skipped.length + prompts.length} lines of ${run.dataFile}: ` + skipped.slice(0, 3).map((s) => `line ${s.line}: ${s.reason}`).join('; ') + (skipped.length > 3 ? '; …' : ''));
+  if (!prompts.length) throw new Error(`${run.dataFile}: no usable prompts`);
+
+  const trainer = await run.model.createTrainer(
+    resumedFrom
+      ? { resume: resumedFrom, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm }
+      : { init: { rank: config.rank, alpha: config.alpha, targetModules: config.targets, seed: config.seed, baseModel: run.modelPath }, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm },
+  );
+  if (state && trainer.initialStep !== state.step) throw new Error(`${resumedFrom}: the optimizer has ${trainer.initialStep} steps, trainer_state.json says ${state.step}`);
+  const ctx: GrpoContext = { model: run.model, trainer, tokenizer: run.tokenizer, template: run.template, graders: run.graders };
+
+  let step = state?.step ?? 0;
+  let epoch = state?.epoch ?? 0;
+  let pos = state?.pos ?? 0;
+  let epochRng = state?.epochRng ?? Rng.fromSeed(config.seed).state;
+  const snapshot = (): GrpoState => ({ format: 1, kind: 'grpo', step, epoch, pos, epochRng, data: { file: run.dataFile, sha256, prompts: prompts.length }, graders, config, model: run.modelPath });
+  // The prompt order: a shuffle per epoch, drawn from the RNG state saved with the checkpoint.
+  const drawPlan = () => {
+    const rng = new Rng(epochRng);
+    const order = rng.shuffle(prompts.map((_, i) => i));
+    return { order, next: rng.state };
+  };
+  let plan = drawPlan();
+  let first: GrpoStepMetrics | undefined;
+  let last: GrpoStepMetrics | undefined;
+  let lastCheckpoint = resumedFrom;
+  while (step < config.steps) {
+    const batch: GrpoPrompt[] = [];
+    while (batch.length < config.promptsPerStep) {
+      if (pos >= plan.order.length) {
+        epoch++;
+        pos = 0;
+        epochRng = plan.next;
+        plan = drawPlan();
+      }
+      batch.push(prompts[plan.order[pos++]]);
+    }
+    let r;
+    try {
+      r = await grpoStep(ctx, config, batch, step);
+    } catch (e) {
+      throw new Error(`${(e as Error).message}. ` + (lastCheckpoint ? `The last good checkpoint is ${lastCheckpoint} (continue from it with --resume).` : 'No checkpoint was written yet.'));
+    }
+    step++;
+    first ??= r.metrics;
+    last = r.metrics;
+    events.step(r.metrics, r.rollouts);
+    if (run.checkpointEvery > 0 && step % run.checkpointEvery === 0 && step < config.steps) {
+      lastCheckpoint = await writeCheckpoint(out, trainer, snapshot());
+      events.checkpoint(step, lastCheckpoint);
+    }
+    if (run.stopRequested?.() && step < config.steps) {
+      if (lastCheckpoint !== join(out, 'checkpoints', `step-${String(step).padStart(6, '0')}`)) {
+        lastCheckpoint = await writeCheckpoint(out, trainer, snapshot());
+        events.checkpoint(step, lastCheckpoint);
+      }
+      return { steps: step, adapter: out, stoppedAt: lastCheckpoint, resumedFrom, first, last };
+    }
+  }
+  lastCheckpoint = await writeCheckpoint(out, trainer, snapshot());
+  events.checkpoint(step, lastCheckpoint);
+  for (const f of ['adapter_model.safetensors', 'adapter_config.json']) {
+    writeFileSync(join(out, `.${f}.tmp`), readFileSync(join(lastCheckpoint, f)));
+    renameSync(join(out, `.${f}.tmp`), join(out, f));
+  }
+  return { steps: step, adapter: out, resumedFrom, first, last };
+}
