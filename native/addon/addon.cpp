@@ -5,11 +5,14 @@
 
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <random>
+#include <sstream>
 
 #include "aha/error.h"
+#include "aha/grpo.h"
 #include "aha/kernels.h"
 #include "aha/model.h"
 #include "aha/train.h"
@@ -168,6 +171,7 @@ class ModelObject : public Napi::ObjectWrap<ModelObject> {
         InstanceMethod("adapters", &ModelObject::Adapters),
         InstanceMethod("scoreLogprobs", &ModelObject::ScoreLogprobs),
         InstanceMethod("createTrainer", &ModelObject::CreateTrainer),
+        InstanceMethod("grpoGrad", &ModelObject::GrpoGrad),
     });
     ctor = new Napi::FunctionReference(Napi::Persistent(f));
     return f;
@@ -195,6 +199,7 @@ class ModelObject : public Napi::ObjectWrap<ModelObject> {
   Napi::Value Adapters(const Napi::CallbackInfo& info);
   Napi::Value ScoreLogprobs(const Napi::CallbackInfo& info);
   Napi::Value CreateTrainer(const Napi::CallbackInfo& info);
+  Napi::Value GrpoGrad(const Napi::CallbackInfo& info);
 };
 Napi::FunctionReference* ModelObject::ctor = nullptr;
 
@@ -492,6 +497,104 @@ Napi::Value ModelObject::ScoreLogprobs(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// ---------------------------------------------------------------- GRPO (aha/grpo.h)
+
+// The loss options {type, beta, epsilon, epsilonHigh, temperature, maxCompletionLength,
+// maskTruncatedCompletions}, every one optional (TRL's defaults).
+aha::GrpoLossConfig grpo_loss_from(Napi::Env env, Napi::Value v) {
+  aha::GrpoLossConfig c;
+  if (v.IsUndefined()) return c;
+  if (!v.IsObject()) throw Napi::TypeError::New(env, "loss must be an object {type, beta, epsilon, ...}");
+  auto o = v.As<Napi::Object>();
+  try {
+    if (o.Get("type").IsString()) c.type = aha::grpo_loss_type_from_name(o.Get("type").As<Napi::String>().Utf8Value());
+    c.beta = num(o, "beta", c.beta);
+    c.epsilon_low = num(o, "epsilon", c.epsilon_low);
+    c.epsilon_high = num(o, "epsilonHigh", c.epsilon_low);
+    c.temperature = num(o, "temperature", c.temperature);
+    c.max_completion_length = int64_t(num(o, "maxCompletionLength", 0));
+    c.mask_truncated_completions = o.Get("maskTruncatedCompletions").ToBoolean();
+    c.validate();
+  } catch (const aha::Error& e) {
+    throw Napi::TypeError::New(env, e.what());
+  }
+  return c;
+}
+
+// {loss, lossTokens, tokens, sequences, maskedSequences, kl, entropy, clipLowMean, clipHighMean,
+//  clipRegionMean, clipLowMin, clipHighMax, referenceSeconds, policySeconds} (NaN: undefined).
+Napi::Object grpo_result_to_js(Napi::Env env, const aha::GrpoLossAndGrads& g) {
+  auto o = Napi::Object::New(env);
+  o.Set("loss", g.loss);
+  o.Set("lossTokens", double(g.loss_tokens));
+  o.Set("tokens", double(g.tokens));
+  o.Set("sequences", double(g.sequences));
+  o.Set("maskedSequences", double(g.masked_sequences));
+  o.Set("kl", g.kl);
+  o.Set("entropy", g.entropy);
+  o.Set("clipLowMean", g.clip_low_mean);
+  o.Set("clipHighMean", g.clip_high_mean);
+  o.Set("clipRegionMean", g.clip_region_mean);
+  o.Set("clipLowMin", g.clip_low_min);
+  o.Set("clipHighMax", g.clip_high_max);
+  o.Set("referenceSeconds", g.reference_seconds);
+  o.Set("policySeconds", g.policy_seconds);
+  return o;
+}
+
+Napi::Array advantages_to_js(Napi::Env env, const aha::GrpoAdvantages& a) {
+  auto arr = Napi::Array::New(env, a.advantages.size());
+  for (size_t p = 0; p < a.advantages.size(); p++) {
+    auto g = Napi::Array::New(env, a.advantages[p].size());
+    for (size_t k = 0; k < a.advantages[p].size(); k++) g.Set(uint32_t(k), a.advantages[p][k]);
+    arr.Set(uint32_t(p), g);
+  }
+  return arr;
+}
+
+// grpoGrad({adapter, rollouts, out, dtype?, microBatchTokens?}): the GRPO loss of ROLLOUTS.json
+// (`rollouts`, a file; aha/grpo.h) with the PEFT adapter folder, every LoRA gradient written to
+// `out`; resolves grpo_result_to_js plus {advantages, fracRewardZeroStd}.
+Napi::Value ModelObject::GrpoGrad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = need(env);
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "grpoGrad({adapter, rollouts, out, dtype}) expects an options object");
+  auto o = info[0].As<Napi::Object>();
+  auto str = [&](const char* k) {
+    if (!o.Get(k).IsString()) throw Napi::TypeError::New(env, std::string(k) + " must be a string");
+    return o.Get(k).As<Napi::String>().Utf8Value();
+  };
+  const std::string adapter = str("adapter"), rollouts = str("rollouts"), out = str("out");
+  const std::string dtype = o.Get("dtype").IsUndefined() ? "f32" : str("dtype");
+  if (dtype != "f32" && dtype != "f64") throw Napi::TypeError::New(env, "dtype must be 'f32' or 'f64', got '" + dtype + "'");
+  const int64_t mb = int64_t(num(o, "microBatchTokens", 0));
+  const auto prec = dtype == "f64" ? aha::GradPrecision::F64 : aha::GradPrecision::F32;
+  auto* job = new Job(env, h, [adapter, rollouts, out, prec, mb](Model& m) -> std::function<Napi::Value(Napi::Env)> {
+    std::ifstream in(rollouts, std::ios::binary);
+    if (!in) throw aha::Error(rollouts + ": cannot be read");
+    std::stringstream text;
+    text << in.rdbuf();
+    aha::GrpoRollouts r = aha::grpo_rollouts_from_json(text.str(), rollouts, m.config().eos_token_ids);
+    aha::LoraAdapter ad = aha::LoraAdapter::load(adapter, m.config());
+    auto g = std::make_shared<aha::GrpoLossAndGrads>(aha::grpo_loss_and_grads(m, ad, r.batch, r.loss, prec, mb));
+    aha::LoraLossAndGrads file;
+    file.loss = g->loss;
+    file.target_tokens = g->loss_tokens;
+    file.grads = std::move(g->grads);
+    aha::save_lora_grads(out, file, prec);
+    auto adv = std::make_shared<aha::GrpoAdvantages>(std::move(r.advantages));
+    return [g, adv](Napi::Env env) -> Napi::Value {
+      auto res = grpo_result_to_js(env, *g);
+      res.Set("advantages", advantages_to_js(env, *adv));
+      res.Set("fracRewardZeroStd", adv->frac_reward_zero_std);
+      return res;
+    };
+  });
+  Napi::Promise p = job->promise();
+  job->Queue();
+  return p;
+}
+
 // ---------------------------------------------------------------- LoRA training steps
 
 std::vector<aha::TrainSequence> sequences_from(Napi::Env env, Napi::Value v, const std::string& what) {
@@ -515,6 +618,7 @@ class TrainerObject : public Napi::ObjectWrap<TrainerObject> {
   static Napi::Function Init(Napi::Env env) {
     Napi::Function f = DefineClass(env, "Trainer", {
         InstanceMethod("step", &TrainerObject::Step),
+        InstanceMethod("grpoStep", &TrainerObject::GrpoStep),
         InstanceMethod("save", &TrainerObject::Save),
     });
     ctor = new Napi::FunctionReference(Napi::Persistent(f));
@@ -545,6 +649,78 @@ class TrainerObject : public Napi::ObjectWrap<TrainerObject> {
         o.Set("tokens", double(r.tokens));
         o.Set("gradNorm", r.grad_norm);
         o.Set("step", double(r.step));
+        return o;
+      };
+    });
+    Napi::Promise p = job->promise();
+    job->Queue();
+    return p;
+  }
+  // grpoStep({groups: [{prompt, completions: [ids], rewards: [G], truncated?: [G]}], loss?,
+  //   scaleRewards?, lr, microBatchTokens?}) → Promise<grpo_result_to_js + {advantages,
+  //   fracRewardZeroStd, gradNorm, step, optimizerSeconds, logprobs: Float64Array per completion}>:
+  // advantages from the rewards (aha/grpo.h), the loss and its gradients, one AdamW step.
+  Napi::Value GrpoStep(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "grpoStep({groups, loss, lr}) expects an options object");
+    auto o = info[0].As<Napi::Object>();
+    if (!o.Get("groups").IsArray()) throw Napi::TypeError::New(env, "groups must be an array of {prompt, completions, rewards}");
+    auto groups = o.Get("groups").As<Napi::Array>();
+    std::vector<aha::GrpoSequence> batch;
+    std::vector<std::vector<double>> rewards;
+    for (uint32_t p = 0; p < groups.Length(); p++) {
+      const std::string w = "groups[" + std::to_string(p) + "]";
+      if (!groups.Get(p).IsObject()) throw Napi::TypeError::New(env, w + " is not an object");
+      auto g = groups.Get(p).As<Napi::Object>();
+      const auto prompt = tokens_from(env, g.Get("prompt"), (w + ".prompt").c_str());
+      if (!g.Get("completions").IsArray() || !g.Get("rewards").IsArray()) throw Napi::TypeError::New(env, w + " needs completions and rewards arrays");
+      auto cs = g.Get("completions").As<Napi::Array>();
+      auto rs = g.Get("rewards").As<Napi::Array>();
+      auto tr = g.Get("truncated");
+      if (rs.Length() != cs.Length()) throw Napi::TypeError::New(env, w + ": one reward per completion");
+      if (!tr.IsUndefined() && (!tr.IsArray() || tr.As<Napi::Array>().Length() != cs.Length()))
+        throw Napi::TypeError::New(env, w + ".truncated must hold one boolean per completion");
+      rewards.emplace_back();
+      for (uint32_t k = 0; k < cs.Length(); k++) {
+        aha::GrpoSequence s;
+        s.prompt = prompt;
+        s.completion = tokens_from(env, cs.Get(k), (w + ".completions[" + std::to_string(k) + "]").c_str());
+        s.truncated = !tr.IsUndefined() && tr.As<Napi::Array>().Get(k).ToBoolean();
+        if (!rs.Get(k).IsNumber()) throw Napi::TypeError::New(env, w + ".rewards[" + std::to_string(k) + "] is not a number");
+        rewards.back().push_back(rs.Get(k).As<Napi::Number>().DoubleValue());
+        batch.push_back(std::move(s));
+      }
+    }
+    const aha::GrpoLossConfig loss = grpo_loss_from(env, o.Get("loss"));
+    aha::RewardScaling scaling;
+    try {
+      scaling = aha::reward_scaling_from_name(o.Get("scaleRewards").IsString() ? o.Get("scaleRewards").As<Napi::String>().Utf8Value() : "group");
+    } catch (const aha::Error& e) {
+      throw Napi::TypeError::New(env, e.what());
+    }
+    const double lr = num(o, "lr", -1);
+    const int64_t mb = int64_t(num(o, "microBatchTokens", 0));
+    auto t = trainer;
+    auto* job = new Job(env, handle, [t, batch, rewards, loss, scaling, lr, mb](Model& m) mutable -> std::function<Napi::Value(Napi::Env)> {
+      auto adv = std::make_shared<aha::GrpoAdvantages>(aha::grpo_advantages(rewards, scaling));
+      size_t k = 0;
+      for (auto& g : adv->advantages)
+        for (double a : g) batch[k++].advantage = a;
+      auto r = std::make_shared<aha::GrpoStepResult>(aha::grpo_step(*t, m, batch, loss, lr, mb));
+      return [r, adv](Napi::Env env) -> Napi::Value {
+        auto o = grpo_result_to_js(env, r->g);
+        o.Set("advantages", advantages_to_js(env, *adv));
+        o.Set("fracRewardZeroStd", adv->frac_reward_zero_std);
+        o.Set("gradNorm", r->grad_norm);
+        o.Set("step", double(r->step));
+        o.Set("optimizerSeconds", r->optimizer_seconds);
+        auto lp = Napi::Array::New(env, r->g.logprobs.size());
+        for (size_t i = 0; i < r->g.logprobs.size(); i++) {
+          auto f = Napi::Float64Array::New(env, r->g.logprobs[i].size());
+          std::copy(r->g.logprobs[i].begin(), r->g.logprobs[i].end(), f.Data());
+          lp.Set(uint32_t(i), f);
+        }
+        o.Set("logprobs", lp);
         return o;
       };
     });

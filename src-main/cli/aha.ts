@@ -90,14 +90,20 @@ const commands: Record<string, { summary: string; usage: string; options: Option
   },
   grad: {
     summary: 'one forward and backward with a LoRA adapter: the loss and every LoRA gradient, no training step',
-    usage: `aha grad --model PATH --adapter DIR --sft FILE --out GRADS.safetensors [--dtype f32|f64] [--json]
+    usage: `aha grad --model PATH --adapter DIR (--sft FILE | --grpo ROLLOUTS.json) --out GRADS.safetensors [--dtype f32|f64] [--json]
   --adapter DIR    a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors)
   --sft FILE       JSONL, one example a line: {"input_ids", "labels"} (-100: no loss),
                    {"prompt", "completion"} or {"messages"} (through the chat template; loss on the answer);
                    all lines form one batch, the loss is the mean over its target tokens
+  --grpo FILE      the GRPO loss (TRL's GRPOTrainer) of rollouts, as one generation batch:
+                   {"prompts": [[ids]], "completions": [[[ids] × G] per prompt], "rewards": [[G numbers] per prompt],
+                    "old_logprobs"?: [[[per token] × G]], "truncated"?: [[G booleans]] (default: no eos at the end),
+                    "loss"?: {"type": "dapo"|"grpo"|"bnpo"|"dr_grpo", "beta": 0, "epsilon": 0.2, "epsilon_high": 0.2,
+                              "scale_rewards": "group"|"batch"|"none", "temperature": 1, "max_completion_length": N,
+                              "mask_truncated_completions": false}}
   --out FILE       the gradients under their PEFT names (safetensors; loss and target_tokens in the metadata)
   --dtype f32|f64  compute precision and file dtype (default f32)`,
-    options: { adapter: { type: 'string' }, sft: { type: 'string' }, out: { type: 'string' }, dtype: { type: 'string' } },
+    options: { adapter: { type: 'string' }, sft: { type: 'string' }, grpo: { type: 'string' }, out: { type: 'string' }, dtype: { type: 'string' } },
     run: grad,
   },
   'train sft': {
@@ -145,6 +151,58 @@ const commands: Record<string, { summary: string; usage: string; options: Option
       seed: { type: 'string' },
     },
     run: trainSft,
+  },
+  'train grpo': {
+    summary: 'train a LoRA adapter with GRPO: G completions per prompt, rule graders, TRL\'s loss',
+    usage: `aha train grpo --model PATH --data FILE --grader LIST --out DIR [options]
+  --data FILE             JSONL, one prompt a line: {"prompt", "reference"?, "system_prompt"?}
+  --grader LIST           graders and weights, e.g. math,format:0.5 (math, exact, multiple-choice, format,
+                          repetition, countdown, code); reward = Σ weight · score
+  --grader-config FILE    more graders, configured: JSON [{"weight": 1, "grader": {"name", "version", "kind", "options"}}]
+  --out DIR               the adapter (PEFT layout) and checkpoints/step-N/ go here
+  --steps N               optimizer steps (default 100)
+  --num-generations G     completions per prompt (default 8)
+  --prompts-per-step N    default 4
+  --max-tokens N          completion length limit (default 256)
+  --temperature T         sampling temperature, also the loss's (default 1)
+  --lr LR                 constant learning rate (default 5e-6)
+  --loss-type T           dapo | grpo | bnpo | dr_grpo (default dapo)
+  --beta B                KL weight to the model without the adapter (default 0)
+  --epsilon E             clip range low (default 0.2); --epsilon-high E (default: epsilon)
+  --scale-rewards S       group | batch | none (default group)
+  --mask-truncated        truncated completions get no loss
+  --rank N, --alpha A     LoRA rank and alpha (default 8, 16); --targets LIST as for train sft
+  --micro-batch-tokens N  pack the train step in chunks of N tokens (memory; default 0: at once)
+  --checkpoint-every N    checkpoint every N steps (default 0: only at the end)
+  --resume                continue the run in --out from its newest checkpoint
+  --seed S                adapter initialization, prompt order and sampling (default 0)
+  --json                  one JSON line per step (the step's metrics) instead of a progress line`,
+    options: {
+      data: { type: 'string' },
+      grader: { type: 'string' },
+      'grader-config': { type: 'string' },
+      out: { type: 'string' },
+      steps: { type: 'string' },
+      'num-generations': { type: 'string' },
+      'prompts-per-step': { type: 'string' },
+      'max-tokens': { type: 'string' },
+      temperature: { type: 'string' },
+      lr: { type: 'string' },
+      'loss-type': { type: 'string' },
+      beta: { type: 'string' },
+      epsilon: { type: 'string' },
+      'epsilon-high': { type: 'string' },
+      'scale-rewards': { type: 'string' },
+      'mask-truncated': { type: 'boolean' },
+      rank: { type: 'string' },
+      alpha: { type: 'string' },
+      targets: { type: 'string' },
+      'micro-batch-tokens': { type: 'string' },
+      'checkpoint-every': { type: 'string' },
+      resume: { type: 'boolean' },
+      seed: { type: 'string' },
+    },
+    run: trainGrpo,
   },
   info: {
     summary: 'describe a model: architecture, parameters, dtypes, context, memory',
@@ -324,10 +382,12 @@ async function bench(v: Values): Promise<void> {
 
 async function grad(v: Values): Promise<void> {
   if (typeof v.model !== 'string') throw new UsageError('--model PATH is required (a .gguf file or a Hugging Face model folder)');
-  for (const k of ['adapter', 'sft', 'out'])
+  for (const k of ['adapter', 'out'])
     if (typeof v[k] !== 'string') throw new UsageError(`--${k} is required`);
+  if ((typeof v.sft === 'string') === (typeof v.grpo === 'string')) throw new UsageError('give one of --sft FILE and --grpo ROLLOUTS.json');
   const dtype = (v.dtype as string | undefined) ?? 'f32';
   if (dtype !== 'f32' && dtype !== 'f64') throw new UsageError(`--dtype must be f32 or f64, got '${dtype}'`);
+  if (typeof v.grpo === 'string') return gradGrpo(v, dtype);
   const { readFileSync } = await import('node:fs');
   const { parseSft, needsTokenizer } = await import('../train/sft.ts');
   const file = v.sft as string;
@@ -352,6 +412,163 @@ async function grad(v: Values): Promise<void> {
     if (v.json) process.stdout.write(JSON.stringify({ loss: r.loss, target_tokens: r.targetTokens, sequences: sequences.length, out: v.out, dtype }) + '\n');
     else process.stdout.write(`loss ${r.loss.toFixed(6)} over ${r.targetTokens} target tokens in ${sequences.length} sequences · gradients (${dtype}) in ${v.out}\n`);
   } finally {
+    await model.unload();
+  }
+}
+
+async function gradGrpo(v: Values, dtype: 'f32' | 'f64'): Promise<void> {
+  const { existsSync } = await import('node:fs');
+  const file = v.grpo as string;
+  if (!existsSync(file)) throw new Error(`${file}: no such file`);
+  const model = await native().loadModel(v.model as string, loadOptions(v), progressBar(!!v.json));
+  try {
+    const r = await model.grpoGrad({ adapter: v.adapter as string, rollouts: file, out: v.out as string, dtype });
+    const finite = (x: number) => (Number.isFinite(x) ? x : null);
+    if (v.json)
+      process.stdout.write(
+        JSON.stringify({
+          loss: r.loss, loss_tokens: r.lossTokens, sequences: r.sequences, masked_sequences: r.maskedSequences, advantages: r.advantages,
+          frac_reward_zero_std: r.fracRewardZeroStd, kl: finite(r.kl), entropy: r.entropy, clip_ratio: { low_mean: r.clipLowMean, high_mean: r.clipHighMean,
+            region_mean: r.clipRegionMean, low_min: finite(r.clipLowMin), high_max: finite(r.clipHighMax) }, out: v.out, dtype,
+        }) + '\n',
+      );
+    else
+      process.stdout.write(
+        `GRPO loss ${r.loss.toFixed(6)} over ${r.lossTokens} completion tokens in ${r.sequences} sequences` +
+          (r.maskedSequences ? ` (${r.maskedSequences} truncated, masked)` : '') +
+          ` · clipped ${(100 * r.clipRegionMean).toFixed(1)}%` + (Number.isFinite(r.kl) ? ` · KL ${r.kl.toFixed(5)}` : '') +
+          ` · gradients (${dtype}) in ${v.out}\n`,
+      );
+  } finally {
+    await model.unload();
+  }
+}
+
+async function trainGrpo(v: Values): Promise<void> {
+  if (typeof v.model !== 'string') throw new UsageError('--model PATH is required (a .gguf file or a Hugging Face model folder)');
+  for (const k of ['data', 'out']) if (typeof v[k] !== 'string') throw new UsageError(`--${k} is required`);
+  if (typeof v.grader !== 'string' && typeof v['grader-config'] !== 'string') throw new UsageError('--grader LIST (or --grader-config FILE) is required');
+  const { GRPO_DEFAULTS, runGrpo } = await import('../train/grpo-run.ts');
+  const { SFT_DEFAULTS } = await import('../train/sft-run.ts');
+  const { graderFromConfig } = await import('../services/graders/config.ts');
+  const KINDS = ['math', 'exact', 'multiple-choice', 'format', 'repetition', 'countdown', 'code'];
+  const graders = (typeof v.grader === 'string' ? v.grader.split(',') : []).map((part) => {
+    const [kind, w] = part.trim().split(':');
+    if (!KINDS.includes(kind)) throw new UsageError(`--grader: unknown grader '${kind}' (${KINDS.join(', ')})`);
+    const weight = w === undefined ? 1 : Number(w);
+    if (!Number.isFinite(weight)) throw new UsageError(`--grader: the weight of ${kind} must be a number, got '${w}'`);
+    return { grader: graderFromConfig({ name: kind, version: 1, kind }), weight };
+  });
+  if (typeof v['grader-config'] === 'string') {
+    const { readFileSync } = await import('node:fs');
+    const file = v['grader-config'];
+    let list: unknown;
+    try {
+      list = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (e) {
+      throw new Error(`${file}: ${(e as Error).message}`);
+    }
+    if (!Array.isArray(list)) throw new Error(`${file}: expected an array of {"weight", "grader"}`);
+    for (const [i, item] of list.entries()) {
+      const { weight, grader } = (item ?? {}) as { weight?: unknown; grader?: unknown };
+      if (typeof weight !== 'number' || !Number.isFinite(weight)) throw new Error(`${file}: [${i}].weight must be a number`);
+      try {
+        graders.push({ grader: graderFromConfig(grader), weight });
+      } catch (e) {
+        throw new Error(`${file}: [${i}]: ${(e as Error).message}`);
+      }
+    }
+  }
+  const pick = <T extends string>(key: string, allowed: readonly T[], fallback: T): T => {
+    const s = (v[key] as string | undefined) ?? fallback;
+    if (!allowed.includes(s as T)) throw new UsageError(`--${key} must be ${allowed.join(', ')}, got '${s}'`);
+    return s as T;
+  };
+  const positive = (key: string, fallback: number) => {
+    const n = float(v, key, fallback);
+    if (!(n > 0)) throw new UsageError(`--${key} must be a positive number, got '${v[key]}'`);
+    return n;
+  };
+  const d = GRPO_DEFAULTS;
+  const epsilon = float(v, 'epsilon', d.epsilon);
+  const config = {
+    ...d,
+    steps: int(v, 'steps', 100, 1),
+    numGenerations: int(v, 'num-generations', d.numGenerations, 2),
+    promptsPerStep: int(v, 'prompts-per-step', d.promptsPerStep, 1),
+    maxCompletionTokens: int(v, 'max-tokens', d.maxCompletionTokens, 1),
+    temperature: positive('temperature', d.temperature),
+    lr: positive('lr', d.lr),
+    lossType: pick('loss-type', ['dapo', 'grpo', 'bnpo', 'dr_grpo'] as const, d.lossType),
+    beta: float(v, 'beta', d.beta),
+    epsilon,
+    epsilonHigh: float(v, 'epsilon-high', epsilon),
+    scaleRewards: pick('scale-rewards', ['group', 'batch', 'none'] as const, d.scaleRewards),
+    maskTruncatedCompletions: !!v['mask-truncated'],
+    microBatchTokens: int(v, 'micro-batch-tokens', 0),
+    seed: int(v, 'seed', d.seed),
+    rank: int(v, 'rank', SFT_DEFAULTS.rank, 1),
+    alpha: positive('alpha', SFT_DEFAULTS.alpha),
+    targets: typeof v.targets === 'string' ? v.targets.split(',').map((t) => t.trim()).filter(Boolean) : SFT_DEFAULTS.targets,
+    weightDecay: 0,
+    maxGradNorm: 1,
+  };
+  const flag: Record<string, keyof typeof config> = {
+    'num-generations': 'numGenerations', 'prompts-per-step': 'promptsPerStep', 'max-tokens': 'maxCompletionTokens', temperature: 'temperature', lr: 'lr',
+    'loss-type': 'lossType', beta: 'beta', epsilon: 'epsilon', 'epsilon-high': 'epsilonHigh', 'scale-rewards': 'scaleRewards', 'mask-truncated': 'maskTruncatedCompletions',
+    'micro-batch-tokens': 'microBatchTokens', seed: 'seed', rank: 'rank', alpha: 'alpha', targets: 'targets',
+  };
+  const given = Object.entries(flag).filter(([f]) => v[f] !== undefined).map(([, k]) => k);
+  const json = !!v.json;
+  const { readFileSync, mkdirSync } = await import('node:fs');
+  const file = v.data as string;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+  const { loadTokenizer, chatTemplateFor } = await import('../engine/open.ts');
+  const tokenizer = loadTokenizer(v.model);
+  const { template, error } = chatTemplateFor(tokenizer);
+  if (error) process.stderr.write(`warning: ${error}; using the ${template.name} template\n`);
+  const out = v.out as string;
+  mkdirSync(out, { recursive: true });
+  const model = await native().loadModel(v.model, loadOptions(v), progressBar(json));
+  let stop = false;
+  const onSigint = () => {
+    if (stop) process.exit(130);
+    stop = true;
+    process.stderr.write('\nstopping after this step (Ctrl-C again to quit at once)\n');
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    const res = await runGrpo({
+      model, modelPath: v.model, tokenizer, template, graders, dataFile: file, dataText: text, out, config, given,
+      resume: !!v.resume,
+      checkpointEvery: int(v, 'checkpoint-every', 0),
+      stopRequested: () => stop,
+      events: {
+        warn: (m) => process.stderr.write(`warning: ${m}\n`),
+        step: (m) => {
+          if (json) process.stdout.write(JSON.stringify({ event: 'step', ...m }) + '\n');
+          else
+            process.stderr.write(
+              `step ${m.step}/${config.steps} · reward ${m.reward.mean.toFixed(3)} ± ${m.reward.std.toFixed(3)} · zero-std groups ${(100 * m.fracRewardZeroStd).toFixed(0)}% · ` +
+                `length ${m.completionLength.mean.toFixed(1)} (clipped ${(100 * m.completionLength.clippedShare).toFixed(0)}%) · grad norm ${m.gradNorm.toFixed(3)}` +
+                (m.kl !== null ? ` · KL ${m.kl.toFixed(4)}` : '') + ` · ${m.seconds.total.toFixed(1)} s\n`,
+            );
+        },
+        checkpoint: (step, dir) => {
+          if (json) process.stdout.write(JSON.stringify({ event: 'checkpoint', step, path: dir }) + '\n');
+        },
+      },
+    });
+    if (res.stoppedAt) throw new Error(`stopped at step ${res.steps}; continue from ${res.stoppedAt} with the same command and --resume`);
+    if (json) process.stdout.write(JSON.stringify({ event: 'done', steps: res.steps, adapter: res.adapter, resumed_from: res.resumedFrom ?? null }) + '\n');
+    else process.stdout.write(`trained ${res.steps} GRPO steps · reward ${res.first?.reward.mean.toFixed(3)} → ${res.last?.reward.mean.toFixed(3)} · adapter in ${res.adapter}\n`);
+  } finally {
+    process.off('SIGINT', onSigint);
     await model.unload();
   }
 }

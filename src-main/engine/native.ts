@@ -95,6 +95,65 @@ export interface LoraGradOptions {
   dtype?: 'f32' | 'f64';
 }
 
+/** GRPO's loss options, as TRL's GRPOConfig names them (DESIGN.md §4); every one optional. */
+export interface GrpoLossOptions {
+  /** Default 'dapo'. */
+  type?: 'grpo' | 'bnpo' | 'dr_grpo' | 'dapo';
+  /** Weight of the k3 KL to the reference (the model with the adapter off); default 0 (no reference pass). */
+  beta?: number;
+  /** Clip range [1 − epsilon, 1 + epsilonHigh]; defaults 0.2 and epsilon. */
+  epsilon?: number;
+  epsilonHigh?: number;
+  /** Log-probs from logits / temperature (the sampling temperature); default 1. */
+  temperature?: number;
+  /** dr_grpo's normalizer (required there); when set, no completion may be longer. */
+  maxCompletionLength?: number;
+  /** Truncated completions get no loss (they still count as sequences). */
+  maskTruncatedCompletions?: boolean;
+}
+
+/** TRL's metrics of one GRPO loss over its loss tokens (NaN where undefined: kl with beta 0). */
+export interface GrpoLossResult {
+  loss: number;
+  /** Completion tokens in the loss (TRL's num_items_in_batch). */
+  lossTokens: number;
+  /** Prompt + completion tokens run through the model. */
+  tokens: number;
+  sequences: number;
+  maskedSequences: number;
+  kl: number;
+  entropy: number;
+  clipLowMean: number;
+  clipHighMean: number;
+  clipRegionMean: number;
+  clipLowMin: number;
+  clipHighMax: number;
+  /** The adapter-off pass (beta > 0) and the forward + backward with the adapter. */
+  referenceSeconds: number;
+  policySeconds: number;
+  /** [prompts][G] */
+  advantages: number[][];
+  fracRewardZeroStd: number;
+}
+
+export interface GrpoGroup {
+  prompt: number[];
+  completions: number[][];
+  rewards: number[];
+  /** Per completion: stopped by the length limit rather than an end-of-sequence token. */
+  truncated?: boolean[];
+}
+
+export interface GrpoStepResult extends GrpoLossResult {
+  /** Before clipping. */
+  gradNorm: number;
+  /** Optimizer steps taken, this one included. */
+  step: number;
+  optimizerSeconds: number;
+  /** The policy's log-prob of every completion token, group by group (empty for masked completions). */
+  logprobs: Float64Array[];
+}
+
 /** A LoRA adapter the model holds, applied unmerged by the requests that name its id. */
 export interface AdapterInfo {
   id: number;
@@ -130,6 +189,8 @@ export interface NativeModel {
   scoreLogprobs(opts: { adapter?: number; sequences: { prompt: number[]; completion: number[] }[] }): Promise<Float64Array[]>;
   /** A LoRA trainer on this model: a fresh PEFT-initialized adapter, or a checkpoint folder to resume. */
   createTrainer(opts: TrainerOptions): Promise<NativeTrainer>;
+  /** The GRPO loss of a ROLLOUTS.json file (aha/grpo.h) with a PEFT adapter folder, its LoRA gradients written to `out` (no optimizer step). */
+  grpoGrad(opts: { adapter: string; rollouts: string; out: string; dtype?: 'f32' | 'f64'; microBatchTokens?: number }): Promise<GrpoLossResult>;
 }
 
 export interface TrainerOptions {
@@ -164,6 +225,12 @@ export interface NativeTrainer {
   readonly initialStep: number;
   /** Forward + backward of each micro-batch (accumulated as one batch), clipping, one AdamW step at lr; rejects on a NaN/Inf loss or gradient, changing nothing. */
   step(opts: { microBatches: { inputIds: number[]; labels: number[] }[][]; lr: number }): Promise<TrainStepResult>;
+  /**
+   * One GRPO step: advantages from each group's rewards (scaleRewards, default 'group'), the loss
+   * and its gradients (packed in micro-batches of at most microBatchTokens tokens; 0: one),
+   * clipping, one AdamW step at lr; rejects on a NaN/Inf loss or gradient, changing nothing.
+   */
+  grpoStep(opts: { groups: GrpoGroup[]; loss?: GrpoLossOptions; scaleRewards?: 'group' | 'batch' | 'none'; lr: number; microBatchTokens?: number }): Promise<GrpoStepResult>;
   /** Adapter (PEFT layout) + optimizer state into an existing folder. */
   save(dir: string): Promise<void>;
 }

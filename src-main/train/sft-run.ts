@@ -164,7 +164,8 @@ export function latestCheckpoint(out: string): string | undefined {
   return best?.path;
 }
 
-async function writeCheckpoint(out: string, trainer: NativeTrainer, state: TrainerState): Promise<string> {
+/** Adapter + optimizer + trainer_state.json (`state`) into checkpoints/step-N of OUT, atomically. */
+export async function writeCheckpoint(out: string, trainer: NativeTrainer, state: { step: number }): Promise<string> {
   const final = stepDir(out, state.step);
   const tmp = join(out, CKPT, `.tmp-step-${state.step}-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });

@@ -178,6 +178,15 @@ class LoraTrainer {
   // one AdamW step at `lr`. A non-finite loss or gradient throws aha::Error and changes nothing.
   TrainStepResult step(Model& model, const std::vector<std::vector<TrainSequence>>& micro_batches, double lr);
 
+  // Clipping, the NaN/Inf check and one AdamW step at `lr` with given gradients (HF row order)
+  // of a loss `loss`: how step() and grpo_step() (aha/grpo.h) end. Throws and changes nothing
+  // when the loss, the gradient or the update is not finite.
+  struct AppliedStep {
+    double grad_norm = 0;  // before clipping
+    int64_t step = 0;      // optimizer steps taken, this one included
+  };
+  AppliedStep apply_gradients(Model& model, const LoraSet<double>& grads, double loss, double lr);
+
   // adapter (PEFT layout) + optimizer state into `dir` (which must exist).
   void save(const std::string& dir) const;
   // The adapter and optimizer state save() wrote.

@@ -62,13 +62,17 @@ class Runner {
     const double loss = inv_n * lm_head_cross_entropy(grads ? dxnf.data() : nullptr, nullptr, xnf_.data(), m_.output(), b_.targets.data(), T_, inv_n,
                                                       kLogitChunk, &pool_);
     if (!grads) return loss;
-    std::vector<F> dx(size_t(T_ * H));
-    rmsnorm_backward(dx.data(), (F*)nullptr, dxnf.data(), xf_.data(), rstdf_.data(), f32(&m_.output_norm()), T_, H);
-    for (int64_t l = c_.num_hidden_layers - 1; l >= 0; l--) {
-      ffn_backward_block(l, dx, *grads);
-      attention_backward_block(l, dx, *grads);
-    }
+    backward(dxnf, *grads);
     return loss;
+  }
+
+  // The lm head's log-probs at `temperature` (and entropies); with grads, the backward of the
+  // per-token objective `dloss` too.
+  void logprobs_and_backward(double* logp, double* entropy, double temperature, const LogprobGrad* dloss, LoraSet<F>* grads) {
+    std::vector<F> dxnf(grads ? size_t(T_ * c_.hidden_size) : 0);
+    lm_head_logprobs(grads ? dxnf.data() : nullptr, logp, entropy, xnf_.data(), m_.output(), b_.targets.data(), T_, temperature, dloss, kLogitChunk,
+                     &pool_);
+    if (grads) backward(dxnf, *grads);
   }
 
   // −log p of each position's target (0 where there is none): losses[T].
@@ -78,6 +82,17 @@ class Runner {
 
  private:
   const LoraPair<F>* lora(int64_t l, LoraTarget t) const { return ad_ ? ad_->find(l, t) : nullptr; }
+
+  // From d loss / d the final norm's output [T, H] down through every layer.
+  void backward(const std::vector<F>& dxnf, LoraSet<F>& grads) {
+    const int64_t H = c_.hidden_size;
+    std::vector<F> dx(size_t(T_ * H));
+    rmsnorm_backward(dx.data(), (F*)nullptr, dxnf.data(), xf_.data(), rstdf_.data(), f32(&m_.output_norm()), T_, H);
+    for (int64_t l = c_.num_hidden_layers - 1; l >= 0; l--) {
+      ffn_backward_block(l, dx, grads);
+      attention_backward_block(l, dx, grads);
+    }
+  }
 
   // y[T, out] = x Wᵀ + bias + scale · (x Aᵀ) Bᵀ, saving x Aᵀ in xa.
   void linear(std::vector<F>& y, std::vector<F>& xa, const std::vector<F>& x, const Tensor& W, const Tensor* bias, const LoraPair<F>* p) {
@@ -292,6 +307,18 @@ void dense_lora_token_losses(const DenseModel& model, const LoraSet<F>* adapter,
   r.token_losses(losses);
 }
 
+template <class F>
+void dense_lora_logprobs(const DenseModel& model, const LoraSet<F>* adapter, double scale, const PackedBatch& b, double temperature, double* logp,
+                         double* entropy, const LogprobGrad* dloss, LoraSet<F>* grads, ThreadPool& pool) {
+  Runner<F> r(model, adapter, scale, b, pool);
+  r.forward();
+  r.logprobs_and_backward(logp, entropy, temperature, dloss, grads);
+}
+
+template void dense_lora_logprobs<float>(const DenseModel&, const LoraSet<float>*, double, const PackedBatch&, double, double*, double*, const LogprobGrad*,
+                                         LoraSet<float>*, ThreadPool&);
+template void dense_lora_logprobs<double>(const DenseModel&, const LoraSet<double>*, double, const PackedBatch&, double, double*, double*,
+                                          const LogprobGrad*, LoraSet<double>*, ThreadPool&);
 template void dense_lora_token_losses<float>(const DenseModel&, const LoraSet<float>*, double, const PackedBatch&, double*, ThreadPool&);
 template double dense_lora_loss<float>(const DenseModel&, const LoraSet<float>*, double, const PackedBatch&, LoraSet<float>*, ThreadPool&);
 template double dense_lora_loss<double>(const DenseModel&, const LoraSet<double>*, double, const PackedBatch&, LoraSet<double>*, ThreadPool&);

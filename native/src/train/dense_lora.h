@@ -10,6 +10,7 @@
 #include "aha/train.h"
 #include "core/thread_pool.h"
 #include "models/dense.h"
+#include "train/ops.h"
 
 namespace aha::train {
 
@@ -42,5 +43,12 @@ double dense_lora_loss(const DenseModel& model, const LoraSet<F>* adapter, doubl
 // −log p of each position's target (losses[T], 0 where there is none): the forward only.
 template <class F>
 void dense_lora_token_losses(const DenseModel& model, const LoraSet<F>* adapter, double scale, const PackedBatch& b, double* losses, ThreadPool& pool);
+
+// The log-prob of each position's target at a sampling temperature (logp[T], 0 where there is
+// none) and its entropy (entropy[T], nullable); with grads, d loss / d each LoRA tensor is added
+// to it (+=) for a loss that is a sum of per-token functions of logp (see lm_head_logprobs).
+template <class F>
+void dense_lora_logprobs(const DenseModel& model, const LoraSet<F>* adapter, double scale, const PackedBatch& b, double temperature, double* logp,
+                         double* entropy, const LogprobGrad* dloss, LoraSet<F>* grads, ThreadPool& pool);
 
 }  // namespace aha::train

@@ -405,6 +405,72 @@ double lm_head_cross_entropy(F* dx, double* row_loss_out, const F* x, const Tens
   return loss;
 }
 
+// ---------------------------------------------------------------- lm head log-probs at a temperature, per-token objective
+
+template <class F>
+void lm_head_logprobs(F* dx, double* logp, double* entropy, const F* x, const Tensor& W, const int32_t* targets, int64_t T, double temperature,
+                      const LogprobGrad* dloss, int64_t chunk, ThreadPool* pool) {
+  const int64_t H = W.ne[0], V = W.rows();
+  if (!(temperature > 0)) throw Error("the temperature must be > 0");
+  if (dx && !dloss) throw Error("lm_head_logprobs: a gradient needs d loss / d logp");
+  std::vector<int64_t> rows;
+  for (int64_t t = 0; t < T; t++) {
+    if (targets[t] >= V) throw Error("target token " + std::to_string(targets[t]) + " is outside the vocabulary (0.." + std::to_string(V - 1) + ")");
+    if (targets[t] >= 0) rows.push_back(t);
+  }
+  if (dx) std::fill(dx, dx + T * H, F(0));
+  std::fill(logp, logp + T, 0.0);
+  if (entropy) std::fill(entropy, entropy + T, 0.0);
+  chunk = std::max<int64_t>(1, chunk);
+  const int64_t C_max = std::min<int64_t>(chunk, int64_t(rows.size()));
+  std::vector<F> xc(size_t(C_max * H)), logits(size_t(C_max * V)), dxc(dx ? xc.size() : 0);
+  std::vector<double> lse(static_cast<size_t>(C_max)), lp(lse.size()), coef(lse.size());
+  MatmulScratch scratch;
+  const double inv_t = 1.0 / temperature;
+  for (size_t r0 = 0; r0 < rows.size(); r0 += size_t(chunk)) {
+    const int64_t C = std::min<int64_t>(chunk, int64_t(rows.size() - r0));
+    const int64_t* crows = rows.data() + r0;
+    for (int64_t c = 0; c < C; c++) std::copy(x + crows[c] * H, x + (crows[c] + 1) * H, xc.data() + c * H);
+    if constexpr (std::is_same_v<F, float>) {
+      if (pool) matmul(W, xc.data(), C, logits.data(), *pool, scratch);
+      else matmul_reference(W, xc.data(), C, logits.data());
+    } else {
+      lora_linear_forward<F>(logits.data(), nullptr, xc.data(), W, nullptr, nullptr, nullptr, 0.0, C, 0, pool);
+    }
+    // z = logits / temperature; log p_v = z_v − lse; entropy = lse − Σ p_v z_v.
+    par(pool, C, [&](int64_t c0, int64_t c1, int) {
+      for (int64_t c = c0; c < c1; c++) {
+        const F* l = logits.data() + c * V;
+        double mx = -INFINITY;
+        for (int64_t v = 0; v < V; v++) mx = std::max(mx, double(l[v]) * inv_t);
+        double sum = 0, pz = 0;
+        for (int64_t v = 0; v < V; v++) {
+          const double z = double(l[v]) * inv_t, e = std::exp(z - mx);
+          sum += e;
+          pz += e * z;
+        }
+        lse[size_t(c)] = mx + std::log(sum);
+        lp[size_t(c)] = double(l[targets[crows[c]]]) * inv_t - lse[size_t(c)];
+        if (entropy) entropy[crows[c]] = lse[size_t(c)] - pz / sum;
+      }
+    });
+    for (int64_t c = 0; c < C; c++) logp[crows[c]] = lp[size_t(c)];
+    if (!dx) continue;
+    (*dloss)(C, crows, lp.data(), coef.data());
+    par(pool, C, [&](int64_t c0, int64_t c1, int) {
+      for (int64_t c = c0; c < c1; c++) {
+        F* l = logits.data() + c * V;
+        const double g = coef[size_t(c)] * inv_t, m = lse[size_t(c)];
+        const int32_t tgt = targets[crows[c]];
+        for (int64_t v = 0; v < V; v++) l[v] = F(-g * std::exp(double(l[v]) * inv_t - m));
+        l[tgt] = F(double(l[tgt]) + g);
+      }
+    });
+    matmul_backward_input(dxc.data(), logits.data(), W, C, pool);
+    for (int64_t c = 0; c < C; c++) std::copy(dxc.data() + c * H, dxc.data() + (c + 1) * H, dx + crows[c] * H);
+  }
+}
+
 // ---------------------------------------------------------------- instantiations
 
 #define AHA_TRAIN_OPS(F)                                                                                                                  \
@@ -424,7 +490,9 @@ double lm_head_cross_entropy(F* dx, double* row_loss_out, const F* x, const Tens
   template void lora_add<F>(F*, F*, const F*, const F*, const F*, double, int64_t, int64_t, int64_t, int64_t, ThreadPool*);              \
   template void matmul_backward_input<F>(F*, const F*, const Tensor&, int64_t, ThreadPool*);                                              \
   template void embedding_forward<F>(F*, const int32_t*, const Tensor&, int64_t);                                                         \
-  template double lm_head_cross_entropy<F>(F*, double*, const F*, const Tensor&, const int32_t*, int64_t, double, int64_t, ThreadPool*);
+  template double lm_head_cross_entropy<F>(F*, double*, const F*, const Tensor&, const int32_t*, int64_t, double, int64_t, ThreadPool*);      \
+  template void lm_head_logprobs<F>(F*, double*, double*, const F*, const Tensor&, const int32_t*, int64_t, double, const LogprobGrad*, int64_t, \
+                                    ThreadPool*);
 
 AHA_TRAIN_OPS(float)
 AHA_TRAIN_OPS(double)

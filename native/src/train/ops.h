@@ -9,6 +9,7 @@
 // `pool` may be null (single-threaded).
 #pragma once
 #include <cstdint>
+#include <functional>
 
 #include "aha/model.h"
 #include "core/thread_pool.h"
@@ -82,5 +83,17 @@ void embedding_forward(F* x, const int32_t* tokens, const Tensor& E, int64_t T);
 template <class F>
 double lm_head_cross_entropy(F* dx, double* row_loss, const F* x, const Tensor& W, const int32_t* targets, int64_t T, double grad_scale, int64_t chunk,
                              ThreadPool* pool);
+
+// The lm head's log-probs at a sampling temperature, and the gradient of a loss that is a sum
+// of functions of them (GRPO's per-token loss), in chunks as above. For rows with a target:
+//   logp[t] = log softmax(x_t Wᵀ / temperature)[targets[t]],  entropy[t] (nullable) that
+// distribution's entropy (0 for rows without a target). With dx (then dloss is required),
+// dloss(n, rows, logp, dlogp) is called once per chunk, serially, with the chunk's rows and
+// log-probs and writes d loss / d logp of each; dx gets d loss / dx (assigned; 0 for rows
+// without a target): d logp_t / d logit_v = ([v = target] − p_v) / temperature.
+using LogprobGrad = std::function<void(int64_t n, const int64_t* rows, const double* logp, double* dlogp)>;
+template <class F>
+void lm_head_logprobs(F* dx, double* logp, double* entropy, const F* x, const Tensor& W, const int32_t* targets, int64_t T, double temperature,
+                      const LogprobGrad* dloss, int64_t chunk, ThreadPool* pool);
 
 }  // namespace aha::train

@@ -52,16 +52,25 @@ TrainStepResult LoraTrainer::step(Model& model, const std::vector<std::vector<Tr
       }
     }
   }
+  const AppliedStep a = apply_gradients(model, acc, r.loss, lr);
+  r.grad_norm = a.grad_norm;
+  r.step = a.step;
+  return r;
+}
+
+LoraTrainer::AppliedStep LoraTrainer::apply_gradients(Model& model, const LoraSet<double>& acc, double loss, double lr) {
+  if (!std::isfinite(lr) || lr < 0) throw Error("the learning rate must be a finite number ≥ 0");
   LoraSet<float> grads = adapter_.weights();
   for (size_t k = 0; k < grads.mods.size(); k++) {
     grads.mods[k].A.assign(acc.mods[k].A.begin(), acc.mods[k].A.end());
     grads.mods[k].B.assign(acc.mods[k].B.begin(), acc.mods[k].B.end());
   }
   const int64_t next = opt_.steps() + 1;
-  if (!std::isfinite(r.loss)) throw Error("step " + std::to_string(next) + ": the loss is " + (std::isnan(r.loss) ? "NaN" : "infinite") + "; the adapter was not updated");
+  if (!std::isfinite(loss)) throw Error("step " + std::to_string(next) + ": the loss is " + (std::isnan(loss) ? "NaN" : "infinite") + "; the adapter was not updated");
+  AppliedStep r;
   r.grad_norm = clip_grad_norm(grads, o_.max_grad_norm);
   if (!std::isfinite(r.grad_norm))
-    throw Error("step " + std::to_string(next) + ": the gradient is " + (std::isnan(r.grad_norm) ? "NaN" : "infinite") + " (loss " + std::to_string(r.loss) +
+    throw Error("step " + std::to_string(next) + ": the gradient is " + (std::isnan(r.grad_norm) ? "NaN" : "infinite") + " (loss " + std::to_string(loss) +
                 "); the adapter was not updated");
   LoraAdapter updated = adapter_;
   AdamW opt = opt_;
