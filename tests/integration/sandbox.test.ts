@@ -2,7 +2,7 @@
 // item's test pass (score 1): a score of 0 therefore proves the attack failed, and out-of-band checks (the listener saw no
 // connection, no file appeared, no process of the run survives, the host can still fork) prove it harmed nothing.
 // Needs root and util-linux (unshare, setpriv, prlimit); elsewhere the suite checks that runs fail closed instead.
-import { test } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -17,6 +17,17 @@ const support = sandboxSupport();
 // failure: the tests then run and throw SandboxUnavailableError.
 const skip = support.ok || /probe failed/.test(support.reason) ? false : `sandbox unavailable here: ${support.reason}`;
 const fixtures = path.resolve(import.meta.dirname, '../fixtures/graders');
+// Folders "outside /tmp and every HOME" for the root-mode attacks: the repo's fixtures, unless the checkout itself
+// lies in a folder the sandbox hides (a CI clone under /tmp), then a fresh folder under /mnt.
+const hiddenBySandbox = ['/tmp', '/var/tmp', '/root', '/home', '/run'].some((d) => fs.realpathSync(fixtures).startsWith(d + '/'));
+let outsideBase = fixtures;
+function outsideDir(prefix: string): string {
+  if (hiddenBySandbox && outsideBase === fixtures) {
+    outsideBase = fs.mkdtempSync('/mnt/aha-sandbox-test-');
+    fs.chmodSync(outsideBase, 0o755); // world-traversable, like the repo's folders
+  }
+  return fs.mkdtempSync(path.join(outsideBase, prefix));
+}
 const pool = new SandboxPool(2);
 const limits = { wallMs: 4000, cpuSeconds: 3, memoryBytes: 256 * 2 ** 20, maxProcesses: 32 };
 
@@ -187,9 +198,9 @@ test('hostile: a huge allocation scores 0 (RLIMIT_AS), fast, without touching th
 
 test('hostile: reading ~/.ssh scores 0: the inherited HOME is gone, other files are hidden or unreadable', { skip }, async () => {
   // Fake HOMEs: one outside /tmp, one inside /tmp; both are covered by a fresh tmpfs inside the sandbox.
-  const homes = [fs.mkdtempSync(path.join(fixtures, 'home-')), fs.mkdtempSync(path.join(os.tmpdir(), 'aha-test-home-'))];
+  const homes = [outsideDir('home-'), fs.mkdtempSync(path.join(os.tmpdir(), 'aha-test-home-'))];
   // And a root-only key outside any HOME and outside /tmp, in a world-readable directory: only the uid drop protects it.
-  const elsewhere = fs.mkdtempSync(path.join(fixtures, 'keys-'));
+  const elsewhere = outsideDir('keys-');
   const savedHome = process.env.HOME;
   try {
     fs.chmodSync(elsewhere, 0o755);
@@ -262,7 +273,7 @@ test('hostile: opening a socket scores 0 and the local listener never sees a con
 test('hostile: writing outside its directory scores 0 and creates nothing', { skip }, async () => {
   // World-writable host directories, so only the sandbox (a fresh tmpfs over /tmp, / read-only) stands in the way.
   const inTmp = fs.mkdtempSync(path.join(os.tmpdir(), 'aha-test-out-'));
-  const inRepo = fs.mkdtempSync(path.join(fixtures, 'out-'));
+  const inRepo = outsideDir('out-');
   fs.chmodSync(inTmp, 0o777);
   fs.chmodSync(inRepo, 0o777);
   const hostTargets = [path.join(inTmp, 'pwned'), path.join(inRepo, 'pwned'), path.join(fixtures, 'aha-pwned')];
@@ -321,4 +332,8 @@ test('the pool runs at most `size` sandboxes at once', { skip }, async () => {
   const took = Date.now() - t0;
   assert.ok(runs.every((r) => r.exitCode === 0));
   assert.ok(took >= 1000, `4 runs of 0.5 s on 2 slots took ${took} ms`);
+});
+
+after(() => {
+  if (outsideBase !== fixtures) fs.rmSync(outsideBase, { recursive: true, force: true });
 });

@@ -92,22 +92,31 @@ function findTool(name: string): string | null {
 
 /**
  * Runs inside the namespaces as (namespace) root: $1 work dir, $2 tmpfs size, $3 one more directory to hide (the
- * invoking user's home when it is outside /home and /root); then the command. No untrusted text is interpolated.
+ * invoking user's home when it is outside /home and /root), $4 a directory to keep visible, read-only, when it lies in
+ * a hidden one (the runtime's own folder: Node from an app or checkout under /tmp or a home); then the command. No
+ * untrusted text is interpolated.
  * Every other mount is remounted read-only where the kernel allows (failures there are ignored: in root mode the
  * fresh uid cannot write root's files anyway).
  */
 const SETUP = `set -e
-W="$1"; SIZE="$2"; HIDE="$3"; shift 3
+W="$1"; SIZE="$2"; HIDE="$3"; KEEP="$4"; shift 4
 mount --make-rprivate /
 mount -t tmpfs -o "size=$SIZE,mode=1777,nosuid,nodev" tmpfs /dev/shm
 mkdir /dev/shm/work
 mount --bind "$W" /dev/shm/work
+if [ -n "$KEEP" ]; then mkdir /dev/shm/keep; mount --bind "$KEEP" /dev/shm/keep; fi
 for d in /tmp /var/tmp /root /home /run "$HIDE"; do
   if [ -n "$d" ] && [ -d "$d" ]; then mount -t tmpfs -o "size=$SIZE,mode=1777,nosuid,nodev" tmpfs "$d"; fi
 done
 mkdir /tmp/work
 mount --move /dev/shm/work /tmp/work
 rmdir /dev/shm/work
+if [ -n "$KEEP" ]; then
+  mkdir -p "$KEEP"
+  mount --move /dev/shm/keep "$KEEP"
+  rmdir /dev/shm/keep
+  mount -o remount,bind,ro "$KEEP"
+fi
 mount -o remount,bind,ro /
 while read -r _ m _; do
   case "$m" in /|/proc|/proc/*|/sys|/sys/*|/dev|/dev/*|/tmp|/tmp/*|/var/tmp|/root|/home|/run|"$HIDE") continue;; esac
@@ -116,6 +125,9 @@ done < /proc/self/mounts
 cd /tmp/work
 exec "$@"
 `;
+
+/** The folders SETUP covers with a fresh tmpfs (besides the invoking user's home). */
+const HIDDEN = ['/tmp', '/var/tmp', '/root', '/home', '/run'];
 
 interface Tools { unshare: string; setpriv: string; prlimit: string; sh: string; mount: string; timeout: string }
 
@@ -194,7 +206,10 @@ function sandboxArgv(t: Tools, mode: SandboxMode, dir: string, uid: number, l: R
     : [t.setpriv, '--no-new-privs', '--bounding-set=-all', '--inh-caps=-all', '--securebits=+noroot,+noroot_locked,+no_setuid_fixup,+no_setuid_fixup_locked,+keep_caps_locked'];
   const nproc = mode === 'root' ? l.maxProcesses : processesOfUid(process.getuid?.() ?? -1) + l.maxProcesses;
   const limits = [t.prlimit, `--as=${l.memoryBytes + extraAs}`, `--cpu=${l.cpuSeconds}:${l.cpuSeconds + 1}`, `--fsize=${l.fileBytes}`, `--nproc=${nproc}`, '--nofile=256', '--core=0', '--'];
-  return [...ns, '--net', '--pid', '--fork', '--mount-proc', '--mount', '--kill-child', '--', t.sh, '-c', SETUP, 'sh', dir, String(l.fileBytes), hide, ...watchdog, ...drop, ...limits, ...program];
+  // The runtime must stay reachable when it lives in a folder the sandbox hides (only its own bin folder is kept).
+  const runtimeDir = path.dirname(fs.realpathSync(program[0]));
+  const keep = [...HIDDEN, ...(hide ? [hide] : [])].some((d) => runtimeDir === d || runtimeDir.startsWith(d + '/')) ? runtimeDir : '';
+  return [...ns, '--net', '--pid', '--fork', '--mount-proc', '--mount', '--kill-child', '--', t.sh, '-c', SETUP, 'sh', dir, String(l.fileBytes), hide, keep, ...watchdog, ...drop, ...limits, ...program];
 }
 
 let uidCounter = 0;
