@@ -63,7 +63,10 @@ export async function createApp(opts: AppOptions): Promise<App> {
   const engineClient = new EngineClient(opts.spawnHost);
   const engine = new EngineService(engineClient, bus, settings);
   // Start the engine host now: the first load and app.info need not wait for it later.
-  engineClient.start().catch((e: Error) => console.error(`the engine host did not start: ${e.message}`));
+  let closing = false;
+  engineClient.start().catch((e: Error) => {
+    if (!closing) console.error(e.message);
+  });
   const home = opts.home ?? homedir();
   const library = new ModelLibrary(db, { home, settings });
   // New LM Studio / Ollama models appear, and vanished files are marked missing, at every start.
@@ -132,6 +135,7 @@ export async function createApp(opts: AppOptions): Promise<App> {
     library,
     chat,
     async close() {
+      closing = true;
       for (const c of chat.list()) await chat.stop(c.id);
       await engineClient.close();
       db.close();
