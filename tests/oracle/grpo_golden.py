@@ -32,7 +32,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections import defaultdict
 from types import MethodType, SimpleNamespace
 
@@ -44,6 +43,8 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 from trl import GRPOTrainer
 from trl.trainer.utils import nanstd, use_adapter
+
+import golden_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GEN = os.path.join(ROOT, 'tests', 'fixtures', 'generated')
@@ -320,62 +321,9 @@ def write(gen, out, models):
             f.write('\n')
 
 
-def drift(a, b, path, out):
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            if k in ('transformers', 'torch', 'peft', 'trl'):
-                continue
-            if k not in a or k not in b:
-                out.append(f'{path}.{k}: only in the {"committed" if k in a else "fresh"} golden')
-            else:
-                drift(a[k], b[k], f'{path}.{k}', out)
-    elif isinstance(a, list) and isinstance(b, list):
-        if len(a) != len(b):
-            out.append(f'{path}: length {len(a)} committed, {len(b)} now')
-        for i, (x, y) in enumerate(zip(a, b)):
-            drift(x, y, f'{path}[{i}]', out)
-    elif isinstance(a, float) or isinstance(b, float):
-        if abs(a - b) > REL_TOL * max(1.0, abs(a), abs(b)):
-            out.append(f'{path}: committed {a!r}, now {b!r}')
-    elif a != b:
-        out.append(f'{path}: committed {a!r}, now {b!r}')
-
-
 def main(argv):
     torch.set_default_dtype(torch.float64)  # rewards and advantages in float64, like the model
-    gen, models, check = GEN, MODELS, False
-    args = iter(argv)
-    for a in args:
-        if a == '--check':
-            check = True
-        elif a == '--gen':
-            gen = os.path.abspath(next(args))
-        elif a == '--models':
-            models = next(args).split(',')
-        else:
-            print(f'unknown argument {a}', file=sys.stderr)
-            return 2
-    missing = [m for m in models if not os.path.isdir(os.path.join(gen, m))]
-    if missing:
-        print(f'missing generated models {missing} in {gen}: run node --import tsx tests/fixtures/make-tiny-models.ts', file=sys.stderr)
-        return 2
-    if not check:
-        write(gen, OUT, models)
-        print(f'wrote {len(models)} GRPO goldens to {OUT}')
-        return 0
-    with tempfile.TemporaryDirectory() as tmp:
-        write(gen, tmp, models)
-        problems = []
-        for name in models:
-            with open(os.path.join(OUT, name + '.json')) as f:
-                a = json.load(f)
-            with open(os.path.join(tmp, name + '.json')) as f:
-                b = json.load(f)
-            drift(a, b, name, problems)
-        for p in problems[:50]:
-            print(p)
-        print(f'{len(problems)} differences' if problems else 'GRPO goldens match')
-        return 1 if problems else 0
+    return golden_cli.run(argv, write=write, out_dir=OUT, gen=GEN, models=MODELS, label='GRPO', rel_tol=REL_TOL, skip=('transformers', 'torch', 'peft', 'trl'))
 
 
 if __name__ == '__main__':
