@@ -3,21 +3,15 @@
 // `aha logits/generate --adapter DIR`.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { native } from '../../src-main/engine/native.ts';
+import { aha, root } from './helpers.ts';
 
-const root = resolve(import.meta.dirname, '../..');
 const gen = join(root, 'tests/fixtures/generated');
 const adapterDir = join(root, 'tests/fixtures/golden/lora/qwen2-tiny');
 const tokens = [9707, 11, 1879, 0, 374, 264, 1273, 315, 279];
-
-function aha(...args: string[]) {
-  const r = spawnSync(process.execPath, [join(root, 'bin/aha.mjs'), ...args], { cwd: root, encoding: 'utf8', maxBuffer: 1 << 28 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 function logSoftmaxAt(row: Float32Array, id: number): number {
   let mx = -Infinity;

@@ -2,18 +2,12 @@
 // --help, and clear errors with the right exit codes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { aha, root } from './helpers.ts';
 
-const root = resolve(import.meta.dirname, '../..');
 const gen = join(root, 'tests/fixtures/generated');
-
-function aha(...args: string[]) {
-  const r = spawnSync(process.execPath, [join(root, 'bin/aha.mjs'), ...args], { cwd: root, encoding: 'utf8', maxBuffer: 1 << 28 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 test('aha logits prints the last or every position as JSON, the same for HF and GGUF', () => {
   const hf = aha('logits', '--model', join(gen, 'qwen2-tiny'), '--tokens', '9707,11,1246', '--kv', 'f32');

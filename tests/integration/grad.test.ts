@@ -3,47 +3,15 @@
 // (tests/fixtures/golden/lora), chat rows through the template, and the errors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { parseSft } from '../../src-main/train/sft.ts';
 import { loadTokenizer, chatTemplateFor } from '../../src-main/engine/open.ts';
+import { aha, readSafetensors, root } from './helpers.ts';
 
-const root = resolve(import.meta.dirname, '../..');
 const gen = join(root, 'tests/fixtures/generated');
 const goldens = join(root, 'tests/fixtures/golden/lora');
-
-function aha(...args: string[]) {
-  const r = spawnSync(process.execPath, [join(root, 'bin/aha.mjs'), ...args], { cwd: root, encoding: 'utf8', maxBuffer: 1 << 26 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-interface Tensor {
-  dtype: string;
-  shape: number[];
-  values: number[];
-}
-
-function readSafetensors(path: string): { tensors: Record<string, Tensor>; metadata: Record<string, string> } {
-  const buf = readFileSync(path);
-  const n = Number(buf.readBigUInt64LE(0));
-  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
-  const tensors: Record<string, Tensor> = {};
-  let metadata: Record<string, string> = {};
-  for (const [k, e] of Object.entries(header)) {
-    if (k === '__metadata__') {
-      metadata = e as unknown as Record<string, string>;
-      continue;
-    }
-    const data = buf.subarray(8 + n + e.data_offsets[0], 8 + n + e.data_offsets[1]);
-    const size = e.dtype === 'F64' ? 8 : 4;
-    const values: number[] = [];
-    for (let i = 0; i < data.length; i += size) values.push(size === 8 ? data.readDoubleLE(i) : data.readFloatLE(i));
-    tensors[k] = { dtype: e.dtype, shape: e.shape, values };
-  }
-  return { tensors, metadata };
-}
 
 interface Golden {
   loss: number;

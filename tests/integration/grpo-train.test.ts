@@ -3,18 +3,12 @@
 // adapter (and the step metrics) of an uninterrupted 4-step run; a resume that changes the run fails.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { aha, root } from './helpers.ts';
 
-const root = resolve(import.meta.dirname, '../..');
 const model = join(root, 'tests/fixtures/generated/qwen2-tiny');
-
-function aha(...args: string[]) {
-  const r = spawnSync(process.execPath, [join(root, 'bin/aha.mjs'), ...args], { cwd: root, encoding: 'utf8', maxBuffer: 1 << 26 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 interface StepEvent {
   event: 'step';

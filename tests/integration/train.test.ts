@@ -4,19 +4,14 @@
 // and bad input gives counted warnings or clear errors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { aha, root } from './helpers.ts';
 
-const root = resolve(import.meta.dirname, '../..');
 const gen = join(root, 'tests/fixtures/generated');
 const cli = join(root, 'bin/aha.mjs');
-
-function aha(...args: string[]) {
-  const r = spawnSync(process.execPath, [cli, ...args], { cwd: root, encoding: 'utf8', maxBuffer: 1 << 26 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 interface Line {
   event: string;
