@@ -120,27 +120,22 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
   }
 
   async request<O extends Op>(op: O, payload: Payload<O>, onEvent?: (e: HostEvent) => void): Promise<HostResults[O]> {
-    if (this.closed) throw new Error('the engine is shut down');
-    await this.start();
-    const id = this.nextId++;
-    return new Promise<HostResults[O]>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, onEvent });
-      this.proc!.send({ id, op, ...payload } as HostRequest);
-    });
+    return this.post(this.nextId++, op, payload, onEvent);
   }
 
   /** Like request('chat'), with the request id exposed so that it can be cancelled. */
   chat(payload: Payload<'chat'>, onEvent: (e: HostEvent) => void): { id: number; done: Promise<HostResults['chat']> } {
     const id = this.nextId++;
-    const done = (async () => {
-      if (this.closed) throw new Error('the engine is shut down');
-      await this.start();
-      return new Promise<HostResults['chat']>((resolve, reject) => {
-        this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, onEvent });
-        this.proc!.send({ id, op: 'chat', ...payload });
-      });
-    })();
-    return { id, done };
+    return { id, done: this.post(id, 'chat', payload, onEvent) };
+  }
+
+  private async post<O extends Op>(id: number, op: O, payload: Payload<O>, onEvent?: (e: HostEvent) => void): Promise<HostResults[O]> {
+    if (this.closed) throw new Error('the engine is shut down');
+    await this.start();
+    return new Promise<HostResults[O]>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, onEvent });
+      this.proc!.send({ id, op, ...payload } as HostRequest);
+    });
   }
 
   async cancel(target: number): Promise<boolean> {
