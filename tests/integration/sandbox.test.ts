@@ -88,7 +88,15 @@ test('fails closed for real: where namespaces cannot be made, SandboxUnavailable
   }
 });
 
-test('userns mode (an ordinary user, as the desktop app runs): the same attacks score 0', { skip: skip === false && process.getuid?.() === 0 ? false : 'needs root to start a process as nobody' }, async () => {
+// The userns test runs the project's own files as nobody: the checkout and this Node must be reachable by nobody
+// (a clone inside a private `mktemp -d` folder is not).
+function usernsSkip(): string | false {
+  if (skip !== false || process.getuid?.() !== 0) return 'needs root to start a process as nobody';
+  const reach = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'sh', '-c', 'test -r "$0" && test -x "$1"', path.join(fixtures, 'userns-mode.mts'), process.execPath]);
+  return reach.status === 0 ? false : `nobody cannot reach this checkout or its Node (${path.resolve(import.meta.dirname, '../..')}: a parent folder is private)`;
+}
+
+test('userns mode (an ordinary user, as the desktop app runs): the same attacks score 0', { skip: usernsSkip() }, async () => {
   const NOBODY = 65534;
   const baseline = processesOf(NOBODY);
   const home = fs.mkdtempSync(path.join(fixtures, 'nobody-home-'));
