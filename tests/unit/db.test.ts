@@ -71,6 +71,9 @@ test('every migration runs from an empty file and leaves user_version at the las
     { name: 'graders', strict: 1 },
     { name: 'messages', strict: 1 },
     { name: 'models', strict: 1 },
+    { name: 'run_metrics', strict: 1 },
+    { name: 'run_rollouts', strict: 1 },
+    { name: 'runs', strict: 1 },
     { name: 'settings', strict: 1 },
   ]);
   const unnamed = db.prepare(`SELECT name FROM sqlite_schema WHERE type = 'index' AND name LIKE 'sqlite_autoindex%'`).all();

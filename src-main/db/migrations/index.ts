@@ -4,6 +4,7 @@
 import type { Database } from '../index.ts';
 import { initial } from './0001-initial.ts';
 import { datasets } from './0002-datasets.ts';
+import { runs } from './0003-runs.ts';
 
 export interface Migration {
   version: number;
@@ -11,4 +12,4 @@ export interface Migration {
   up(db: Database): void;
 }
 
-export const migrations: readonly Migration[] = [initial, datasets];
+export const migrations: readonly Migration[] = [initial, datasets, runs];
