@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import type { Dataset, DatasetCounts, DatasetItem } from '../db/datasets.ts';
 import type { StoredGrader } from '../db/graders.ts';
+import type { Run, RunRollout, RunStepMetrics } from '../db/runs.ts';
 import type { ImportReport } from '../services/datasets/import.ts';
 import type { PlaygroundResult } from '../services/graders/playground.ts';
 
@@ -243,6 +244,17 @@ export const channels = {
       })
       .strict(),
     z.array(z.custom<PlaygroundResult>()),
+  ],
+
+  /** Training runs (`aha train`, the app), newest first; read-only: the trainer writes them. */
+  'runs.list': [None, z.array(z.custom<Run>())],
+  'runs.get': [Id.strict(), z.custom<Run>()],
+  /** A run's metrics in step order; afterStep: only the steps after it (a live chart's new points). */
+  'runs.metrics': [z.object({ id: z.number().int(), afterStep: z.number().int().min(0).default(0) }).strict(), z.array(z.custom<RunStepMetrics>())],
+  /** A page of a run's sampled rollouts in (step, position) order, or of one step's. */
+  'runs.rollouts': [
+    z.object({ id: z.number().int(), step: z.number().int().min(1).optional(), offset: z.number().int().min(0).default(0), limit: z.number().int().min(1).max(1000).default(50) }).strict(),
+    z.object({ rollouts: z.array(z.custom<RunRollout>()), total: z.number().int() }),
   ],
 } as const;
 

@@ -1,11 +1,12 @@
-// The contract's dataset and grader channels over the data layer: imports, built-in generators,
-// item editing, dedupe, split, export; grader configurations (named, versioned) and the grader
-// playground. Thin on purpose: the logic lives in db/datasets.ts, services/datasets/ and
-// services/graders/.
+// The contract's dataset, grader and run channels over the data layer: imports, built-in
+// generators, item editing, dedupe, split, export; grader configurations (named, versioned) and
+// the grader playground; training runs with their metrics and rollouts, read-only. Thin on
+// purpose: the logic lives in db/, services/datasets/ and services/graders/.
 import { ApiError, type Handlers } from '../contract/api.ts';
 import type { Database } from '../db/index.ts';
 import * as ds from '../db/datasets.ts';
 import { getGrader, listGraders, saveGrader } from '../db/graders.ts';
+import { getRun, listRunMetrics, listRunRollouts, listRuns, type Run } from '../db/runs.ts';
 import { importDatasetFile } from './datasets/import.ts';
 import { generateDataset } from './datasets/generators.ts';
 import { deduplicateDataset, splitDataset, writeJsonl } from './datasets/operations.ts';
@@ -13,12 +14,18 @@ import { GraderConfigError, parseGraderConfig } from './graders/config.ts';
 import { runGrader } from './graders/playground.ts';
 import { SandboxPool } from './graders/sandbox.ts';
 
-type WorkbenchChannel = Extract<keyof Handlers, `datasets.${string}` | `graders.${string}`>;
+type WorkbenchChannel = Extract<keyof Handlers, `datasets.${string}` | `graders.${string}` | `runs.${string}`>;
 
 function dataset(db: Database, id: number): ds.Dataset {
   const d = ds.getDataset(db, id);
   if (!d) throw new ApiError('not_found', `no dataset ${id}`);
   return d;
+}
+
+function run(db: Database, id: number): Run {
+  const r = getRun(db, id);
+  if (!r) throw new ApiError('not_found', `no run ${id}`);
+  return r;
 }
 
 const summary = (db: Database, d: ds.Dataset) => ({ ...d, counts: ds.datasetCounts(db, d.id) });
@@ -94,5 +101,9 @@ export function workbenchHandlers(db: Database): Pick<Handlers, WorkbenchChannel
         throw e;
       }
     },
+    'runs.list': () => listRuns(db),
+    'runs.get': (p) => run(db, p.id),
+    'runs.metrics': (p) => (run(db, p.id), listRunMetrics(db, p.id, p.afterStep)),
+    'runs.rollouts': (p) => (run(db, p.id), listRunRollouts(db, p.id, { step: p.step, offset: p.offset, limit: p.limit })),
   };
 }

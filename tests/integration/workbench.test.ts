@@ -1,6 +1,7 @@
-// The dataset and grader channels through the contract's boundary (the same dispatch both
+// The dataset, grader and run channels through the contract's boundary (the same dispatch both
 // transports use): import with a preset, generate, page and edit items, dedupe, split, export
-// and re-import; grader configurations saved as versions and run in the playground.
+// and re-import; grader configurations saved as versions and run in the playground; training
+// runs (as a trainer writes them into the app's database) listed, with their metrics and rollouts.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -9,6 +10,7 @@ import { join } from 'node:path';
 import { dispatch } from '../../src-main/contract/api.ts';
 import { createApp, type App } from '../../src-main/services/app.ts';
 import { forkHost } from '../../src-main/engine-host/client.ts';
+import { createRun, recordRunStep, setRunStatus, type RunStepMetrics } from '../../src-main/db/runs.ts';
 
 const fixtures = join(import.meta.dirname, '../fixtures/datasets');
 let dir: string;
@@ -102,4 +104,37 @@ test('graders: configurations saved as versions, bad ones refused, the playgroun
   const inline = await call('graders.run', { grader: { config: { name: 'cd', kind: 'countdown', options: {} } }, items: [{ completion: '<answer>(1 + 2) * 3</answer>', reference: { numbers: [1, 2, 3], target: 9 } }] });
   assert.equal(inline[0].score, 1);
   await assert.rejects(call('graders.run', { grader: { name: 'nobody' }, items: [{ completion: 'x' }] }), (e: any) => e.code === 'not_found');
+});
+
+test('runs: listed newest first, metrics after a step, rollouts paged by step; unknown runs and bad payloads refused', async () => {
+  const step = (n: number): RunStepMetrics => ({
+    step: n, loss: 1 / n, lr: 1e-4, gradNorm: 0.5, tokensPerSecond: 900, stepSeconds: 0.2, epoch: n / 4, tokens: 100, targetTokens: 30,
+    rewardMean: null, rewardStd: null, rewards: null, fracRewardZeroStd: null, completionLengthMean: null, completionLengthMin: null,
+    completionLengthMax: null, completionClippedShare: null, clipLowMean: null, clipHighMean: null, clipRegionMean: null, clipLowMin: null,
+    clipHighMax: null, kl: null, entropy: null, rolloutTokensPerSecond: null, rolloutSeconds: null, gradingSeconds: null, scoringSeconds: null,
+    forwardBackwardSeconds: null, optimizerSeconds: null,
+  });
+  const sft = createRun(app.db, { kind: 'sft', model: '/m', dataset: '/d.jsonl', config: { rank: 8 }, outDir: '/o1' }, 1000);
+  for (const n of [1, 2, 3]) recordRunStep(app.db, sft.id, step(n));
+  setRunStatus(app.db, sft.id, 'done', null, 2000);
+  const grpo = createRun(app.db, { kind: 'grpo', model: '/m', dataset: '/p.jsonl', config: { numGenerations: 2 }, outDir: '/o2' }, 3000);
+  const rollout = (position: number) => ({
+    position, prompt: 'What is 2 + 3?', completion: `<think>hm</think> ${position + 4}`, completionIds: [1, 2], truncated: false,
+    scores: { math: position === 1 ? 1 : 0 }, explanations: { math: '' }, reward: position === 1 ? 1 : 0, advantage: position === 1 ? 0.7 : -0.7, logprobs: [-1, -2],
+  });
+  for (const n of [1, 2]) recordRunStep(app.db, grpo.id, { ...step(n), rewardMean: 0.5, rewards: { math: { mean: 0.5, std: 0.7 } } }, [rollout(0), rollout(1)]);
+
+  const runs = await call('runs.list', {});
+  assert.deepEqual(runs.map((r: any) => [r.id, r.kind, r.status, r.step, r.endedAt]), [[grpo.id, 'grpo', 'running', 2, null], [sft.id, 'sft', 'done', 3, 2000]]);
+  assert.deepEqual(await call('runs.get', { id: sft.id }), runs[1]);
+  assert.deepEqual((await call('runs.metrics', { id: sft.id, afterStep: 1 })).map((m: any) => [m.step, m.loss]), [[2, 0.5], [3, 1 / 3]]);
+  assert.deepEqual((await call('runs.metrics', { id: grpo.id })).map((m: any) => m.rewards), [{ math: { mean: 0.5, std: 0.7 } }, { math: { mean: 0.5, std: 0.7 } }]);
+  const page = await call('runs.rollouts', { id: grpo.id, step: 2, offset: 1 });
+  assert.equal(page.total, 2);
+  assert.deepEqual(page.rollouts.map((r: any) => [r.step, r.position, r.reward, r.logprobs]), [[2, 1, 1, [-1, -2]]]);
+  assert.equal((await call('runs.rollouts', { id: grpo.id })).total, 4);
+  await assert.rejects(call('runs.get', { id: 99999 }), (e: any) => e.code === 'not_found' && /no run 99999/.test(e.message));
+  await assert.rejects(call('runs.rollouts', { id: 99999 }), (e: any) => e.code === 'not_found');
+  await assert.rejects(call('runs.rollouts', { id: grpo.id, limit: 0 }), (e: any) => e.code === 'invalid_request');
+  await assert.rejects(call('runs.metrics', { id: grpo.id, status: 'done' }), (e: any) => e.code === 'invalid_request');
 });
