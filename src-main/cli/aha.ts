@@ -1,7 +1,8 @@
 // The `aha` command: generate, logits, bench, grad, info. Every subcommand has --help, --json where it
 // prints results, and errors that say what to fix (exit code 2 for usage, 1 for failures).
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { native, type LoadOptions, type LoadProgress } from '../engine/native.ts';
+import { native, type LoadOptions, type LoadProgress, type NativeModel } from '../engine/native.ts';
+import type { ProgressFields } from './progress.ts';
 
 class UsageError extends Error {}
 
@@ -108,10 +109,14 @@ const commands: Record<string, { summary: string; usage: string; options: Option
   },
   'train sft': {
     summary: 'fine-tune a LoRA adapter on chat or prompt/completion examples (SFT)',
-    usage: `aha train sft --model PATH --data FILE --out DIR [options]
-  --data FILE            JSONL: {"messages": [...]} (loss on every assistant turn), {"prompt", "completion"},
-                         or {"input_ids", "labels"}; unusable rows are skipped and counted
+    usage: `aha train sft --model PATH --dataset FILE|ID --out DIR [options]
+  --dataset FILE|ID      JSONL: {"messages": [...]} (loss on every assistant turn), {"prompt", "completion"},
+                         or {"input_ids", "labels"}; unusable rows are skipped and counted. Or the id or name
+                         of a dataset of the app's database: its items' worked solutions (not its eval split).
+                         --data FILE is the same
   --out DIR              the adapter (PEFT layout) and checkpoints/step-N/ go here
+  --data-dir DIR         the app's database, where the run and its metrics are recorded (default: the
+                         desktop app's folder; also $AHA_DATA_DIR)
   --rank N               LoRA rank (default 8)
   --alpha A              LoRA alpha (default 16)
   --rslora               scale alpha/sqrt(rank) instead of alpha/rank
@@ -126,12 +131,15 @@ const commands: Record<string, { summary: string; usage: string; options: Option
   --grad-accum N         micro-batches per optimizer step (default 1)
   --max-len N            longer examples are truncated (default 1024)
   --checkpoint-every N   checkpoint every N steps (default 0: only at the end)
-  --resume               continue the run in --out from its newest checkpoint
+  --resume               continue the run in --out from its newest checkpoint (and its record)
   --seed S               adapter initialization and data order (default 0)
   --threads N            default: physical cores
-  --json                 one JSON line per step (step, loss, lr, grad_norm, tokens_per_s) instead of a progress bar`,
+  --json                 one JSON line per step (step, loss, lr, grad_norm, tokens_per_s) instead of a progress bar
+Ctrl-C (or SIGTERM) ends the run after the step under way, with a checkpoint to --resume from.`,
     options: {
+      dataset: { type: 'string' },
       data: { type: 'string' },
+      'data-dir': { type: 'string' },
       out: { type: 'string' },
       rank: { type: 'string' },
       alpha: { type: 'string' },
@@ -154,12 +162,16 @@ const commands: Record<string, { summary: string; usage: string; options: Option
   },
   'train grpo': {
     summary: 'train a LoRA adapter with GRPO: G completions per prompt, rule graders, TRL\'s loss',
-    usage: `aha train grpo --model PATH --data FILE --grader LIST --out DIR [options]
-  --data FILE             JSONL, one prompt a line: {"prompt", "reference"?, "system_prompt"?}
+    usage: `aha train grpo --model PATH --dataset FILE|ID --grader LIST --out DIR [options]
+  --dataset FILE|ID       JSONL, one prompt a line: {"prompt", "reference"?, "system_prompt"?}; or the id or
+                          name of a dataset of the app's database (not its eval split). --data FILE is the same
   --grader LIST           graders and weights, e.g. math,format:0.5 (math, exact, multiple-choice, format,
                           repetition, countdown, code); reward = Σ weight · score
   --grader-config FILE    more graders, configured: JSON [{"weight": 1, "grader": {"name", "version", "kind", "options"}}]
   --out DIR               the adapter (PEFT layout) and checkpoints/step-N/ go here
+  --data-dir DIR          the app's database, where the run, its metrics and sampled rollouts are recorded
+                          (default: the desktop app's folder; also $AHA_DATA_DIR)
+  --sample-groups N       groups of G rollouts recorded per step (default 1; 0: none)
   --steps N               optimizer steps (default 100)
   --num-generations G     completions per prompt (default 8)
   --prompts-per-step N    default 4
@@ -174,11 +186,15 @@ const commands: Record<string, { summary: string; usage: string; options: Option
   --rank N, --alpha A     LoRA rank and alpha (default 8, 16); --targets LIST as for train sft
   --micro-batch-tokens N  pack the train step in chunks of N tokens (memory; default 0: at once)
   --checkpoint-every N    checkpoint every N steps (default 0: only at the end)
-  --resume                continue the run in --out from its newest checkpoint
+  --resume                continue the run in --out from its newest checkpoint (and its record)
   --seed S                adapter initialization, prompt order and sampling (default 0)
-  --json                  one JSON line per step (the step's metrics) instead of a progress line`,
+  --json                  one JSON line per step (the step's metrics) instead of a progress bar
+Ctrl-C (or SIGTERM) ends the run after the step under way, with a checkpoint to --resume from.`,
     options: {
+      dataset: { type: 'string' },
       data: { type: 'string' },
+      'data-dir': { type: 'string' },
+      'sample-groups': { type: 'string' },
       grader: { type: 'string' },
       'grader-config': { type: 'string' },
       out: { type: 'string' },
@@ -444,11 +460,19 @@ async function gradGrpo(v: Values, dtype: 'f32' | 'f64'): Promise<void> {
   }
 }
 
+/** The flags every `aha train` needs: --dataset (or its older name --data) and --out. */
+function trainingFlags(v: Values): void {
+  if (v.dataset !== undefined && v.data !== undefined) throw new UsageError('give --dataset or --data, not both (they are the same option)');
+  if (typeof (v.dataset ?? v.data) !== 'string') throw new UsageError('--dataset FILE|ID is required (a JSONL file, or the id or name of a dataset of the app)');
+  if (typeof v.out !== 'string') throw new UsageError('--out is required');
+}
+
 async function trainGrpo(v: Values): Promise<void> {
   if (typeof v.model !== 'string') throw new UsageError('--model PATH is required (a .gguf file or a Hugging Face model folder)');
-  for (const k of ['data', 'out']) if (typeof v[k] !== 'string') throw new UsageError(`--${k} is required`);
+  trainingFlags(v);
   if (typeof v.grader !== 'string' && typeof v['grader-config'] !== 'string') throw new UsageError('--grader LIST (or --grader-config FILE) is required');
   const { GRPO_DEFAULTS, runGrpo } = await import('../train/grpo-run.ts');
+  const { grpoStepRow, sampleRollouts } = await import('../train/record.ts');
   const { SFT_DEFAULTS } = await import('../train/sft-run.ts');
   const { graderFromConfig } = await import('../services/graders/config.ts');
   const KINDS = ['math', 'exact', 'multiple-choice', 'format', 'repetition', 'countdown', 'code'];
@@ -519,64 +543,59 @@ async function trainGrpo(v: Values): Promise<void> {
     'micro-batch-tokens': 'microBatchTokens', seed: 'seed', rank: 'rank', alpha: 'alpha', targets: 'targets',
   };
   const given = Object.entries(flag).filter(([f]) => v[f] !== undefined).map(([, k]) => k);
-  const json = !!v.json;
-  const { readFileSync, mkdirSync } = await import('node:fs');
-  const file = v.data as string;
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new Error(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
-  }
+  const sampleGroups = int(v, 'sample-groups', 1);
   const { loadTokenizer, chatTemplateFor } = await import('../engine/open.ts');
   const tokenizer = loadTokenizer(v.model);
   const { template, error } = chatTemplateFor(tokenizer);
   if (error) process.stderr.write(`warning: ${error}; using the ${template.name} template\n`);
-  const out = v.out as string;
-  mkdirSync(out, { recursive: true });
-  const model = await native().loadModel(v.model, loadOptions(v), progressBar(json));
-  let stop = false;
-  const onSigint = () => {
-    if (stop) process.exit(130);
-    stop = true;
-    process.stderr.write('\nstopping after this step (Ctrl-C again to quit at once)\n');
-  };
-  process.on('SIGINT', onSigint);
+  const session = await trainingSession(v, 'grpo', { ...config, graders: graders.map((g) => ({ name: g.grader.name, weight: g.weight })) });
+  const { json } = session;
+  let model: NativeModel | undefined;
   try {
+    model = await native().loadModel(v.model, loadOptions(v), progressBar(json));
     const res = await runGrpo({
-      model, modelPath: v.model, tokenizer, template, graders, dataFile: file, dataText: text, out, config, given,
+      model, modelPath: v.model, tokenizer, template, graders, dataFile: session.data.label, dataText: session.data.text, out: session.out, config, given,
       resume: !!v.resume,
       checkpointEvery: int(v, 'checkpoint-every', 0),
-      stopRequested: () => stop,
+      control: session.control,
       events: {
-        warn: (m) => process.stderr.write(`warning: ${m}\n`),
-        step: (m) => {
+        warn: (m) => session.say(`warning: ${m}`),
+        start: (step, total) => session.start(step, total),
+        step: (m, rollouts) => {
+          session.recorder.step(grpoStepRow(m), sampleRollouts(rollouts, config.numGenerations, sampleGroups));
           if (json) process.stdout.write(JSON.stringify({ event: 'step', ...m }) + '\n');
-          else
-            process.stderr.write(
-              `step ${m.step}/${config.steps} · reward ${m.reward.mean.toFixed(3)} ± ${m.reward.std.toFixed(3)} · zero-std groups ${(100 * m.fracRewardZeroStd).toFixed(0)}% · ` +
-                `length ${m.completionLength.mean.toFixed(1)} (clipped ${(100 * m.completionLength.clippedShare).toFixed(0)}%) · grad norm ${m.gradNorm.toFixed(3)}` +
-                (m.kl !== null ? ` · KL ${m.kl.toFixed(4)}` : '') + ` · ${m.seconds.total.toFixed(1)} s\n`,
-            );
+          session.show(
+            { step: m.step, totalSteps: config.steps, loss: m.loss, reward: m.reward.mean, tokensPerSecond: m.rolloutTokensPerSecond },
+            `step ${m.step}/${config.steps} · reward ${m.reward.mean.toFixed(3)} ± ${m.reward.std.toFixed(3)} · zero-std groups ${(100 * m.fracRewardZeroStd).toFixed(0)}% · ` +
+              `length ${m.completionLength.mean.toFixed(1)} (clipped ${(100 * m.completionLength.clippedShare).toFixed(0)}%) · grad norm ${m.gradNorm.toFixed(3)}` +
+              (m.kl !== null ? ` · KL ${m.kl.toFixed(4)}` : '') + ` · ${m.seconds.total.toFixed(1)} s`,
+          );
         },
         checkpoint: (step, dir) => {
           if (json) process.stdout.write(JSON.stringify({ event: 'checkpoint', step, path: dir }) + '\n');
         },
       },
     });
-    if (res.stoppedAt) throw new Error(`stopped at step ${res.steps}; continue from ${res.stoppedAt} with the same command and --resume`);
-    if (json) process.stdout.write(JSON.stringify({ event: 'done', steps: res.steps, adapter: res.adapter, resumed_from: res.resumedFrom ?? null }) + '\n');
-    else process.stdout.write(`trained ${res.steps} GRPO steps · reward ${res.first?.reward.mean.toFixed(3)} → ${res.last?.reward.mean.toFixed(3)} · adapter in ${res.adapter}\n`);
+    if (session.ended(res)) return;
+    if (json) process.stdout.write(JSON.stringify({ event: 'done', steps: res.steps, adapter: res.adapter, resumed_from: res.resumedFrom ?? null, run_id: session.recorder.runId, database: session.dbFile }) + '\n');
+    else
+      process.stdout.write(
+        `trained ${res.steps} GRPO steps · reward ${res.first?.reward.mean.toFixed(3)} → ${res.last?.reward.mean.toFixed(3)} · adapter in ${res.adapter} · run ${session.recorder.runId} in ${session.dbFile}\n`,
+      );
+  } catch (e) {
+    session.failed(e as Error);
+    throw e;
   } finally {
-    process.off('SIGINT', onSigint);
-    await model.unload();
+    session.close();
+    await model?.unload();
   }
 }
 
 async function trainSft(v: Values): Promise<void> {
   if (typeof v.model !== 'string') throw new UsageError('--model PATH is required (a .gguf file or a Hugging Face model folder)');
-  for (const k of ['data', 'out']) if (typeof v[k] !== 'string') throw new UsageError(`--${k} is required`);
+  trainingFlags(v);
   const { SFT_DEFAULTS, runSft } = await import('../train/sft-run.ts');
+  const { sftStepRow } = await import('../train/record.ts');
   const d = SFT_DEFAULTS;
   const positive = (key: string, fallback: number) => {
     const n = float(v, key, fallback);
@@ -612,79 +631,159 @@ async function trainSft(v: Values): Promise<void> {
     'weight-decay': 'weightDecay', 'max-grad-norm': 'maxGradNorm', epochs: 'epochs', batch: 'batch', 'grad-accum': 'gradAccum', 'max-len': 'maxLen', seed: 'seed',
   };
   const given = Object.entries(flag).filter(([f]) => v[f] !== undefined).map(([, k]) => k);
-  const json = !!v.json;
-  const { readFileSync, mkdirSync } = await import('node:fs');
-  const file = v.data as string;
-  let text: string;
+  const session = await trainingSession(v, 'sft', config);
+  const { json } = session;
+  let model: NativeModel | undefined;
   try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new Error(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
-  }
-  const { needsTokenizer } = await import('../train/sft.ts');
-  let tok;
-  if (needsTokenizer(text)) {
-    const { loadTokenizer, chatTemplateFor } = await import('../engine/open.ts');
-    const tokenizer = loadTokenizer(v.model);
-    const { template, error } = chatTemplateFor(tokenizer);
-    if (error) process.stderr.write(`warning: ${error}; using the ${template.name} template\n`);
-    tok = { tokenizer, template };
-  }
-  const out = v.out as string;
-  mkdirSync(out, { recursive: true });
-  const model = await native().loadModel(v.model, { ...loadOptions(v), context: Math.max(config.maxLen, 16) }, progressBar(json));
-  const tty = !json && process.stderr.isTTY;
-  // Ctrl-C: finish the step under way, write a checkpoint, stop (a second one kills).
-  let stop = false;
-  const onSigint = () => {
-    if (stop) process.exit(130);
-    stop = true;
-    process.stderr.write(`${tty ? '\n' : ''}stopping after this step (Ctrl-C again to quit at once)\n`);
-  };
-  process.on('SIGINT', onSigint);
-  try {
+    const { needsTokenizer } = await import('../train/sft.ts');
+    let tok;
+    if (needsTokenizer(session.data.text)) {
+      const { loadTokenizer, chatTemplateFor } = await import('../engine/open.ts');
+      const tokenizer = loadTokenizer(v.model);
+      const { template, error } = chatTemplateFor(tokenizer);
+      if (error) session.say(`warning: ${error}; using the ${template.name} template`);
+      tok = { tokenizer, template };
+    }
+    model = await native().loadModel(v.model, { ...loadOptions(v), context: Math.max(config.maxLen, 16) }, progressBar(json));
     const res = await runSft({
-      stopRequested: () => stop,
+      control: session.control,
       model,
       modelPath: v.model,
-      dataFile: file,
-      dataText: text,
+      dataFile: session.data.label,
+      dataText: session.data.text,
       tok,
-      out,
+      out: session.out,
       config,
       given,
       resume: !!v.resume,
       checkpointEvery: int(v, 'checkpoint-every', 0),
       events: {
-        warn: (m) => process.stderr.write(`${tty ? '\n' : ''}warning: ${m}\n`),
+        warn: (m) => session.say(`warning: ${m}`),
+        start: (step, total) => session.start(step, total),
         step: (m) => {
-          if (json) {
+          session.recorder.step(sftStepRow(m));
+          if (json)
             process.stdout.write(
               JSON.stringify({ event: 'step', step: m.step, total_steps: m.totalSteps, epoch: m.epoch, loss: m.loss, lr: m.lr, grad_norm: m.gradNorm, tokens_per_s: m.tokensPerSecond, tokens: m.tokens, target_tokens: m.targetTokens }) + '\n',
             );
-            return;
-          }
-          const line = `step ${m.step}/${m.totalSteps} · epoch ${m.epoch.toFixed(2)} · loss ${m.loss.toFixed(4)} · lr ${m.lr.toExponential(2)} · grad norm ${m.gradNorm.toFixed(3)} · ${m.tokensPerSecond.toFixed(0)} tok/s`;
-          if (tty) {
-            const w = 24;
-            const done = Math.round((m.step / m.totalSteps) * w);
-            process.stderr.write(`\r[${'#'.repeat(done)}${'.'.repeat(w - done)}] ${line}   `);
-          } else process.stderr.write(line + '\n');
+          session.show(
+            { step: m.step, totalSteps: m.totalSteps, loss: m.loss, tokensPerSecond: m.tokensPerSecond },
+            `step ${m.step}/${m.totalSteps} · epoch ${m.epoch.toFixed(2)} · loss ${m.loss.toFixed(4)} · lr ${m.lr.toExponential(2)} · grad norm ${m.gradNorm.toFixed(3)} · ${m.tokensPerSecond.toFixed(0)} tok/s`,
+          );
         },
         checkpoint: (step, dir) => {
           if (json) process.stdout.write(JSON.stringify({ event: 'checkpoint', step, path: dir }) + '\n');
         },
       },
     });
-    if (tty) process.stderr.write('\n');
-    if (res.stoppedAt) throw new Error(`stopped at step ${res.steps}; continue from ${res.stoppedAt} with the same command and --resume`);
-    if (json) process.stdout.write(JSON.stringify({ event: 'done', steps: res.steps, first_loss: res.firstLoss, last_loss: res.lastLoss, adapter: res.adapter, resumed_from: res.resumedFrom ?? null }) + '\n');
-    else process.stdout.write(`trained ${res.steps} steps · loss ${res.firstLoss.toFixed(4)} → ${res.lastLoss.toFixed(4)} · adapter in ${res.adapter}\n`);
+    if (session.ended(res)) return;
+    if (json)
+      process.stdout.write(
+        JSON.stringify({ event: 'done', steps: res.steps, first_loss: res.firstLoss, last_loss: res.lastLoss, adapter: res.adapter, resumed_from: res.resumedFrom ?? null, run_id: session.recorder.runId, database: session.dbFile }) + '\n',
+      );
+    else process.stdout.write(`trained ${res.steps} steps · loss ${res.firstLoss.toFixed(4)} → ${res.lastLoss.toFixed(4)} · adapter in ${res.adapter} · run ${session.recorder.runId} in ${session.dbFile}\n`);
+  } catch (e) {
+    session.failed(e as Error);
+    throw e;
   } finally {
-    process.off('SIGINT', onSigint);
-    if (tty) process.stderr.write('\n');
-    await model.unload();
+    session.close();
+    await model?.unload();
   }
+}
+
+/**
+ * What `aha train sft|grpo` share around the loop: the app's database (--data-dir), the data
+ * (--dataset FILE|ID), the run's record, Ctrl-C and SIGTERM (the run stops after the step under
+ * way, with a checkpoint; a second one quits at once), and the progress bar on a terminal.
+ */
+async function trainingSession(v: Values, kind: 'sft' | 'grpo', config: object) {
+  const { openDatabase } = await import('../db/index.ts');
+  const { defaultDataDir } = await import('../services/app.ts');
+  const { resolveTrainingData } = await import('../train/data.ts');
+  const { RunRecorder } = await import('../train/record.ts');
+  const { RunController } = await import('../train/control.ts');
+  const { StepProgress } = await import('./progress.ts');
+  const { mkdirSync } = await import('node:fs');
+  const { join, resolve } = await import('node:path');
+  const json = !!v.json;
+  const tty = !json && !!process.stderr.isTTY;
+  const dataDir = resolve((v['data-dir'] as string | undefined) ?? defaultDataDir());
+  mkdirSync(dataDir, { recursive: true });
+  const dbFile = join(dataDir, 'aha.db');
+  const db = openDatabase(dbFile);
+  let bar: InstanceType<typeof StepProgress> | undefined;
+  const say = (text: string) => (bar ? bar.note(text) : process.stderr.write(text + '\n'));
+  let data;
+  try {
+    data = resolveTrainingData(db, dbFile, (v.dataset ?? v.data) as string, kind);
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+  if (data.note) say(data.note);
+  const out = resolve(v.out as string);
+  mkdirSync(out, { recursive: true });
+  const recorder = RunRecorder.begin(
+    db,
+    { kind, model: resolve(v.model as string), dataset: data.label, datasetId: data.dataset?.id ?? null, config, outDir: out },
+    { resume: !!v.resume, warn: (m) => say(`warning: ${m}`) },
+  );
+  if (json) process.stdout.write(JSON.stringify({ event: 'run', run_id: recorder.runId, database: dbFile, dataset: data.label }) + '\n');
+  else say(`recording run ${recorder.runId} in ${dbFile}`);
+  const control = new RunController({ paused: () => recorder.paused(), resumed: () => recorder.resumed() });
+  let signalled = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled) {
+      recorder.end('stopped');
+      process.exit(130);
+    }
+    signalled = true;
+    control.stop();
+    say(`stopping after this step (${signal === 'SIGINT' ? 'Ctrl-C' : signal}; Ctrl-C again to quit at once)`);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const endBar = () => {
+    bar?.end();
+    bar = undefined;
+  };
+  return {
+    dbFile,
+    data,
+    out,
+    recorder,
+    control,
+    json,
+    say,
+    start(step: number, totalSteps: number) {
+      recorder.start(step, totalSteps);
+      if (tty) bar = new StepProgress(process.stderr, step);
+    },
+    /** A step: the bar on a terminal, else the plain line (with --json the caller prints the step). */
+    show(fields: ProgressFields, plain: string) {
+      if (bar) bar.update(fields);
+      else if (!json) process.stderr.write(plain + '\n');
+    },
+    /** Records how the loop ended; true (after saying how to go on) when it was stopped. */
+    ended(res: { steps: number; stoppedAt?: string }): boolean {
+      endBar();
+      recorder.end(res.stoppedAt ? 'stopped' : 'done');
+      if (!res.stoppedAt) return false;
+      if (json) process.stdout.write(JSON.stringify({ event: 'stopped', step: res.steps, checkpoint: res.stoppedAt, run_id: recorder.runId, database: dbFile }) + '\n');
+      process.stderr.write(`stopped at step ${res.steps}; continue from ${res.stoppedAt} with the same command and --resume\n`);
+      return true;
+    },
+    failed(e: Error) {
+      endBar();
+      recorder.end('failed', e.message);
+    },
+    close() {
+      endBar();
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      db.close();
+    },
+  };
 }
 
 async function info(v: Values): Promise<void> {

@@ -16,6 +16,7 @@ import type { ChatTemplate } from '../chat/template.ts';
 import type { Grader } from '../services/graders/compose.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import type { GrpoLossOptions, NativeModel, NativeTrainer } from '../engine/native.ts';
+import type { RunController } from './control.ts';
 import { Rng } from './sft-run.ts';
 
 export interface GrpoConfig {
@@ -246,6 +247,8 @@ export interface GrpoRunConfig extends GrpoConfig {
 
 export interface GrpoRunEvents {
   warn(message: string): void;
+  /** Before the first step: the step the run starts after (a resumed run's checkpoint) and its last. */
+  start?(step: number, totalSteps: number): void;
   step(m: GrpoStepMetrics, rollouts: GrpoRollout[]): void;
   checkpoint(step: number, dir: string): void;
 }
@@ -266,8 +269,8 @@ export interface GrpoRun {
   resume: boolean;
   checkpointEvery: number;
   events: GrpoRunEvents;
-  /** Polled after every step: true ends the run there, with a checkpoint. */
-  stopRequested?: () => boolean;
+  /** Asked after every step: pause there, or stop there with a checkpoint. */
+  control?: RunController;
 }
 
 interface GrpoState {
@@ -359,6 +362,7 @@ export async function runGrpo(run: GrpoRun): Promise<{ steps: number; adapter: s
     return { order, next: rng.state };
   };
   let plan = drawPlan();
+  events.start?.(step, config.steps);
   let first: GrpoStepMetrics | undefined;
   let last: GrpoStepMetrics | undefined;
   let lastCheckpoint = resumedFrom;
@@ -387,12 +391,13 @@ export async function runGrpo(run: GrpoRun): Promise<{ steps: number; adapter: s
       lastCheckpoint = await writeCheckpoint(out, trainer, snapshot());
       events.checkpoint(step, lastCheckpoint);
     }
-    if (run.stopRequested?.() && step < config.steps) {
-      if (lastCheckpoint !== join(out, 'checkpoints', `step-${String(step).padStart(6, '0')}`)) {
+    if (run.control && step < config.steps) {
+      // A pause or a stop keeps the step just taken: the app may close, or the user resume later.
+      if (run.control.holding && lastCheckpoint !== join(out, 'checkpoints', `step-${String(step).padStart(6, '0')}`)) {
         lastCheckpoint = await writeCheckpoint(out, trainer, snapshot());
         events.checkpoint(step, lastCheckpoint);
       }
-      return { steps: step, adapter: out, stoppedAt: lastCheckpoint, resumedFrom, first, last };
+      if (await run.control.between()) return { steps: step, adapter: out, stoppedAt: lastCheckpoint, resumedFrom, first, last };
     }
   }
   lastCheckpoint = await writeCheckpoint(out, trainer, snapshot());

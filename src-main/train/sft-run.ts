@@ -14,6 +14,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, w
 import { join } from 'node:path';
 import type { NativeModel, NativeTrainer } from '../engine/native.ts';
 import { native } from '../engine/native.ts';
+import type { RunController } from './control.ts';
 import { IGNORE, readSftExamples, type SftSequence, type SftTokenizer } from './sft.ts';
 
 export type Schedule = 'constant' | 'linear' | 'cosine';
@@ -63,10 +64,14 @@ export interface StepMetrics {
   tokensPerSecond: number;
   tokens: number;
   targetTokens: number;
+  /** The step's time (forward, backward and the optimizer: one engine call). */
+  seconds: number;
 }
 
 export interface SftEvents {
   warn(message: string): void;
+  /** Before the first step: the step the run starts after (a resumed run's checkpoint) and its last. */
+  start?(step: number, totalSteps: number): void;
   step(m: StepMetrics): void;
   checkpoint(step: number, dir: string): void;
 }
@@ -197,13 +202,13 @@ export interface SftRun {
   resume: boolean;
   checkpointEvery: number;
   events: SftEvents;
-  /** Polled after every step: true ends the run there, with a checkpoint (Ctrl-C). */
-  stopRequested?: () => boolean;
+  /** Asked after every step: pause there, or stop there with a checkpoint (Ctrl-C). */
+  control?: RunController;
 }
 
 export interface SftResult {
   steps: number;
-  /** Ended early by stopRequested: the checkpoint to --resume from (no final adapter yet). */
+  /** Ended early by control.stop(): the checkpoint to --resume from (no final adapter yet). */
   stoppedAt?: string;
   firstLoss: number;
   lastLoss: number;
@@ -281,6 +286,7 @@ export async function runSft(run: SftRun): Promise<SftResult> {
     model: run.modelPath,
   });
   const seq = (i: number) => ({ inputIds: examples[i].inputIds, labels: examples[i].labels });
+  events.start?.(step, totalSteps);
 
   while (step < totalSteps) {
     const rng = new Rng(epochRng);
@@ -321,17 +327,18 @@ export async function runSft(run: SftRun): Promise<SftResult> {
         tokensPerSecond: r.tokens / Math.max(seconds, 1e-9),
         tokens: r.tokens,
         targetTokens: r.targetTokens,
+        seconds,
       });
       if (run.checkpointEvery > 0 && step % run.checkpointEvery === 0 && step < totalSteps) {
         lastCheckpoint = await writeCheckpoint(out, trainer, snapshot());
         events.checkpoint(step, lastCheckpoint);
       }
-      if (run.stopRequested?.() && step < totalSteps) {
-        if (lastCheckpoint !== stepDir(out, step)) {
+      if (run.control && step < totalSteps) {
+        if (run.control.holding && lastCheckpoint !== stepDir(out, step)) {
           lastCheckpoint = await writeCheckpoint(out, trainer, snapshot());
           events.checkpoint(step, lastCheckpoint);
         }
-        return { steps: step, firstLoss, lastLoss, adapter: out, resumedFrom, stoppedAt: lastCheckpoint };
+        if (await run.control.between()) return { steps: step, firstLoss, lastLoss, adapter: out, resumedFrom, stoppedAt: lastCheckpoint };
       }
       if (epochDone) break;  // the next epoch draws its own plan
     }

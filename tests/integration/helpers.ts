@@ -1,14 +1,21 @@
 // What the integration tests share: the `aha` command run as a user runs it, and a reader for the
 // safetensors files it writes (gradients, adapters).
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 export const root = resolve(import.meta.dirname, '../..');
 
+/**
+ * The app's data folder for the commands the tests run (the runs `aha train` records): one of
+ * their own, never the user's, unless a test gives --data-dir.
+ */
+export const testEnv = { ...process.env, AHA_DATA_DIR: mkdtempSync(join(tmpdir(), 'aha-test-data-')) };
+
 /** Runs `aha ARGS…` with this Node; never throws. */
 export function aha(...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [join(root, 'bin/aha.mjs'), ...args], { cwd: root, encoding: 'utf8', maxBuffer: 1 << 28 });
+  const r = spawnSync(process.execPath, [join(root, 'bin/aha.mjs'), ...args], { cwd: root, encoding: 'utf8', maxBuffer: 1 << 28, env: testEnv });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
