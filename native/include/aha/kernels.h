@@ -44,6 +44,22 @@ struct WeightKernel {
 const WeightKernel* weight_kernel(DType weight, Isa isa);
 inline const WeightKernel* weight_kernel(DType weight) { return weight_kernel(weight, active_isa()); }
 
+// ---- Weights packed at load. Where an ISA has kernels for it, a matmul weight is copied once
+// into a layout its kernels stream faster than the file's (WeightStore::pack_for_cpu); the file's
+// bytes stay what every other reader (embedding rows, training's backward, export) uses.
+// q8_0: groups of 16 rows; per block of 32 columns, 8 × 64 bytes (quant dword j of rows 0..15,
+// +128 as u8), then after the group's last block its 16 fp16 scales per block. A group is
+// exactly 16 rows' bytes, so a row that is a multiple of 16 starts where it does in the file;
+// the rows are padded with zero rows to a multiple of 16.
+bool has_packed_layout(DType weight);
+size_t packed_bytes(DType weight, int64_t k, int64_t rows);  // rows rounded up to 16
+// Packs rows [r0, r1) (multiples of 16, or r1 = rows) of the matrix at src (row_bytes apart)
+// into dst, which holds the whole packed matrix.
+void pack_rows(DType weight, const void* src, int64_t k, int64_t rows, int64_t r0, int64_t r1, void* dst);
+// The kernel over packed weights (tile's w: the packed matrix, its row r at r × row_bytes, r a
+// multiple of 16; w_stride: the file's row bytes); nullptr where this ISA has none.
+const WeightKernel* packed_weight_kernel(DType weight, Isa isa);
+
 // Activation conversion: x[k] floats -> k elements of `act` dtype at out (row_bytes(act, k) bytes).
 void quantize_act(DType act, const float* x, void* out, int64_t k, Isa isa);
 

@@ -75,6 +75,7 @@ struct Tensor {
   std::vector<int64_t> ne;   // ggml order: ne[0] contiguous; a matrix is ne = {in_features, out_features}
   const void* data = nullptr;
   size_t row_bytes = 0;      // bytes per ne[0] row
+  const void* packed = nullptr;  // the same rows packed for the CPU kernels (kernels.h), or null
   int64_t rows() const;      // product of ne[1..]
   int64_t numel() const;
 };

@@ -52,6 +52,15 @@ void MappedFile::prefetch(size_t offset, size_t len) const {
   ::madvise(reinterpret_cast<void*>(start), uintptr_t(data_ + offset + len) - start, MADV_WILLNEED);
 }
 
+bool MappedFile::release(const void* p, size_t len) const {
+  const uint8_t* b = static_cast<const uint8_t*>(p);
+  if (!data_ || b < data_ || b + len > data_ + size_) return false;
+  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t start = (uintptr_t(b) + page - 1) & ~(page - 1), end = uintptr_t(b + len) & ~(page - 1);
+  if (start < end) ::madvise(reinterpret_cast<void*>(start), end - start, MADV_DONTNEED);
+  return true;
+}
+
 std::string read_text_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail_file(path, "cannot open");

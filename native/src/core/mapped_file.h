@@ -18,6 +18,9 @@ class MappedFile {
   const std::string& path() const { return path_; }
   // Hint the kernel to read the range ahead (model load progress walks the file with it).
   void prefetch(size_t offset, size_t len) const;
+  // Drop this process's mapping of the whole pages inside [p, p + len) (a later read maps them
+  // again from the file); false when the range is not in this file.
+  bool release(const void* p, size_t len) const;
 
  private:
   std::string path_;

@@ -1,8 +1,11 @@
 #include "models/loader.h"
 
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -313,6 +316,32 @@ std::unique_ptr<WeightStore> load_weights(const std::string& path, const std::fu
     }
   }
   return ws;
+}
+
+size_t WeightStore::pack_for_cpu(ThreadPool& pool) {
+  if (const char* e = std::getenv("AHA_PACK"); e && !std::strcmp(e, "0")) return 0;
+  size_t total = 0;
+  for (auto& [name, t] : tensors) {
+    if (t.packed || t.ne.size() != 2 || !packed_weight_kernel(t.dtype, active_isa())) continue;
+    if (name == "token_embd.weight" && !config.tie_word_embeddings) continue;  // only read by rows
+    const int64_t k = t.ne[0], rows = t.ne[1];
+    const size_t bytes = packed_bytes(t.dtype, k, rows);
+    // 2 MiB aligned so the kernel can back it with huge pages (one TLB entry per 2 MiB streamed).
+    const size_t align = bytes >= (size_t(8) << 20) ? size_t(2) << 20 : 64;
+    void* buf = std::aligned_alloc(align, (bytes + align - 1) / align * align);
+    if (!buf) throw Error(t.name + ": out of memory packing " + std::to_string(bytes) + " bytes");
+    packed.emplace_back(buf, std::free);
+    if (align > 64) ::madvise(buf, bytes, MADV_HUGEPAGE);
+    const int64_t groups = (rows + 15) / 16;
+    pool.parallel_for(groups, [&](int64_t g0, int64_t g1, int) {
+      pack_rows(t.dtype, t.data, k, rows, 16 * g0, std::min(rows, 16 * g1), buf);
+    });
+    t.packed = buf;
+    for (auto& f : files)
+      if (f->release(t.data, t.row_bytes * size_t(rows))) break;
+    total += bytes;
+  }
+  return total;
 }
 
 std::vector<float> rope_inv_freq(const ModelConfig& c, const std::vector<float>& gguf_rope_freqs) {

@@ -8,6 +8,7 @@
 
 #include "aha/model.h"
 #include "core/mapped_file.h"
+#include "core/thread_pool.h"
 
 namespace aha {
 
@@ -18,6 +19,13 @@ struct WeightStore {
   std::vector<float> rope_freqs;                 // GGUF rope_freqs.weight (llama3 scaling), if present
   std::vector<std::shared_ptr<MappedFile>> files;
   std::vector<std::unique_ptr<std::vector<uint8_t>>> owned;  // converted copies (e.g. bf16 norms → f32)
+  std::vector<std::shared_ptr<void>> packed;                  // the buffers behind Tensor::packed
+
+  // Packs every 2-D matmul weight whose dtype the active ISA has packed kernels for (kernels.h),
+  // then lets go of the file's pages of those weights: they come back from the file if
+  // anything reads them again (embedding rows of a tied lm head, training's backward). Off with
+  // AHA_PACK=0. Returns the bytes packed.
+  size_t pack_for_cpu(ThreadPool& pool);
 
   const Tensor* find(const std::string& name) const;
   // Throws "path: missing tensor 'name'" / "...: tensor 'name' has shape [a, b], expected [c, d]".

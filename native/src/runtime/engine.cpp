@@ -55,6 +55,8 @@ class Engine {
       cache = kv_cache.get();
     }
     pool = std::make_unique<ThreadPool>(o.threads > 0 ? o.threads : ThreadPool::physical_cores());
+    if (o.progress) o.progress({0.97, "packing weights"});
+    ws->pack_for_cpu(*pool);
     if (o.progress) o.progress({1.0, "ready"});
   }
 

@@ -139,6 +139,13 @@ const WeightKernel* weight_kernel(DType weight, Isa isa) {
   return nullptr;
 }
 
+const WeightKernel* packed_weight_kernel(DType weight, Isa isa) {
+  const CpuDotKernels& t = table(isa);
+  for (int i = 0; i < t.n_packed; i++)
+    if (t.packed[i].weight == weight) return &t.packed[i];
+  return nullptr;
+}
+
 void quantize_act(DType act, const float* x, void* out, int64_t k, Isa isa) {
   switch (act) {
     case DType::F32: std::memcpy(out, x, size_t(k) * sizeof(float)); return;

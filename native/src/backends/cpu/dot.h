@@ -23,6 +23,8 @@ struct CpuDotKernels {
   int n;
   void (*quantize_q8_0)(const float* x, void* out, int64_t k);
   void (*quantize_q8_K)(const float* x, void* out, int64_t k);
+  const WeightKernel* packed = nullptr;  // [n_packed] kernels over weights packed at load (kernels.h)
+  int n_packed = 0;
 };
 
 namespace ref {

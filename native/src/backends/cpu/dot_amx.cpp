@@ -330,6 +330,105 @@ void tile_amx(int64_t k, const void* wv, size_t ws, int nw, const void* av, size
   }
 }
 
+// ---- q8_0 weights packed at load (kernels.h). A group's block b is already the B operand of
+// tdpbsud (8 rows of 16 weight rows x 4 bytes, u8 = q + 128), loaded straight from the packed
+// matrix; the activation rows are the A operand as quantize_act wrote them (16 rows x the
+// block's 32 quants, the rows `as` bytes apart). So neither side is unpacked. C[i][j] =
+// sum a_i (w_j + 128), less 128 x (sum of a_i's block), scaled by the two blocks' scales.
+void tile_amx_q8_0x16(int64_t k, const void* wv, size_t ws, int nw, const void* av, size_t as, int na, float* y, size_t ys) {
+  if (na < kMinActRows) {
+    static const DotTileFn vnni = [] {
+      const CpuDotKernels& t = avx512vnni::kDot;
+      for (int i = 0; i < t.n_packed; i++)
+        if (t.packed[i].weight == DType::Q8_0) return t.packed[i].tile;
+      return DotTileFn(nullptr);
+    }();
+    return vnni(k, wv, ws, nw, av, as, na, y, ys);
+  }
+  const uint8_t* w = static_cast<const uint8_t*>(wv);
+  const uint8_t* a = static_cast<const uint8_t*>(av);
+  const int64_t nb = k / QK;
+  const size_t gs = 16 * ws, qa = sizeof(block_q8_0);
+  // Per activation row and block: the scale, and -128 x the sum of the quants.
+  thread_local std::vector<float> da;
+  thread_local std::vector<int32_t> corr;
+  da.resize(size_t(na * nb));
+  corr.resize(size_t(na * nb));
+  for (int i = 0; i < na; i++)
+    for (int64_t b = 0; b < nb; b++) {
+      const uint8_t* blk = a + size_t(i) * as + size_t(b) * qa;
+      da[size_t(i * nb + b)] = h2f(blk);
+      const __m512i s = _mm512_madd_epi16(_mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2))), _mm512_set1_epi16(1));
+      corr[size_t(i * nb + b)] = -128 * _mm512_reduce_add_epi32(s);
+    }
+  // A last group of fewer than 16 activation rows is read from a zero-padded copy (tileloadd
+  // reads all 16 rows).
+  const int full = na / 16 * 16;
+  thread_local std::vector<uint8_t> tail;
+  if (full < na) {
+    tail.assign(16 * as, 0);
+    std::memcpy(tail.data(), a + size_t(full) * as, size_t(na - full) * as);
+  }
+  auto act_rows = [&](int i0) { return i0 < full ? a + size_t(i0) * as : tail.data(); };
+  configure(32);
+  alignas(64) int32_t c[4][16][16];
+  const int ngroups = (nw + 15) / 16;
+  for (int g0 = 0; g0 < ngroups; g0 += 2) {
+    const bool two = g0 + 1 < ngroups;
+    const uint8_t* w0 = w + size_t(g0) * gs;
+    const uint8_t* w1 = two ? w0 + gs : w0;
+    for (int i0 = 0; i0 < na; i0 += 32) {
+      const bool two_a = i0 + 16 < na;
+      const uint8_t* a0 = act_rows(i0);
+      const uint8_t* a1 = two_a ? act_rows(i0 + 16) : a0;
+      __m512 acc[32][2];
+      for (auto& row : acc) row[0] = row[1] = _mm512_setzero_ps();
+      for (int64_t b = 0; b < nb; b++) {
+        _tile_loadd(4, a0 + size_t(b) * qa + 2, as);
+        _tile_loadd(5, a1 + size_t(b) * qa + 2, as);
+        _tile_loadd(6, w0 + size_t(b) * 512, 64);
+        _tile_loadd(7, w1 + size_t(b) * 512, 64);
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        _tile_dpbsud(0, 4, 6);
+        _tile_dpbsud(1, 4, 7);
+        _tile_dpbsud(2, 5, 6);
+        _tile_dpbsud(3, 5, 7);
+        _tile_stored(0, c[0], 64);
+        _tile_stored(1, c[1], 64);
+        _tile_stored(2, c[2], 64);
+        _tile_stored(3, c[3], 64);
+        const __m512 sw[2] = {_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0 + size_t(nb) * 512 + size_t(b) * 32))),
+                              _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w1 + size_t(nb) * 512 + size_t(b) * 32)))};
+        const int rows = std::min(32, na - i0);
+        for (int i = 0; i < rows; i++) {
+          const size_t at = size_t((i0 + i) * nb + b);
+          const __m512i ci = _mm512_set1_epi32(corr[at]);
+          const __m512 di = _mm512_set1_ps(da[at]);
+#pragma GCC unroll 2
+          for (int v = 0; v < 2; v++) {
+            const __m512 p = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_load_si512(c[2 * (i / 16) + v][i % 16]), ci));
+            acc[i][v] = _mm512_fmadd_ps(p, _mm512_mul_ps(sw[v], di), acc[i][v]);
+          }
+        }
+      }
+      // acc[i][v] lane l: activation row i0 + i, weight row 16 (g0 + v) + l.
+      const int rows = std::min(32, na - i0);
+      for (int v = 0; v < (two ? 2 : 1); v++) {
+        const int live = std::min(16, nw - 16 * (g0 + v));
+        for (int i = 0; i < rows; i++)
+          _mm512_mask_storeu_ps(y + size_t(i0 + i) * ys + size_t(16 * (g0 + v)), __mmask16((1u << live) - 1), acc[i][v]);
+      }
+    }
+  }
+}
+
+const WeightKernel kPacked[] = {
+    {DType::Q8_0, DType::Q8_0, tile_amx_q8_0x16, 0, 0},
+};
+
 const WeightKernel kKernels[] = {
     {DType::Q4_0, DType::Q8_0, tile_amx<WQLegacy<false, false>, DType::Q8_0>, 0, 0},
     {DType::Q4_1, DType::Q8_0, tile_amx<WQLegacy<false, true>, DType::Q8_0>, 0, 0},
@@ -344,7 +443,8 @@ const WeightKernel kKernels[] = {
 }  // namespace
 
 // The activation quantizers are the VNNI table's (the same bytes as the reference's).
-const CpuDotKernels kDot = {kKernels, int(sizeof(kKernels) / sizeof(kKernels[0])), nullptr, nullptr};
+const CpuDotKernels kDot = {kKernels, int(sizeof(kKernels) / sizeof(kKernels[0])), nullptr, nullptr, kPacked,
+                            int(sizeof(kPacked) / sizeof(kPacked[0]))};
 
 }  // namespace amx
 

@@ -23,12 +23,15 @@ const WeightKernel& kernel_for(const Tensor& W, Isa isa) {
 
 void matmul(const Tensor& W, const float* x, int64_t m, float* y, ThreadPool& pool, MatmulScratch& scratch) {
   const Isa isa = active_isa();
-  const WeightKernel& kern = kernel_for(W, isa);
+  // Weights packed at load go to the packed kernels while the active ISA has them (tests switch
+  // ISAs on a loaded model). Row chunks and panels below are multiples of 16, as they need.
+  const WeightKernel* packed = W.packed ? packed_weight_kernel(W.dtype, isa) : nullptr;
+  const WeightKernel& kern = packed ? *packed : kernel_for(W, isa);
   const int64_t k = W.ne[0], n_out = W.rows();
   const size_t a_stride = row_bytes(kern.act, k);
   if (scratch.act.size() < a_stride * size_t(m)) scratch.act.resize(a_stride * size_t(m));
   uint8_t* act = scratch.act.data();
-  const uint8_t* w = static_cast<const uint8_t*>(W.data);
+  const uint8_t* w = static_cast<const uint8_t*>(packed ? W.packed : W.data);
 
   if (m <= kDecodeMaxM) {
     for (int64_t i = 0; i < m; i++) quantize_act(kern.act, x + i * k, act + size_t(i) * a_stride, k, isa);
