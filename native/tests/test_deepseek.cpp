@@ -161,6 +161,44 @@ TEST(deepseek_greedy_follows_transformers) {
   }
 }
 
+// llama.cpp's deepseek2 GGUF, both layouts (make-tiny-deepseek.ts writes them as the converter
+// does: experts stacked, kv_b split into k_b/v_b for the newer one): the same weights, so the
+// same logits as the safetensors copy, and transformers' within 1e-4. The k_b/v_b layout has no
+// expanded form: auto runs absorbed, expanded is a clear error.
+TEST(deepseek_gguf_both_layouts_match_transformers) {
+  struct Case {
+    const char* file;
+    const char* golden;
+    bool expanded;
+  };
+  for (const Case& c : {Case{"deepseek-v2-lite-tiny-kv_b.gguf", "deepseek-v2-lite-tiny", true},
+                        Case{"deepseek-v3-tiny-kv_b.gguf", "deepseek-v3-tiny", true},
+                        Case{"deepseek-v3-tiny-k_b.gguf", "deepseek-v3-tiny", false}}) {
+    Json g = golden::load_golden(std::string("deepseek/") + c.golden);
+    auto m = load(c.file, MlaAttention::Auto);
+    auto hf = load(c.golden, MlaAttention::Auto);
+    CHECK(m->config().arch == hf->config().arch);
+    CHECK(m->config().deepseek.n_group == hf->config().deepseek.n_group);
+    CHECK(m->config().deepseek.score_correction_bias == hf->config().deepseek.score_correction_bias);
+    CHECK(m->info().parameters == hf->info().parameters);
+    auto toks = golden::ids(*g.find("sequences")->array()[1].find("tokens"));
+    const int64_t V = m->config().vocab_size;
+    if (!c.expanded) hf->set_mla_attention(MlaAttention::Absorbed);  // what auto runs on this file
+    CHECK_MSG(max_rel_diff(run(*m, toks, false), run(*hf, toks, false), V) < 1e-6, c.file << ": logits differ from the safetensors copy");
+    golden_error(*m, g, false, std::string(c.file) + " prefill, auto");
+    m->set_mla_attention(MlaAttention::Absorbed);
+    golden_error(*m, g, true, std::string(c.file) + " decode, absorbed");
+    m->set_mla_attention(MlaAttention::Expanded);
+    if (c.expanded) {
+      golden_error(*m, g, false, std::string(c.file) + " prefill, expanded");
+    } else {
+      std::vector<float> logits;
+      int seq = m->new_sequence();
+      CHECK_THROWS(m->forward({{seq, {toks[0], toks[1]}, true}}, logits), "needs attn_kv_b");
+    }
+  }
+}
+
 // Released checkpoints come in shards with model.safetensors.index.json: the same weights, the same logits.
 TEST(deepseek_sharded_checkpoint_equals_single_file) {
   Json g = golden::load_golden("deepseek/deepseek-v3-tiny");

@@ -7,6 +7,8 @@
 // released config the two agree, and each difference is named where it matters.
 #include "models/deepseek.h"
 
+#include <functional>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -23,6 +25,45 @@ namespace aha {
 static int64_t int_or(const Json& j, const char* key, int64_t fallback) {
   const Json* v = j.find(key);
   return !v || v->is_null() ? fallback : v->integer();
+}
+
+// What every DeepSeek config must satisfy, however it was read (HF config.json or GGUF metadata).
+static void check_deepseek(const ModelConfig& c, const std::function<void(const std::string&)>& bad) {
+  const DeepseekConfig& d = c.deepseek;
+  // Head dims: MLA's shapes must agree with each other.
+  if (d.kv_lora_rank < 1 || d.kv_lora_rank > 65536) bad("kv_lora_rank = " + std::to_string(d.kv_lora_rank) + " is out of range");
+  if (d.q_lora_rank < 0 || d.q_lora_rank > 65536) bad("q_lora_rank = " + std::to_string(d.q_lora_rank) + " is out of range");
+  if (d.qk_nope_head_dim < 1 || d.qk_nope_head_dim > 1024) bad("qk_nope_head_dim = " + std::to_string(d.qk_nope_head_dim) + " is out of range");
+  if (d.qk_rope_head_dim < 2 || d.qk_rope_head_dim > 1024 || d.qk_rope_head_dim % 2)
+    bad("inconsistent head dims: qk_rope_head_dim = " + std::to_string(d.qk_rope_head_dim) + " must be even and at least 2");
+  if (d.v_head_dim < 1 || d.v_head_dim > 1024) bad("v_head_dim = " + std::to_string(d.v_head_dim) + " is out of range");
+  if (c.num_key_value_heads != c.num_attention_heads)
+    bad("inconsistent head dims: MLA expands the latent into one K/V per query head, so num_key_value_heads (" +
+        std::to_string(c.num_key_value_heads) + ") must equal num_attention_heads (" + std::to_string(c.num_attention_heads) + ")");
+
+  // MoE.
+  if (d.n_routed_experts < 0 || d.n_routed_experts > 4096) bad("n_routed_experts = " + std::to_string(d.n_routed_experts) + " is out of range");
+  if (d.first_k_dense_replace < 0 || d.first_k_dense_replace > c.num_hidden_layers)
+    bad("first_k_dense_replace = " + std::to_string(d.first_k_dense_replace) + " is not in [0, num_hidden_layers = " + std::to_string(c.num_hidden_layers) + "]");
+  if (d.moe_layer_freq < 1) bad("moe_layer_freq must be at least 1");
+  if (d.n_routed_experts > 0) {
+    if (d.num_experts_per_tok < 1) bad("num_experts_per_tok is missing or < 1");
+    if (d.n_shared_experts < 0) bad("n_shared_experts must not be negative");
+    if (d.moe_intermediate_size < 1) bad("moe_intermediate_size must be positive");
+    if (d.n_group < 1) bad("n_group must be at least 1");
+    if (d.topk_group < 1) bad("topk_group must be at least 1");
+    if (d.n_routed_experts % d.n_group)
+      bad("n_routed_experts = " + std::to_string(d.n_routed_experts) + " is not divisible by n_group = " + std::to_string(d.n_group));
+    if (d.topk_group > d.n_group)
+      bad("topk_group = " + std::to_string(d.topk_group) + " is larger than n_group = " + std::to_string(d.n_group));
+    if (d.group_score == DeepseekConfig::GroupScore::TopTwoSum && d.n_group > 1 && d.n_routed_experts / d.n_group < 2)
+      bad("noaux_tc ranks groups by their two best experts, but n_routed_experts / n_group = " + std::to_string(d.n_routed_experts / d.n_group));
+    const int64_t reachable = d.group_score == DeepseekConfig::GroupScore::None ? d.n_routed_experts : d.topk_group * (d.n_routed_experts / d.n_group);
+    if (d.num_experts_per_tok > reachable)
+      bad("num_experts_per_tok = " + std::to_string(d.num_experts_per_tok) + " is more than the " + std::to_string(reachable) +
+          " experts in the topk_group groups it may choose from");
+    if (!(d.routed_scaling_factor > 0)) bad("routed_scaling_factor must be positive");
+  }
 }
 
 ModelConfig deepseek_config_from_hf(const Json& j, const std::string& file) {
@@ -123,52 +164,99 @@ ModelConfig deepseek_config_from_hf(const Json& j, const std::string& file) {
     if (c.attention_bias) bad("attention_bias is not supported (no released DeepSeek model has it)");
     if (j.get_string("hidden_act", "silu") != "silu") bad("hidden_act '" + j.get_string("hidden_act", "") + "' is not supported (silu)");
 
-    // Head dims: MLA's shapes must agree with each other.
-    if (d.kv_lora_rank < 1 || d.kv_lora_rank > 65536) bad("kv_lora_rank = " + std::to_string(d.kv_lora_rank) + " is out of range");
-    if (d.q_lora_rank < 0 || d.q_lora_rank > 65536) bad("q_lora_rank = " + std::to_string(d.q_lora_rank) + " is out of range");
-    if (d.qk_nope_head_dim < 1 || d.qk_nope_head_dim > 1024) bad("qk_nope_head_dim = " + std::to_string(d.qk_nope_head_dim) + " is out of range");
-    if (d.qk_rope_head_dim < 2 || d.qk_rope_head_dim > 1024 || d.qk_rope_head_dim % 2)
-      bad("inconsistent head dims: qk_rope_head_dim = " + std::to_string(d.qk_rope_head_dim) + " must be even and at least 2");
-    if (d.v_head_dim < 1 || d.v_head_dim > 1024) bad("v_head_dim = " + std::to_string(d.v_head_dim) + " is out of range");
     if (const Json* hd = j.find("head_dim"); hd && !hd->is_null() && hd->integer() != d.qk_rope_head_dim && hd->integer() != c.head_dim)
       bad("inconsistent head dims: head_dim = " + std::to_string(hd->integer()) + ", but qk_rope_head_dim = " + std::to_string(d.qk_rope_head_dim) +
           " and qk_nope_head_dim + qk_rope_head_dim = " + std::to_string(c.head_dim));
     if (const Json* qk = j.find("qk_head_dim"); qk && !qk->is_null() && qk->integer() != c.head_dim)
       bad("inconsistent head dims: qk_head_dim = " + std::to_string(qk->integer()) + ", but qk_nope_head_dim + qk_rope_head_dim = " +
           std::to_string(c.head_dim));
-    if (c.num_key_value_heads != c.num_attention_heads)
-      bad("inconsistent head dims: MLA expands the latent into one K/V per query head, so num_key_value_heads (" +
-          std::to_string(c.num_key_value_heads) + ") must equal num_attention_heads (" + std::to_string(c.num_attention_heads) + ")");
-
-    // MoE.
-    if (d.n_routed_experts < 0 || d.n_routed_experts > 4096) bad("n_routed_experts = " + std::to_string(d.n_routed_experts) + " is out of range");
-    if (d.first_k_dense_replace < 0 || d.first_k_dense_replace > c.num_hidden_layers)
-      bad("first_k_dense_replace = " + std::to_string(d.first_k_dense_replace) + " is not in [0, num_hidden_layers = " + std::to_string(c.num_hidden_layers) + "]");
-    if (d.moe_layer_freq < 1) bad("moe_layer_freq must be at least 1");
-    if (d.n_routed_experts > 0) {
-      if (d.num_experts_per_tok < 1) bad("num_experts_per_tok is missing or < 1");
-      if (d.n_shared_experts < 0) bad("n_shared_experts must not be negative");
-      if (d.moe_intermediate_size < 1) bad("moe_intermediate_size must be positive");
-      if (d.n_group < 1) bad("n_group must be at least 1");
-      if (d.topk_group < 1) bad("topk_group must be at least 1");
-      if (d.n_routed_experts % d.n_group)
-        bad("n_routed_experts = " + std::to_string(d.n_routed_experts) + " is not divisible by n_group = " + std::to_string(d.n_group));
-      if (d.topk_group > d.n_group)
-        bad("topk_group = " + std::to_string(d.topk_group) + " is larger than n_group = " + std::to_string(d.n_group));
-      if (d.group_score == DeepseekConfig::GroupScore::TopTwoSum && d.n_group > 1 && d.n_routed_experts / d.n_group < 2)
-        bad("noaux_tc ranks groups by their two best experts, but n_routed_experts / n_group = " + std::to_string(d.n_routed_experts / d.n_group));
-      const int64_t reachable = d.group_score == DeepseekConfig::GroupScore::None ? d.n_routed_experts : d.topk_group * (d.n_routed_experts / d.n_group);
-      if (d.num_experts_per_tok > reachable)
-        bad("num_experts_per_tok = " + std::to_string(d.num_experts_per_tok) + " is more than the " + std::to_string(reachable) +
-            " experts in the topk_group groups it may choose from");
-      if (!(d.routed_scaling_factor > 0)) bad("routed_scaling_factor must be positive");
-    }
+    check_deepseek(c, bad);
   } catch (const Error& e) {
     std::string m = e.what();
     if (m.rfind(file, 0) == 0) throw;
     fail_file(file, m);
   }
   check_config(c, file);
+  return c;
+}
+
+// llama.cpp's deepseek2 metadata (convert_hf_to_gguf.py's DeepseekV2Model). It has no V2/V3 flag:
+// the gating function tells them apart (sigmoid: V3's noaux_tc routing, with e_score_correction_bias
+// as exp_probs_b when the file has it; softmax: V2's, group-limited when there are groups). Older
+// files give the per-head dims as key_length / value_length; newer ones, which store MLA as MQA
+// over the latent, as key_length_mla / value_length_mla (key_length is then kv_lora_rank +
+// qk_rope). YaRN's mscale is stored only as yarn_log_multiplier = 0.1 · mscale_all_dim, and
+// llama.cpp leaves the rope itself unscaled, which is transformers' behaviour when mscale ==
+// mscale_all_dim (every released config): so both are taken from it.
+ModelConfig deepseek_config_from_gguf(const GgufFile& g) {
+  const std::string& file = g.path();
+  ModelConfig c;
+  DeepseekConfig& d = c.deepseek;
+  auto key = [](const char* k) { return std::string("deepseek2.") + k; };
+  auto bad = [&](const std::string& what) { fail_file(file, "deepseek2: " + what); };
+  auto need = [&](const char* k) {
+    if (!g.find(key(k))) bad("missing metadata '" + key(k) + "'");
+    return g.get_int(key(k), 0);
+  };
+  c.hidden_size = need("embedding_length");
+  c.intermediate_size = need("feed_forward_length");
+  c.num_hidden_layers = need("block_count");
+  c.num_attention_heads = need("attention.head_count");
+  c.num_key_value_heads = c.num_attention_heads;  // MLA: one K/V per query head, whatever head_count_kv says
+  c.max_position_embeddings = g.get_int(key("context_length"), 4096);
+  c.rms_norm_eps = g.get_float(key("attention.layer_norm_rms_epsilon"), 1e-6);
+  c.rope_theta = g.get_float(key("rope.freq_base"), 10000.0);
+  d.q_lora_rank = g.get_int(key("attention.q_lora_rank"), 0);
+  d.kv_lora_rank = need("attention.kv_lora_rank");
+  d.qk_rope_head_dim = need("rope.dimension_count");
+  if (g.find(key("attention.key_length_mla"))) {
+    d.qk_nope_head_dim = need("attention.key_length_mla") - d.qk_rope_head_dim;
+    d.v_head_dim = need("attention.value_length_mla");
+  } else {
+    d.qk_nope_head_dim = need("attention.key_length") - d.qk_rope_head_dim;
+    d.v_head_dim = need("attention.value_length");
+  }
+  d.n_routed_experts = g.get_int(key("expert_count"), 0);
+  d.n_shared_experts = g.get_int(key("expert_shared_count"), 0);
+  d.num_experts_per_tok = g.get_int(key("expert_used_count"), 0);
+  d.moe_intermediate_size = g.get_int(key("expert_feed_forward_length"), 0);
+  d.first_k_dense_replace = g.get_int(key("leading_dense_block_count"), 0);
+  d.n_group = std::max<int64_t>(1, g.get_int(key("expert_group_count"), 1));
+  d.topk_group = std::max<int64_t>(1, g.get_int(key("expert_group_used_count"), d.n_group));
+  d.norm_topk_prob = g.get_bool(key("expert_weights_norm"), false);
+  d.routed_scaling_factor = g.get_float(key("expert_weights_scale"), 1.0);
+  const int64_t gating = g.get_int(key("expert_gating_func"), 1);  // llama.cpp: 1 softmax, 2 sigmoid
+  if (gating == 2) {
+    c.arch = Arch::DeepseekV3;
+    d.scoring = DeepseekConfig::Scoring::Sigmoid;
+    d.group_score = DeepseekConfig::GroupScore::TopTwoSum;
+    for (auto& t : g.tensors())
+      if (t.name.ends_with(".exp_probs_b.bias")) d.score_correction_bias = true;
+  } else if (gating == 1) {
+    c.arch = Arch::DeepseekV2;
+    d.scoring = DeepseekConfig::Scoring::Softmax;
+    d.group_score = d.n_group > 1 ? DeepseekConfig::GroupScore::Max : DeepseekConfig::GroupScore::None;
+    if (d.norm_topk_prob) d.routed_scaling_factor = 1.0;  // as deepseek_config_from_hf: V2 scales only unnormalized weights
+  } else {
+    bad("expert_gating_func = " + std::to_string(gating) + " is not supported (1 softmax, 2 sigmoid)");
+  }
+  d.rope_interleave = true;  // llama.cpp runs deepseek2 with ggml's NORM rope: DeepSeek's pairs
+  c.rope_neox = false;
+  c.head_dim = d.qk_nope_head_dim + d.qk_rope_head_dim;
+  const std::string st = g.get_string(key("rope.scaling.type"), "none");
+  if (st == "yarn") {
+    c.rope_scaling = RopeScalingType::Yarn;
+    c.rope_factor = g.get_float(key("rope.scaling.factor"), 1.0);
+    c.rope_original_max_position = g.get_int(key("rope.scaling.original_context_length"), 4096);
+    d.yarn_beta_fast = g.get_float(key("rope.scaling.yarn_beta_fast"), 32);
+    d.yarn_beta_slow = g.get_float(key("rope.scaling.yarn_beta_slow"), 1);
+    d.yarn_mscale_all_dim = g.get_float(key("rope.scaling.yarn_log_multiplier"), 0) / 0.1;
+    d.yarn_mscale = d.yarn_mscale_all_dim;
+  } else if (st != "none") {
+    bad("unsupported rope scaling type '" + st + "' (none, yarn)");
+  }
+  d.num_nextn_predict_layers = g.get_int(key("nextn_predict_layers"), 0);
+  check_deepseek(c, bad);
   return c;
 }
 
@@ -303,43 +391,65 @@ DeepseekModel::DeepseekModel(WeightStore& ws, int experts_per_token) : c_(ws.con
     }
     L.wkv_a = &ws.get(n("attn_kv_a_mqa.weight"), {H, r + d.qk_rope_head_dim});
     L.kv_a_norm = &ws.get_f32(n("attn_kv_a_norm.weight"), {r});
-    L.wkv_b = &ws.get(n("attn_kv_b.weight"), {r, nh * (nope + d.v_head_dim)});
     L.wo = &ws.get(n("attn_output.weight"), {nh * d.v_head_dim, H});
-    mats.insert(mats.end(), {L.wkv_a, L.wkv_b, L.wo});
-    // The absorbed form's per-head factors of kv_b_proj: W_UK_h (rows h*(nope+v) .. +nope)
-    // transposed into a copy (in the weight's own dtype when that is f32/f16/bf16, where moving
-    // elements is exact; else f32), W_UV_h (the next v rows) used in place.
-    const DType kv_b_dt = L.wkv_b->dtype;
-    const bool raw16 = kv_b_dt == DType::F16 || kv_b_dt == DType::BF16;
-    const DType kb_dt = raw16 || kv_b_dt == DType::F32 ? kv_b_dt : DType::F32;
-    const size_t el = kb_dt == DType::F32 ? 4 : 2;
-    std::vector<float> row(static_cast<size_t>(r));
-    for (int64_t h = 0; h < nh; h++) {
-      std::vector<uint8_t> t(size_t(nope * r) * el);  // [kv_lora_rank][qk_nope_head_dim]
-      for (int64_t i = 0; i < nope; i++) {
-        const uint8_t* src = static_cast<const uint8_t*>(L.wkv_b->data) + size_t(h * (nope + d.v_head_dim) + i) * L.wkv_b->row_bytes;
-        if (raw16) {
-          for (int64_t j = 0; j < r; j++) std::memcpy(t.data() + size_t(j * nope + i) * 2, src + size_t(j) * 2, 2);
-        } else {
-          dequantize_row(kv_b_dt, src, row.data(), r);
-          for (int64_t j = 0; j < r; j++) std::memcpy(t.data() + size_t(j * nope + i) * 4, &row[size_t(j)], 4);
-        }
+    mats.insert(mats.end(), {L.wkv_a, L.wo});
+    if (!ws.find(n("attn_kv_b.weight")) && ws.find(n("attn_k_b.weight"))) {
+      // Newer llama.cpp files store only the absorbed form's factors: attn_k_b {nope, r, heads}
+      // (W_UK transposed per head) and attn_v_b {r, v, heads}. Per-head views; no expanded path.
+      const Tensor& kb = ws.get(n("attn_k_b.weight"), {nope, r, nh});
+      const Tensor& vb = ws.get(n("attn_v_b.weight"), {r, d.v_head_dim, nh});
+      for (int64_t h = 0; h < nh; h++) {
+        Tensor k = kb, v = vb;
+        k.name += "[" + std::to_string(h) + "]";
+        k.ne = {nope, r};
+        k.data = static_cast<const uint8_t*>(kb.data) + size_t(h * r) * kb.row_bytes;
+        v.name += "[" + std::to_string(h) + "]";
+        v.ne = {r, d.v_head_dim};
+        v.data = static_cast<const uint8_t*>(vb.data) + size_t(h * d.v_head_dim) * vb.row_bytes;
+        L.wk_b.push_back(k);
+        L.wv_b.push_back(v);
       }
-      Tensor kb;
-      kb.name = n("attn_k_b.weight") + "[" + std::to_string(h) + "]";
-      kb.dtype = kb_dt;
-      kb.ne = {nope, r};
-      kb.data = t.data();
-      kb.row_bytes = size_t(nope) * el;
-      owned_.push_back(std::move(t));  // the vector's buffer stays where it is
-      L.wk_b.push_back(kb);
-      Tensor vb;
-      vb.name = n("attn_v_b.weight") + "[" + std::to_string(h) + "]";
-      vb.dtype = L.wkv_b->dtype;
-      vb.ne = {r, d.v_head_dim};
-      vb.row_bytes = L.wkv_b->row_bytes;
-      vb.data = static_cast<const uint8_t*>(L.wkv_b->data) + size_t(h * (nope + d.v_head_dim) + nope) * L.wkv_b->row_bytes;
-      L.wv_b.push_back(vb);
+      mats.insert(mats.end(), {&kb, &vb});
+      L.wkv_b = nullptr;
+      expanded_ok_ = false;
+    } else {
+      L.wkv_b = &ws.get(n("attn_kv_b.weight"), {r, nh * (nope + d.v_head_dim)});
+      mats.push_back(L.wkv_b);
+      // The absorbed form's per-head factors of kv_b_proj: W_UK_h (rows h*(nope+v) .. +nope)
+      // transposed into a copy (in the weight's own dtype when that is f32/f16/bf16, where moving
+      // elements is exact; else f32), W_UV_h (the next v rows) used in place.
+      const DType kv_b_dt = L.wkv_b->dtype;
+      const bool raw16 = kv_b_dt == DType::F16 || kv_b_dt == DType::BF16;
+      const DType kb_dt = raw16 || kv_b_dt == DType::F32 ? kv_b_dt : DType::F32;
+      const size_t el = kb_dt == DType::F32 ? 4 : 2;
+      std::vector<float> row(static_cast<size_t>(r));
+      for (int64_t h = 0; h < nh; h++) {
+        std::vector<uint8_t> t(size_t(nope * r) * el);  // [kv_lora_rank][qk_nope_head_dim]
+        for (int64_t i = 0; i < nope; i++) {
+          const uint8_t* src = static_cast<const uint8_t*>(L.wkv_b->data) + size_t(h * (nope + d.v_head_dim) + i) * L.wkv_b->row_bytes;
+          if (raw16) {
+            for (int64_t j = 0; j < r; j++) std::memcpy(t.data() + size_t(j * nope + i) * 2, src + size_t(j) * 2, 2);
+          } else {
+            dequantize_row(kv_b_dt, src, row.data(), r);
+            for (int64_t j = 0; j < r; j++) std::memcpy(t.data() + size_t(j * nope + i) * 4, &row[size_t(j)], 4);
+          }
+        }
+        Tensor kb;
+        kb.name = n("attn_k_b.weight") + "[" + std::to_string(h) + "]";
+        kb.dtype = kb_dt;
+        kb.ne = {nope, r};
+        kb.data = t.data();
+        kb.row_bytes = size_t(nope) * el;
+        owned_.push_back(std::move(t));  // the vector's buffer stays where it is
+        L.wk_b.push_back(kb);
+        Tensor vb;
+        vb.name = n("attn_v_b.weight") + "[" + std::to_string(h) + "]";
+        vb.dtype = L.wkv_b->dtype;
+        vb.ne = {r, d.v_head_dim};
+        vb.row_bytes = L.wkv_b->row_bytes;
+        vb.data = static_cast<const uint8_t*>(L.wkv_b->data) + size_t(h * (nope + d.v_head_dim) + nope) * L.wkv_b->row_bytes;
+        L.wv_b.push_back(vb);
+      }
     }
     L.ffn_norm = &ws.get_f32(n("ffn_norm.weight"), {H});
     if (!d.is_moe_layer(l)) {
@@ -401,6 +511,8 @@ static constexpr float kMlaNormEps = 1e-6f;
 void DeepseekModel::forward(const ForwardBatch& b, MlaCache& cache, ThreadPool& pool, DeepseekWorkspace& w, float* logits, MlaAttention mode,
                             const DumpHook* dump) const {
   const int64_t T = int64_t(b.tokens.size()), H = c_.hidden_size, V = c_.vocab_size;
+  if (mode == MlaAttention::Expanded && !expanded_ok_)
+    throw Error("the expanded MLA form needs attn_kv_b, and this model stores only attn_k_b / attn_v_b (the absorbed form's factors): use the absorbed or auto form");
   grow(w.x, size_t(T * H));
   grow(w.xn, size_t(T * H));
   for (int64_t t = 0; t < T; t++) {
@@ -494,7 +606,7 @@ void DeepseekModel::attention_block(int64_t l, const ForwardBatch& b, MlaCache& 
   for (int64_t t0 = 0; t0 < T;) {
     int64_t t1 = t0 + 1;
     while (t1 < T && b.blocks[size_t(t1)] == b.blocks[size_t(t0)] && b.pos[size_t(t1)] == b.pos[size_t(t1 - 1)] + 1) t1++;
-    const bool absorbed = mode == MlaAttention::Absorbed || (mode == MlaAttention::Auto && t1 - t0 == 1);
+    const bool absorbed = mode == MlaAttention::Absorbed || (mode == MlaAttention::Auto && (t1 - t0 == 1 || !expanded_ok_));
     if (absorbed) attend_absorbed(l, b, t0, t1, cache, pool, w);
     else attend_expanded(l, b, t0, t1, cache, pool, w);
     t0 = t1;

@@ -10,6 +10,7 @@
 #include "backends/cpu/matmul.h"
 #include "core/json.h"
 #include "core/thread_pool.h"
+#include "formats/gguf.h"
 #include "models/dense.h"
 #include "models/loader.h"
 #include "runtime/mla_cache.h"
@@ -18,6 +19,8 @@ namespace aha {
 
 // config.json of DeepseekV2ForCausalLM / DeepseekV3ForCausalLM → ModelConfig (errors name `file`).
 ModelConfig deepseek_config_from_hf(const Json& j, const std::string& file);
+// GGUF metadata of llama.cpp's deepseek2 → ModelConfig (errors name the file).
+ModelConfig deepseek_config_from_gguf(const GgufFile& g);
 
 // The MoE router as a pure function of config: router logits → (weights, indices) per token.
 struct MoeGate {
@@ -42,7 +45,7 @@ struct DeepseekLayer {
   const Tensor* wq_b = nullptr;       // {q_lora_rank, n_heads*qk_head_dim}
   const Tensor* wkv_a;                // {hidden, kv_lora_rank + qk_rope_head_dim}
   const Tensor* kv_a_norm;            // [kv_lora_rank] f32
-  const Tensor* wkv_b;                // {kv_lora_rank, n_heads*(qk_nope_head_dim + v_head_dim)}
+  const Tensor* wkv_b;                // {kv_lora_rank, n_heads*(qk_nope_head_dim + v_head_dim)}; null: k_b/v_b-only GGUF
   std::vector<Tensor> wk_b;           // [n_heads] {qk_nope_head_dim, kv_lora_rank}: W_UKᵀ copies (absorbed query)
   std::vector<Tensor> wv_b;           // [n_heads] {kv_lora_rank, v_head_dim}: W_UV rows of wkv_b (views)
   const Tensor* wo;                   // {n_heads*v_head_dim, hidden}
@@ -91,6 +94,8 @@ class DeepseekModel {
   float rope_attention_factor() const { return rope_mscale_; }
   const std::vector<float>& inv_freq() const { return inv_freq_; }
   int64_t experts_per_token() const { return top_k_; }
+  // The expanded MLA form needs attn_kv_b; files with only attn_k_b / attn_v_b run absorbed.
+  bool has_expanded_form() const { return expanded_ok_; }
 
   // logits: [logit_rows.size(), vocab]
   void forward(const ForwardBatch& b, MlaCache& cache, ThreadPool& pool, DeepseekWorkspace& w, float* logits, MlaAttention mode,
@@ -113,8 +118,9 @@ class DeepseekModel {
   std::vector<DeepseekLayer> layers_;
   std::vector<float> inv_freq_;  // [qk_rope_head_dim/2], YaRN applied
   float rope_mscale_ = 1;        // YaRN's factor on cos/sin (mscale / mscale_all_dim)
-  float softmax_scale_ = 1;
-  int64_t top_k_ = 0;            // routed experts per token (the config's, or LoadOptions' override)      // qk_head_dim^-1/2, times mscale_all_dim's correction squared under YaRN
+  float softmax_scale_ = 1;      // qk_head_dim^-1/2, times mscale_all_dim's correction squared under YaRN
+  int64_t top_k_ = 0;            // routed experts per token (the config's, or LoadOptions' override)
+  bool expanded_ok_ = true;      // false: the file has attn_k_b / attn_v_b but no attn_kv_b
   std::vector<std::vector<uint8_t>> owned_;  // W_UKᵀ copies
 };
 

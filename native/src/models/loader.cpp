@@ -204,14 +204,8 @@ std::string canonical_name_from_hf(const std::string& hf) {
   return it == layer.end() ? "" : "blk." + idx + "." + it->second;
 }
 
-static ModelConfig config_from_gguf(const GgufFile& g) {
+static void dense_config_from_gguf(const GgufFile& g, const std::string& a, ModelConfig& c) {
   const std::string& file = g.path();
-  std::string a = g.get_string("general.architecture", "");
-  ModelConfig c;
-  if (a == "llama") c.arch = Arch::Llama;
-  else if (a == "qwen2") c.arch = Arch::Qwen2;
-  else if (a == "qwen3") c.arch = Arch::Qwen3;
-  else fail_file(file, "unsupported architecture '" + a + "' (supported: llama, qwen2, qwen3)");
   auto key = [&](const char* k) { return a + "." + k; };
   auto need_int = [&](const char* k) {
     if (!g.find(key(k))) fail_file(file, "missing metadata '" + key(k) + "'");
@@ -236,6 +230,22 @@ static ModelConfig config_from_gguf(const GgufFile& g) {
   c.rope_neox = c.arch != Arch::Llama;  // llama.cpp permutes llama's Q/K rows for interleaved rope
   c.qk_norm = c.arch == Arch::Qwen3;
   c.attention_bias = false;  // taken from the presence of bias tensors
+}
+
+static ModelConfig config_from_gguf(const GgufFile& g) {
+  const std::string& file = g.path();
+  std::string a = g.get_string("general.architecture", "");
+  ModelConfig c;
+  auto key = [&](const char* k) { return a + "." + k; };
+  if (a == "deepseek2") {
+    c = deepseek_config_from_gguf(g);
+  } else {
+    if (a == "llama") c.arch = Arch::Llama;
+    else if (a == "qwen2") c.arch = Arch::Qwen2;
+    else if (a == "qwen3") c.arch = Arch::Qwen3;
+    else fail_file(file, "unsupported architecture '" + a + "' (supported: llama, qwen2, qwen3, deepseek2)");
+    dense_config_from_gguf(g, a, c);
+  }
   c.bos_token_id = g.get_int("tokenizer.ggml.bos_token_id", -1);
   for (const char* k : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
     int64_t id = g.get_int(k, -1);
@@ -295,6 +305,16 @@ std::unique_ptr<WeightStore> load_weights(const std::string& path, const std::fu
         ws->rope_freqs.assign(f, f + t.ne[0]);
         if (int64_t(ws->rope_freqs.size()) != ws->config.head_dim / 2)
           fail_file(path, "rope_freqs.weight has " + std::to_string(t.ne[0]) + " entries, expected head_dim/2 = " + std::to_string(ws->config.head_dim / 2));
+        continue;
+      }
+      // deepseek2's routed experts come stacked, {in, out, n_experts}: one view per expert, named
+      // as the HF loader names them ("blk.N.ffn_gate_exps.E.weight").
+      if (t.ne.size() == 3 && t.name.ends_with("_exps.weight")) {
+        const std::string stem = t.name.substr(0, t.name.size() - 7);  // without ".weight"
+        const size_t expert_bytes = row_bytes(t.dtype, t.ne[0]) * size_t(t.ne[1]);
+        for (int64_t e = 0; e < t.ne[2]; e++)
+          add_tensor(*ws, stem + "." + std::to_string(e) + ".weight", t.dtype, {t.ne[0], t.ne[1]},
+                     static_cast<const uint8_t*>(t.data) + size_t(e) * expert_bytes);
         continue;
       }
       add_tensor(*ws, t.name, t.dtype, t.ne, t.data);
