@@ -78,8 +78,8 @@ TEST(ops_attention_matches_reference) {
   std::mt19937 rng(11);
   for (Isa isa : isas_here()) {
     for (bool f16 : {false, true})
-      for (int group : {1, 2, 6, 7})
-        for (int hd : {16, 40, 64, 128})
+      for (int group : {1, 2, 6, 7, 16})
+        for (int hd : {16, 40, 64, 128, 288, 576})
           for (int64_t n_ctx : {1, 5, 16, 17, 100}) {
             const int64_t bs = 16, n_blocks = (n_ctx + bs - 1) / bs + 3;
             const size_t es = f16 ? 2 : 4, slot = size_t(hd) * es;
@@ -98,7 +98,7 @@ TEST(ops_attention_matches_reference) {
             std::vector<int32_t> blocks;
             for (int64_t b = 0; b < (n_ctx + bs - 1) / bs; b++) blocks.push_back(int32_t((b * 5 + 2) % n_blocks));  // scattered
             auto q = randn(size_t(group * hd), rng, 0.5f);
-            std::vector<float> out(size_t(group * hd)), want(out.size()), scratch(size_t(group) * 256 + 64);
+            std::vector<float> out(size_t(group * hd)), want(out.size()), scratch(size_t(group) * size_t((hd + 15) / 16 * 16) + 64);
             AttentionArgs a{q.data(), out.data(), group, hd, float(1 / std::sqrt(double(hd))), n_ctx, blocks.data(), bs,
                             K.data(), V.data(), size_t(bs) * slot, slot, f16, scratch.data()};
             cpu_ops(isa).attention(a);

@@ -639,35 +639,49 @@ void DeepseekModel::attend_expanded(int64_t l, const ForwardBatch& b, int64_t t0
     }
   });
   matmul(*L.wkv_b, w.ctx_c.data(), n_ctx, w.ctx_kv.data(), pool, w.mm);  // [n_ctx, n_heads, nope + v]
-  const size_t per_thread = size_t(n_ctx);
-  grow(w.scratch, per_thread * size_t(pool.size()));
-  pool.parallel_for((t1 - t0) * nh, [&](int64_t i0, int64_t i1, int thread) {
-    float* sc = w.scratch.data() + per_thread * size_t(thread);
-    for (int64_t i = i0; i < i1; i++) {
-      const int64_t t = t0 + i / nh, h = i % nh, ctx = b.pos[size_t(t)] + 1;
-      const float* q = w.q.data() + t * nh * qk + h * qk;
-      float mx = -INFINITY;
-      for (int64_t s = 0; s < ctx; s++) {
-        const float* kn = w.ctx_kv.data() + s * KVB + h * (nope + vd);
-        const float* kp = w.ctx.data() + s * KVA + r;
-        float dot = 0;
-        for (int64_t j = 0; j < nope; j++) dot += q[j] * kn[j];
-        for (int64_t j = 0; j < rope_dim; j++) dot += q[nope + j] * kp[j];
-        sc[s] = dot * softmax_scale_;
-        mx = std::max(mx, sc[s]);
+  // Per head, two f32 products on the weight kernels: scores = Q_h K_hᵀ (K_h gathered as the
+  // "weight" [n_ctx, qk]: its nope part and the shared rope key), the causal mask and softmax
+  // per row, then out = P V_h (V_hᵀ gathered as the weight [v, n_ctx]).
+  const int64_t T = t1 - t0;
+  grow(w.kh, size_t(n_ctx * qk));
+  grow(w.vt, size_t(vd * n_ctx));
+  grow(w.qh, size_t(T * qk));
+  grow(w.sc, size_t(T * n_ctx));
+  grow(w.oh, size_t(T * vd));
+  Tensor K, Vt;
+  K.name = "mla.k_h";
+  K.dtype = DType::F32;
+  K.ne = {qk, n_ctx};
+  K.row_bytes = size_t(qk) * 4;
+  K.data = w.kh.data();
+  Vt.name = "mla.v_h^T";
+  Vt.dtype = DType::F32;
+  Vt.ne = {n_ctx, vd};
+  Vt.row_bytes = size_t(n_ctx) * 4;
+  Vt.data = w.vt.data();
+  for (int64_t h = 0; h < nh; h++) {
+    pool.parallel_for(n_ctx, [&](int64_t s0, int64_t s1, int) {
+      for (int64_t s = s0; s < s1; s++) {
+        const float* kv = w.ctx_kv.data() + s * KVB + h * (nope + vd);
+        std::memcpy(w.kh.data() + s * qk, kv, size_t(nope) * 4);
+        std::memcpy(w.kh.data() + s * qk + nope, w.ctx.data() + s * KVA + r, size_t(rope_dim) * 4);
+        for (int64_t j = 0; j < vd; j++) w.vt[size_t(j * n_ctx + s)] = kv[nope + j];
       }
-      double sum = 0;
-      for (int64_t s = 0; s < ctx; s++) sum += (sc[s] = std::exp(sc[s] - mx));
-      const float inv = float(1.0 / sum);
-      float* out = w.attn.data() + t * nh * vd + h * vd;
-      std::fill(out, out + vd, 0.0f);
-      for (int64_t s = 0; s < ctx; s++) {
-        const float* v = w.ctx_kv.data() + s * KVB + h * (nope + vd) + nope;
-        const float p = sc[s] * inv;
-        for (int64_t j = 0; j < vd; j++) out[j] += p * v[j];
+    });
+    for (int64_t t = 0; t < T; t++) std::memcpy(w.qh.data() + t * qk, w.q.data() + (t0 + t) * nh * qk + h * qk, size_t(qk) * 4);
+    matmul(K, w.qh.data(), T, w.sc.data(), pool, w.mm);
+    pool.parallel_for(T, [&](int64_t a, int64_t z, int) {
+      for (int64_t t = a; t < z; t++) {
+        float* row = w.sc.data() + t * n_ctx;
+        const int64_t ctx = b.pos[size_t(t0 + t)] + 1;
+        for (int64_t s = 0; s < ctx; s++) row[s] *= softmax_scale_;
+        softmax(row, ctx);
+        std::fill(row + ctx, row + n_ctx, 0.0f);
       }
-    }
-  });
+    });
+    matmul(Vt, w.sc.data(), T, w.oh.data(), pool, w.mm);
+    for (int64_t t = 0; t < T; t++) std::memcpy(w.attn.data() + (t0 + t) * nh * vd + h * vd, w.oh.data() + t * vd, size_t(vd) * 4);
+  }
 }
 
 // y[m, n_out] = x[m, k] · Wᵀ on the calling thread alone (the kernels of aha/kernels.h, no pool):
@@ -694,52 +708,43 @@ void DeepseekModel::attend_absorbed(int64_t l, const ForwardBatch& b, int64_t t0
   const int64_t r = d.kv_lora_rank, vd = d.v_head_dim, KVA = r + rope_dim, n = t1 - t0, bs = cache.block_size();
   const int32_t* blocks = b.blocks[size_t(t0)];
   const bool f32 = cache.dtype() == DType::F32;
-  const int64_t max_ctx = b.pos[size_t(t1 - 1)] + 1;
-  // Per thread: q_nope rows [n, nope], q_lat [n, r], o_lat [n, r], head output [n, v_head_dim],
-  // scores [max_ctx], one f16 slot as f32 [KVA].
-  const size_t per_thread = size_t(n * (nope + 2 * r + vd) + max_ctx + KVA);
+  // Per thread, for its heads [h0, h1): q_nope rows [n, nope]; the absorbed queries [n, heads,
+  // KVA] (q_nope W_UK_h, then the rope part); the op's outputs [n, heads, KVA]; one head's latent
+  // outputs [n, r] and values [n, v]; the op's scratch.
+  const int64_t max_heads = (nh + pool.size() - 1) / pool.size(), kva16 = (KVA + 15) / 16 * 16;
+  const size_t per_thread = size_t(n * nope + 2 * n * max_heads * KVA + n * (r + vd) + 16 * kva16);
   grow(w.scratch, per_thread * size_t(pool.size()));
   if (w.act.size() < size_t(pool.size())) w.act.resize(size_t(pool.size()));
+  const uint8_t* k0 = cache.slot(l, 0, 0);
+  const size_t slot_bytes = cache.slot_bytes(), block_stride = size_t(bs) * slot_bytes;
+  const CpuOps& ops = cpu_ops();
   pool.parallel_for(nh, [&](int64_t h0, int64_t h1, int thread) {
+    const int64_t hn = h1 - h0;
     float* q_nope = w.scratch.data() + per_thread * size_t(thread);
-    float* q_lat = q_nope + n * nope;
-    float* o_lat = q_lat + n * r;
+    float* qq = q_nope + n * nope;
+    float* oo = qq + n * hn * KVA;
+    float* o_lat = oo + n * hn * KVA;
     float* out = o_lat + n * r;
-    float* sc = out + n * vd;
-    float* conv = sc + max_ctx;
+    float* op_scratch = out + n * vd;
     std::vector<uint8_t>& act = w.act[size_t(thread)];
-    auto slot = [&](int64_t s) -> const float* {
-      if (f32) return reinterpret_cast<const float*>(cache.slot(l, blocks[s / bs], s % bs));
-      cache.read(l, blocks[s / bs], s % bs, conv, conv + r);
-      return conv;
-    };
     for (int64_t h = h0; h < h1; h++) {
       for (int64_t i = 0; i < n; i++) std::memcpy(q_nope + i * nope, w.q.data() + (t0 + i) * nh * qk + h * qk, size_t(nope) * 4);
-      matmul_on_this_thread(L.wk_b[size_t(h)], q_nope, n, q_lat, act);  // [n, kv_lora_rank]
+      matmul_on_this_thread(L.wk_b[size_t(h)], q_nope, n, o_lat, act);  // [n, kv_lora_rank]
       for (int64_t i = 0; i < n; i++) {
-        const float* ql = q_lat + i * r;
-        const float* qp = w.q.data() + (t0 + i) * nh * qk + h * qk + nope;
-        const int64_t ctx = b.pos[size_t(t0 + i)] + 1;
-        float mx = -INFINITY;
-        for (int64_t s = 0; s < ctx; s++) {
-          const float* kv = slot(s);
-          float dot = 0;
-          for (int64_t j = 0; j < r; j++) dot += ql[j] * kv[j];
-          for (int64_t j = 0; j < rope_dim; j++) dot += qp[j] * kv[r + j];
-          sc[s] = dot * softmax_scale_;
-          mx = std::max(mx, sc[s]);
-        }
-        double sum = 0;
-        for (int64_t s = 0; s < ctx; s++) sum += (sc[s] = std::exp(sc[s] - mx));
-        const float inv = float(1.0 / sum);
-        float* o = o_lat + i * r;
-        std::fill(o, o + r, 0.0f);
-        for (int64_t s = 0; s < ctx; s++) {
-          const float* kv = slot(s);
-          const float p = sc[s] * inv;
-          for (int64_t j = 0; j < r; j++) o[j] += p * kv[j];
-        }
+        float* row = qq + (i * hn + (h - h0)) * KVA;
+        std::memcpy(row, o_lat + i * r, size_t(r) * 4);
+        std::memcpy(row + r, w.q.data() + (t0 + i) * nh * qk + h * qk + nope, size_t(rope_dim) * 4);
       }
+    }
+    // Every head of a token against the cached slots at once (one KV head: the latent), 16 at a time.
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t g0 = 0; g0 < hn; g0 += 16) {
+        AttentionArgs a{qq + (i * hn + g0) * KVA, oo + (i * hn + g0) * KVA, int(std::min<int64_t>(16, hn - g0)), int(KVA), softmax_scale_,
+                        b.pos[size_t(t0 + i)] + 1, blocks, bs, k0, k0, block_stride, slot_bytes, !f32, op_scratch};
+        ops.attention(a);
+      }
+    for (int64_t h = h0; h < h1; h++) {
+      for (int64_t i = 0; i < n; i++) std::memcpy(o_lat + i * r, oo + (i * hn + (h - h0)) * KVA, size_t(r) * 4);
       matmul_on_this_thread(L.wv_b[size_t(h)], o_lat, n, out, act);  // [n, v_head_dim]
       for (int64_t i = 0; i < n; i++) std::memcpy(w.attn.data() + (t0 + i) * nh * vd + h * vd, out + i * vd, size_t(vd) * 4);
     }

@@ -23,6 +23,9 @@ struct AttentionArgs {
   bool f16;                  // K/V stored as f16 (else f32)
   float* scratch;            // [group * round_up(head_dim, 16)] floats the kernel may use
 };
+// MLA's absorbed form is this op with one KV head for all query heads, K = the cached slot
+// (latent + rope key, head_dim = kv_lora_rank + rope) and V = the same slot (v0 = k0): the
+// first kv_lora_rank outputs are the latent attention output, the rest are not used.
 
 struct CpuOps {
   // y[n] = x[n] / rms(x) * w[n]

@@ -65,11 +65,12 @@ static inline __m512 load16(const uint8_t* p, int64_t i, bool f16, __mmask16 m) 
 }
 
 constexpr int kMaxGroup = 16;
+constexpr int kMaxVec = 40;  // head_dim up to 640: MLA's absorbed form attends over kv_lora_rank + rope (576 in DeepSeek-V3)
 
 // Online softmax over blocks of the cache: per block, scores for every query of the group,
 // then the running max/sum and output accumulators are rescaled (flash-decoding style).
 static void attention(const AttentionArgs& a) {
-  if (a.group > kMaxGroup || a.head_dim > 256 || a.block_size > 64) {
+  if (a.group > kMaxGroup || a.head_dim > 16 * kMaxVec || a.block_size > 64) {
     ref::attention(a);
     return;
   }
@@ -90,7 +91,7 @@ static void attention(const AttentionArgs& a) {
     const size_t boff = size_t(a.blocks[t0 / bs]) * a.block_stride;
     for (int64_t t = 0; t < nt; t++) {
       const uint8_t* k = a.k0 + boff + size_t(t) * a.slot_stride;
-      __m512 kv[16];
+      __m512 kv[kMaxVec];
       for (int j = 0; j < nvec; j++) kv[j] = load16(k, j * 16, a.f16, j == nvec - 1 ? tail : __mmask16(0xFFFF));
       for (int g = 0; g < a.group; g++) {
         const float* q = a.q + g * hd;
@@ -116,7 +117,7 @@ static void attention(const AttentionArgs& a) {
     }
     for (int64_t t = 0; t < nt; t++) {
       const uint8_t* v = a.v0 + boff + size_t(t) * a.slot_stride;
-      __m512 vv[16];
+      __m512 vv[kMaxVec];
       for (int j = 0; j < nvec; j++) vv[j] = load16(v, j * 16, a.f16, j == nvec - 1 ? tail : __mmask16(0xFFFF));
       for (int g = 0; g < a.group; g++) {
         __m512 p = _mm512_set1_ps(s[g][t]);
