@@ -169,6 +169,53 @@ TEST(ops_matmul_matches_reference) {
   set_active_isa(was);
 }
 
+// Several products in one region (matmul_many): mixed dtypes, packed and not, decode-sized and
+// one prefill-sized, the same activation row shared by two jobs, each against the reference.
+TEST(ops_matmul_many_matches_reference) {
+  std::mt19937 rng(21);
+  ThreadPool pool(2);
+  MatmulScratch scratch;
+  struct W {
+    std::vector<uint8_t> bytes, packed;
+    Tensor t;
+  };
+  std::vector<W> ws;
+  const std::vector<std::pair<DType, int64_t>> shapes = {{DType::Q8_0, 256}, {DType::Q8_0, 70}, {DType::Q4_K, 48}, {DType::F16, 33}, {DType::Q8_0, 200}};
+  for (auto [t, n_out] : shapes) {
+    const int64_t k = 512;
+    W w;
+    auto f = randn(size_t(k * n_out), rng, 0.5f);
+    w.bytes.resize(row_bytes(t, k) * size_t(n_out));
+    for (int64_t r = 0; r < n_out; r++) quantize_row(t, f.data() + r * k, w.bytes.data() + size_t(r) * row_bytes(t, k), k);
+    w.t.name = "w";
+    w.t.dtype = t;
+    w.t.ne = {k, n_out};
+    w.t.row_bytes = row_bytes(t, k);
+    if (has_packed_layout(t) && n_out != 70) {
+      w.packed.resize(packed_bytes(t, k, n_out));
+      pack_rows(t, w.bytes.data(), k, n_out, 0, n_out, w.packed.data());
+    }
+    ws.push_back(std::move(w));
+  }
+  for (auto& w : ws) {
+    w.t.data = w.bytes.data();
+    w.t.packed = w.packed.empty() ? nullptr : w.packed.data();
+  }
+  const std::vector<int64_t> ms = {1, 1, 3, 4, 9};
+  std::vector<std::vector<float>> xs, ys, want;
+  for (size_t j = 0; j < ws.size(); j++) xs.push_back(randn(size_t(ms[j] * 512), rng));
+  std::vector<MatmulJob> jobs;
+  for (size_t j = 0; j < ws.size(); j++) {
+    ys.emplace_back(size_t(ms[j] * ws[j].t.rows()), -1.0f);
+    want.emplace_back(ys.back().size());
+    matmul_reference(ws[j].t, (j == 1 ? xs[0] : xs[j]).data(), ms[j], want.back().data());
+  }
+  for (size_t j = 0; j < ws.size(); j++) jobs.push_back({&ws[j].t, (j == 1 ? xs[0] : xs[j]).data(), ms[j], ys[j].data()});
+  matmul_many(jobs.data(), jobs.size(), pool, scratch);
+  for (size_t j = 0; j < ws.size(); j++)
+    CHECK_MSG(nerr(ys[j], want[j]) < 1e-5, "job " << j << " (" << dtype_name(ws[j].t.dtype) << ", m " << ms[j] << "): error " << nerr(ys[j], want[j]));
+}
+
 // Weights packed at load (kernels.h) through matmul, every ISA with packed kernels, against the
 // scalar reference on the file's layout: row counts that are and are not multiples of the
 // 16-row group, an odd and an even number of blocks, decode (1..4 rows), the VNNI micro-tiles'

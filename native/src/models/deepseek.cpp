@@ -562,11 +562,11 @@ void DeepseekModel::attention_block(int64_t l, const ForwardBatch& b, MlaCache& 
   emit(dump, p + "attn_norm", w.xn.data(), T, H);
 
   // Query: q_proj, or q_a_proj → q_a_layernorm → q_b_proj. [T, n_heads, qk_nope_head_dim + qk_rope_head_dim]
-  if (L.wq) {
-    matmul(*L.wq, w.xn.data(), T, w.q.data(), pool, w.mm);
-  } else {
-    grow(w.q_a, size_t(T * d.q_lora_rank));
-    matmul(*L.wq_a, w.xn.data(), T, w.q_a.data(), pool, w.mm);
+  // (kv_a_proj_with_mqa, below, is computed with the first query product: one parallel region.)
+  if (!L.wq) grow(w.q_a, size_t(T * d.q_lora_rank));
+  const MatmulJob first[] = {{L.wq ? L.wq : L.wq_a, w.xn.data(), T, L.wq ? w.q.data() : w.q_a.data()}, {L.wkv_a, w.xn.data(), T, w.kv_a.data()}};
+  matmul_many(first, 2, pool, w.mm);
+  if (!L.wq) {
     for (int64_t t = 0; t < T; t++)
       ops.rmsnorm(w.q_a.data() + t * d.q_lora_rank, w.q_a.data() + t * d.q_lora_rank, static_cast<const float*>(L.q_a_norm->data), d.q_lora_rank,
                   kMlaNormEps);
@@ -576,7 +576,6 @@ void DeepseekModel::attention_block(int64_t l, const ForwardBatch& b, MlaCache& 
   emit(dump, p + "q", w.q.data(), T, QD);
 
   // kv_a_proj_with_mqa → [c_kv (kv_lora_rank) | k_pe (qk_rope_head_dim)]; kv_a_layernorm on c_kv.
-  matmul(*L.wkv_a, w.xn.data(), T, w.kv_a.data(), pool, w.mm);
   for (int64_t t = 0; t < T; t++)
     ops.rmsnorm(w.kv_a.data() + t * KVA, w.kv_a.data() + t * KVA, static_cast<const float*>(L.kv_a_norm->data), r, kMlaNormEps);
   emit(dump, p + "kv_cmpr", w.kv_a.data(), T, KVA);
@@ -800,6 +799,48 @@ void DeepseekModel::moe_block(int64_t l, int64_t T, ThreadPool& pool, DeepseekWo
   emit(dump, p + "ffn_moe_logits", w.router.data(), T, E);
   L.gate.route(w.router.data(), T, w.topk_w.data(), w.topk_i.data());
   emit(dump, p + "ffn_moe_weights", w.topk_w.data(), T, K);
+
+  if (T <= 4) {
+    // Decode: every chosen expert's gate and up, and the shared experts', as one set of products
+    // (one parallel region), the SwiGLUs, then every down as another.
+    const int64_t F = c_.deepseek.moe_intermediate_size, P = T * K, SF = L.sh_gate ? L.sh_gate->ne[1] : 0;
+    grow(w.gate, size_t(P * F + T * SF));
+    grow(w.up, size_t(P * F + T * SF));
+    grow(w.ye, size_t(P * H));
+    grow(w.moe_out, size_t(T * H));
+    std::vector<MatmulJob> jobs;
+    for (int64_t i = 0; i < P; i++) {
+      const size_t e = size_t(w.topk_i[size_t(i)]);
+      const float* x = w.xn.data() + (i / K) * H;
+      jobs.push_back({L.exp_gate[e], x, 1, w.gate.data() + i * F});
+      jobs.push_back({L.exp_up[e], x, 1, w.up.data() + i * F});
+    }
+    if (L.sh_gate) {
+      jobs.push_back({L.sh_gate, w.xn.data(), T, w.gate.data() + P * F});
+      jobs.push_back({L.sh_up, w.xn.data(), T, w.up.data() + P * F});
+    }
+    matmul_many(jobs.data(), jobs.size(), pool, w.mm);
+    ops.swiglu(w.gate.data(), w.gate.data(), w.up.data(), P * F + T * SF);
+    jobs.clear();
+    for (int64_t i = 0; i < P; i++) jobs.push_back({L.exp_down[size_t(w.topk_i[size_t(i)])], w.gate.data() + i * F, 1, w.ye.data() + i * H});
+    if (L.sh_gate) jobs.push_back({L.sh_down, w.gate.data() + P * F, T, w.proj.data()});
+    matmul_many(jobs.data(), jobs.size(), pool, w.mm);
+    std::fill(w.moe_out.begin(), w.moe_out.begin() + T * H, 0.0f);
+    for (int64_t i = 0; i < P; i++) {
+      float* out = w.moe_out.data() + (i / K) * H;
+      const float* y = w.ye.data() + i * H;
+      const float g = w.topk_w[size_t(i)];
+      for (int64_t j = 0; j < H; j++) out[j] += g * y[j];
+    }
+    emit(dump, p + "ffn_moe_out", w.moe_out.data(), T, H);
+    if (L.sh_gate) {
+      emit(dump, p + "ffn_shexp", w.proj.data(), T, H);
+      ops.add(w.moe_out.data(), w.proj.data(), T * H);
+    }
+    emit(dump, p + "ffn_out", w.moe_out.data(), T, H);
+    ops.add(w.x.data(), w.moe_out.data(), T * H);
+    return;
+  }
 
   // (token, weight) lists per expert, tokens in order.
   std::vector<std::vector<std::pair<int64_t, float>>> routed(static_cast<size_t>(E));

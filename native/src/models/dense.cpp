@@ -126,9 +126,8 @@ void DenseModel::attention_block(int64_t l, const ForwardBatch& b, KvCache& cach
   });
   emit(dump, p + "attn_norm", w.xn.data(), T, H);
 
-  matmul(*L.wq, w.xn.data(), T, w.q.data(), pool, w.mm);
-  matmul(*L.wk, w.xn.data(), T, w.k.data(), pool, w.mm);
-  matmul(*L.wv, w.xn.data(), T, w.v.data(), pool, w.mm);
+  const MatmulJob qkv[] = {{L.wq, w.xn.data(), T, w.q.data()}, {L.wk, w.xn.data(), T, w.k.data()}, {L.wv, w.xn.data(), T, w.v.data()}};
+  matmul_many(qkv, 3, pool, w.mm);
   add_bias(w.q.data(), L.bq, T, QD);
   add_bias(w.k.data(), L.bk, T, KD);
   add_bias(w.v.data(), L.bv, T, KD);
@@ -221,8 +220,8 @@ void DenseModel::ffn_block(int64_t l, const ForwardBatch& b, ThreadPool& pool, D
       ops.rmsnorm(w.xn.data() + t * H, w.x.data() + t * H, static_cast<const float*>(L.ffn_norm->data), H, float(c_.rms_norm_eps));
   });
   emit(dump, p + "ffn_norm", w.xn.data(), T, H);
-  matmul(*L.w_gate, w.xn.data(), T, w.gate.data(), pool, w.mm);
-  matmul(*L.w_up, w.xn.data(), T, w.up.data(), pool, w.mm);
+  const MatmulJob gate_up[] = {{L.w_gate, w.xn.data(), T, w.gate.data()}, {L.w_up, w.xn.data(), T, w.up.data()}};
+  matmul_many(gate_up, 2, pool, w.mm);
   add_lora(w.gate.data(), w.xn.data(), b, l, LoraTarget::GateProj, T, pool);
   add_lora(w.up.data(), w.xn.data(), b, l, LoraTarget::UpProj, T, pool);
   pool.parallel_for(T * F, [&](int64_t i0, int64_t i1, int) { ops.swiglu(w.gate.data() + i0, w.gate.data() + i0, w.up.data() + i0, i1 - i0); }, 16);
