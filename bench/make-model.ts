@@ -8,8 +8,10 @@
 //    16 layers (the first dense, ffn 2816), 16 heads, q_lora_rank 384, kv_lora_rank 256, qk_nope 64,
 //    qk_rope 32, v 64, 64 routed experts (ffn 256) top-6 with sigmoid routing, 2 shared experts,
 //    vocab 32256: about 0.9 B parameters, 0.18 B active. Issue 4's benchmark.
+//  - qwen0.5b: Qwen2-0.5B-shaped (hidden 896, 24 layers, 14 heads / 2 KV heads, ffn 4864, vocab
+//    151936, tied), issue 5's training benchmark.
 //
-//   node --import tsx bench/make-model.ts f16|q8_0|q4_K_M [dense|moe] [out.gguf]
+//   node --import tsx bench/make-model.ts f16|q8_0|q4_K_M [dense|moe|qwen0.5b] [out.gguf]
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,15 +19,17 @@ import { gguf, writeGguf, type GgufTensorData } from '../src-main/formats/gguf.t
 import { GgmlType, type GgufValue } from '../src-main/formats/gguf-types.ts';
 import { quantizeRows } from '../src-main/engine/native.ts';
 
-export const SHAPE = { hidden: 1536, layers: 28, heads: 12, kvHeads: 2, ffn: 8960, vocab: 151936 };
+export const SHAPE = { hidden: 1536, layers: 28, heads: 12, kvHeads: 2, ffn: 8960, vocab: 151936, tied: false };
+/** Qwen2-0.5B (tied embeddings): issue 5's training benchmark. */
+export const SHAPE_05B = { hidden: 896, layers: 24, heads: 14, kvHeads: 2, ffn: 4864, vocab: 151936, tied: true };
 export const MOE_SHAPE = {
   hidden: 1024, layers: 16, denseLayers: 1, ffn: 2816, heads: 16, qLoraRank: 384, kvLoraRank: 256, qkNope: 64, qkRope: 32, vHead: 64,
   experts: 64, expertFfn: 256, topK: 6, shared: 2, vocab: 32256,
 };
 export type BenchType = 'f16' | 'q8_0' | 'q4_K_M';
-export type BenchShape = 'dense' | 'moe';
+export type BenchShape = 'dense' | 'moe' | 'qwen0.5b';
 export function benchModelPath(type: BenchType, shape: BenchShape = 'dense'): string {
-  const name = shape === 'dense' ? 'r1-distill-qwen-1.5b-shape' : 'deepseek-moe-0.9b-shape';
+  const name = { dense: 'r1-distill-qwen-1.5b-shape', moe: 'deepseek-moe-0.9b-shape', 'qwen0.5b': 'qwen2-0.5b-shape' }[shape];
   return join(dirname(fileURLToPath(import.meta.url)), 'models', `${name}-${type}.gguf`);
 }
 
@@ -83,7 +87,7 @@ function tensorList() {
 
 export function makeBenchModel(type: BenchType, path: string, shape: BenchShape = 'dense') {
   if (shape === 'moe') return makeMoeBenchModel(type, path);
-  const { hidden: H, layers: L, heads, kvHeads, ffn: F, vocab: V } = SHAPE;
+  const { hidden: H, layers: L, heads, kvHeads, ffn: F, vocab: V, tied } = shape === 'dense' ? SHAPE : SHAPE_05B;
   const hd = H / heads;
   const { tensors, add } = tensorList();
   const mat = (layer: number, name: string) => {
@@ -108,10 +112,10 @@ export function makeBenchModel(type: BenchType, path: string, shape: BenchShape 
     add(p + 'ffn_down.weight', [F, H], mat(l, 'ffn_down'));
   }
   add('output_norm.weight', [H], 'f32');
-  add('output.weight', [H, V], type === 'q4_K_M' ? 'q6_K' : type);
+  if (!tied) add('output.weight', [H, V], type === 'q4_K_M' ? 'q6_K' : type);
   const meta: Array<[string, GgufValue]> = [
     ['general.architecture', gguf.str('qwen2')],
-    ['general.name', gguf.str(`R1-Distill-Qwen-1.5B-shaped random ${type}`)],
+    ['general.name', gguf.str(`${shape === 'dense' ? 'R1-Distill-Qwen-1.5B' : 'Qwen2-0.5B'}-shaped random ${type}`)],
     ['general.file_type', gguf.u32(FILE_TYPE[type])],
     ['qwen2.block_count', gguf.u32(L)],
     ['qwen2.context_length', gguf.u32(131072)],
@@ -198,8 +202,8 @@ function makeMoeBenchModel(type: BenchType, path: string) {
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const type = process.argv[2] as BenchType;
   const shape = (process.argv[3] ?? 'dense') as BenchShape;
-  if (!FILE_TYPE[type] || (shape !== 'dense' && shape !== 'moe')) {
-    console.error('usage: make-model.ts f16|q8_0|q4_K_M [dense|moe] [out.gguf]');
+  if (!FILE_TYPE[type] || !['dense', 'moe', 'qwen0.5b'].includes(shape)) {
+    console.error('usage: make-model.ts f16|q8_0|q4_K_M [dense|moe|qwen0.5b] [out.gguf]');
     process.exit(2);
   }
   const out = process.argv[4] ?? benchModelPath(type, shape);

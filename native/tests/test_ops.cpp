@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "aha/kernels.h"
@@ -167,6 +168,22 @@ TEST(ops_matmul_matches_reference) {
     }
   }
   set_active_isa(was);
+}
+
+// The training backward's f32 product, every ISA against the scalar one: shapes around the
+// 4-row and 64-column register tiles and the 256-deep panels, leading dimensions wider than the
+// operands, alpha, and C accumulated into (not overwritten).
+TEST(ops_gemm_matches_reference) {
+  std::mt19937 rng(17);
+  for (Isa isa : isas_here())
+    for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {3, 17, 5}, {4, 64, 256}, {9, 70, 300}, {16, 129, 513}, {2, 200, 40}}) {
+      const int64_t lda = k + 3, ldb = n + 5, ldc = n + 2;
+      auto A = randn(size_t(m * lda), rng), B = randn(size_t(k * ldb), rng), C0 = randn(size_t(m * ldc), rng);
+      std::vector<float> got = C0, want = C0;
+      cpu_ops(isa).gemm(m, n, k, 0.5f, A.data(), lda, B.data(), ldb, got.data(), ldc);
+      ref::gemm(m, n, k, 0.5f, A.data(), lda, B.data(), ldb, want.data(), ldc);
+      CHECK_MSG(nerr(got, want) < 1e-5, isa_name(isa) << " m " << m << " n " << n << " k " << k << ": error " << nerr(got, want));
+    }
 }
 
 // Several products in one region (matmul_many): mixed dtypes, packed and not, decode-sized and

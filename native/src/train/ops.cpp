@@ -1,16 +1,20 @@
-// Training ops: plain scalar forward/backward pairs (see ops.h). Sums run in double in both
-// instantiations; parallel loops split work so that every output element has one writer
-// (no atomics, results independent of the thread count).
+// Training ops: forward/backward pairs (see ops.h). The double instantiation is the plain
+// reference (sums in double, checked against finite differences); the float one runs its big
+// products (the frozen weights' input gradient, the LoRA terms) on the CPU's f32 gemm kernel.
+// Parallel loops split work so that every output element has one writer (no atomics, results
+// independent of the thread count).
 #include "train/ops.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "aha/error.h"
 #include "aha/kernels.h"
 #include "backends/cpu/matmul.h"
+#include "backends/cpu/ops.h"
 
 namespace aha::train {
 
@@ -25,6 +29,26 @@ void par(ThreadPool* pool, int64_t n, const RangeFn& fn, int64_t grain = 1) {
 }
 
 const uint8_t* row_ptr(const Tensor& W, int64_t j) { return static_cast<const uint8_t*>(W.data) + size_t(j) * W.row_bytes; }
+
+// C[m, n] += alpha A[m, k] B[k, n] in f32 on the CPU's gemm kernel (tested against the scalar
+// one), the pool splitting C by rows when there are enough of them, else by columns.
+void par_gemm(ThreadPool* pool, int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+              int64_t ldc) {
+  const CpuOps& ops = cpu_ops();
+  const int64_t threads = pool ? pool->size() : 1;
+  if (m >= 8 * threads)
+    par(pool, m, [&](int64_t i0, int64_t i1, int) { ops.gemm(i1 - i0, n, k, alpha, A + i0 * lda, lda, B, ldb, C + i0 * ldc, ldc); }, 4);
+  else
+    par(pool, n, [&](int64_t j0, int64_t j1, int) { ops.gemm(m, j1 - j0, k, alpha, A, lda, B + j0, ldb, C + j0, ldc); }, 64);
+}
+
+// [rows, cols] → [cols, rows]
+std::vector<float> transposed(const float* x, int64_t rows, int64_t cols) {
+  std::vector<float> t(static_cast<size_t>(rows * cols));
+  for (int64_t i = 0; i < rows; i++)
+    for (int64_t j = 0; j < cols; j++) t[size_t(j * rows + i)] = x[i * cols + j];
+  return t;
+}
 
 }  // namespace
 
@@ -227,6 +251,17 @@ void swiglu_backward(F* dgate, F* dup, const F* dh, const F* gate, const F* up, 
 
 template <class F>
 void lora_add(F* y, F* xa, const F* x, const F* A, const F* B, double scale, int64_t m, int64_t in, int64_t out, int64_t r, ThreadPool* pool) {
+  if constexpr (std::is_same_v<F, float>) {
+    // xa = x Aᵀ, then y += scale · xa Bᵀ: two f32 products on the gemm kernel.
+    std::vector<float> own;
+    if (!xa) own.resize(size_t(m * r));
+    float* a = xa ? xa : own.data();
+    std::fill(a, a + m * r, 0.0f);
+    const std::vector<float> At = transposed(A, r, in), Bt = transposed(B, out, r);
+    par_gemm(pool, m, r, in, 1.0f, x, in, At.data(), r, a, r);
+    par_gemm(pool, m, out, r, float(scale), a, r, Bt.data(), out, y, out);
+    return;
+  }
   par(pool, m, [&](int64_t i0, int64_t i1, int) {
     std::vector<double> a(static_cast<size_t>(r));
     for (int64_t i = i0; i < i1; i++) {
@@ -269,6 +304,24 @@ void matmul_backward_input(F* dx, const F* dy, const Tensor& W, int64_t m, Threa
   const int64_t in = W.ne[0], out = W.rows();
   const DTypeTraits& tr = traits(W.dtype);
   const int64_t nblocks = in / tr.block;
+  if constexpr (std::is_same_v<F, float>) {
+    // Each thread owns whole blocks of columns of dx: per panel of weight rows, its slice of
+    // them dequantized to f32, then dx_slice += dy[:, panel] · panel on the gemm kernel.
+    constexpr int64_t kPanelRows = 256;
+    const CpuOps& ops = cpu_ops();
+    par(pool, nblocks, [&](int64_t b0, int64_t b1, int) {
+      const int64_t c0 = b0 * tr.block, width = (b1 - b0) * tr.block;
+      std::vector<float> w(static_cast<size_t>(kPanelRows * width));
+      for (int64_t i = 0; i < m; i++) std::fill(dx + i * in + c0, dx + i * in + c0 + width, 0.0f);
+      for (int64_t j0 = 0; j0 < out; j0 += kPanelRows) {
+        const int64_t nj = std::min(kPanelRows, out - j0);
+        for (int64_t j = 0; j < nj; j++)
+          dequantize_row(W.dtype, row_ptr(W, j0 + j) + size_t(b0) * tr.block_bytes, w.data() + j * width, width);
+        ops.gemm(m, width, nj, 1.0f, dy + j0, out, w.data(), width, dx + c0, in);
+      }
+    });
+    return;
+  }
   constexpr int64_t kPanel = 64;  // weight rows dequantized at a time
   // Each thread owns whole blocks of columns: it dequantizes only its slice of every row.
   par(pool, nblocks, [&](int64_t b0, int64_t b1, int) {
@@ -300,6 +353,25 @@ void lora_linear_backward(F* dx, F* dA, F* dB, const F* dy, const F* x, const F*
   const int64_t in = W.ne[0], out = W.rows();
   if (dx) matmul_backward_input(dx, dy, W, m, pool);
   if (!A) return;
+  if constexpr (std::is_same_v<F, float>) {
+    // The same four products in f32 on the gemm kernel: g = dy B; dBᵀ = scale xaᵀ dy;
+    // dA += scale gᵀ x; dx += scale g A.
+    std::vector<float> g(static_cast<size_t>(m * r), 0.0f);
+    par_gemm(pool, m, r, out, 1.0f, dy, out, B, r, g.data(), r);
+    if (dB) {
+      const std::vector<float> xat = transposed(xa, m, r);
+      std::vector<float> dbt(static_cast<size_t>(r * out), 0.0f);
+      par_gemm(pool, r, out, m, float(scale), xat.data(), m, dy, out, dbt.data(), out);
+      for (int64_t o = 0; o < out; o++)
+        for (int64_t k = 0; k < r; k++) dB[o * r + k] += dbt[size_t(k * out + o)];
+    }
+    if (dA) {
+      const std::vector<float> gt = transposed(g.data(), m, r);
+      par_gemm(pool, r, in, m, float(scale), gt.data(), m, x, in, dA, in);
+    }
+    if (dx) par_gemm(pool, m, in, r, float(scale), g.data(), r, A, in, dx, in);
+    return;
+  }
   std::vector<double> g(static_cast<size_t>(m * r));  // [m, r] = dy B
   par(pool, m, [&](int64_t i0, int64_t i1, int) {
     for (int64_t i = i0; i < i1; i++)

@@ -36,6 +36,9 @@ struct CpuOps {
   void (*add)(float* y, const float* x, int64_t n);
   // Causal attention of one token's query group against the cached K/V.
   void (*attention)(const AttentionArgs& a);
+  // C[m, n] += alpha · A[m, k] · B[k, n], f32 row-major with leading dimensions (training's
+  // backward products; one thread: callers split C between threads).
+  void (*gemm)(int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc);
 };
 
 const CpuOps& cpu_ops(Isa isa);
@@ -52,6 +55,7 @@ void rmsnorm(float* y, const float* x, const float* w, int64_t n, float eps);
 void swiglu(float* y, const float* gate, const float* up, int64_t n);
 void add(float* y, const float* x, int64_t n);
 void attention(const AttentionArgs& a);
+void gemm(int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc);
 }  // namespace ref
 
 }  // namespace aha

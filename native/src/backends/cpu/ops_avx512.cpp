@@ -1,6 +1,7 @@
 // AVX-512 versions of the CPU ops (compiled with -mavx512f etc.; selected at run time).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -134,7 +135,49 @@ static void attention(const AttentionArgs& a) {
   }
 }
 
-extern const CpuOps kOps = {rmsnorm, swiglu, add, attention};
+// C += alpha A B in register tiles of 4 rows x 64 columns (16 accumulators), B read in panels of
+// kKc rows x 64 columns that stay in L2 while every row block of A passes.
+template <int MR>
+static inline void gemm_tile(int64_t kc, int64_t nj, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
+  __mmask16 mk[4];
+  for (int v = 0; v < 4; v++) {
+    const int64_t left = nj - 16 * v;
+    mk[v] = left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
+  }
+  __m512 acc[MR][4];
+  for (int r = 0; r < MR; r++)
+    for (int v = 0; v < 4; v++) acc[r][v] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kc; p++) {
+    __m512 b[4];
+    for (int v = 0; v < 4; v++) b[v] = _mm512_maskz_loadu_ps(mk[v], B + p * ldb + 16 * v);
+    for (int r = 0; r < MR; r++) {
+      const __m512 a = _mm512_set1_ps(A[r * lda + p]);
+      for (int v = 0; v < 4; v++) acc[r][v] = _mm512_fmadd_ps(a, b[v], acc[r][v]);
+    }
+  }
+  const __m512 al = _mm512_set1_ps(alpha);
+  for (int r = 0; r < MR; r++)
+    for (int v = 0; v < 4; v++) {
+      if (!mk[v]) continue;
+      float* c = C + r * ldc + 16 * v;
+      _mm512_mask_storeu_ps(c, mk[v], _mm512_fmadd_ps(acc[r][v], al, _mm512_maskz_loadu_ps(mk[v], c)));
+    }
+}
+
+static void gemm(int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
+  constexpr int64_t kKc = 256;
+  for (int64_t k0 = 0; k0 < k; k0 += kKc) {
+    const int64_t kc = std::min(kKc, k - k0);
+    for (int64_t j0 = 0; j0 < n; j0 += 64) {
+      const int64_t nj = std::min<int64_t>(64, n - j0);
+      int64_t i = 0;
+      for (; i + 4 <= m; i += 4) gemm_tile<4>(kc, nj, alpha, A + i * lda + k0, lda, B + k0 * ldb + j0, ldb, C + i * ldc + j0, ldc);
+      for (; i < m; i++) gemm_tile<1>(kc, nj, alpha, A + i * lda + k0, lda, B + k0 * ldb + j0, ldb, C + i * ldc + j0, ldc);
+    }
+  }
+}
+
+extern const CpuOps kOps = {rmsnorm, swiglu, add, attention, gemm};
 
 }  // namespace avx512
 }  // namespace aha

@@ -64,6 +64,15 @@ void attention(const AttentionArgs& a) {
   }
 }
 
+void gemm(int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t j = 0; j < n; j++) {
+      double s = 0;
+      for (int64_t p = 0; p < k; p++) s += double(A[i * lda + p]) * double(B[p * ldb + j]);
+      C[i * ldc + j] += float(double(alpha) * s);
+    }
+}
+
 }  // namespace ref
 
 void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const float* inv_freq, bool neox) {
@@ -96,7 +105,7 @@ extern const CpuOps kOps;
 }
 #endif
 
-static const CpuOps kRefOps = {ref::rmsnorm, ref::swiglu, ref::add, ref::attention};
+static const CpuOps kRefOps = {ref::rmsnorm, ref::swiglu, ref::add, ref::attention, ref::gemm};
 
 const CpuOps& cpu_ops(Isa isa) {
 #if defined(AHA_X86)
