@@ -215,17 +215,31 @@ Napi::Value ModelObject::Info(const Napi::CallbackInfo& info) {
   return info_to_js(info.Env(), h->model->info(), h->model->threads());
 }
 
-// A job run on the libuv pool under the model's lock; `work` returns a JS-building continuation.
-class Job : public Napi::AsyncWorker {
+// A full trainer (aha::FullTrainer: every parameter of a small dense model), shared between the
+// JS object and any job still running on it.
+struct FullHandle {
+  std::unique_ptr<aha::FullTrainer> trainer;
+  std::mutex mu;  // one job at a time
+};
+
+Model& target(Handle& h) {
+  if (!h.model) throw aha::Error("the model was unloaded");
+  return *h.model;
+}
+aha::FullTrainer& target(FullHandle& h) { return *h.trainer; }
+
+// A job run on the libuv pool under its handle's lock (a model's, a full trainer's); `work`
+// returns a JS-building continuation.
+template <class H, class T>
+class JobOn : public Napi::AsyncWorker {
  public:
-  Job(Napi::Env env, std::shared_ptr<Handle> h, std::function<std::function<Napi::Value(Napi::Env)>(Model&)> work)
+  JobOn(Napi::Env env, std::shared_ptr<H> h, std::function<std::function<Napi::Value(Napi::Env)>(T&)> work)
       : AsyncWorker(env), d_(Napi::Promise::Deferred::New(env)), h_(std::move(h)), work_(std::move(work)) {}
   Napi::Promise promise() { return d_.Promise(); }
   void Execute() override {
     try {
       std::lock_guard<std::mutex> lk(h_->mu);
-      if (!h_->model) throw aha::Error("the model was unloaded");
-      done_ = work_(*h_->model);
+      done_ = work_(target(*h_));
     } catch (const std::exception& e) {
       SetError(e.what());
     }
@@ -235,10 +249,11 @@ class Job : public Napi::AsyncWorker {
 
  private:
   Napi::Promise::Deferred d_;
-  std::shared_ptr<Handle> h_;
-  std::function<std::function<Napi::Value(Napi::Env)>(Model&)> work_;
+  std::shared_ptr<H> h_;
+  std::function<std::function<Napi::Value(Napi::Env)>(T&)> work_;
   std::function<Napi::Value(Napi::Env)> done_;
 };
+using Job = JobOn<Handle, Model>;
 
 Napi::Value ModelObject::Logits(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -610,6 +625,34 @@ std::vector<aha::TrainSequence> sequences_from(Napi::Env env, Napi::Value v, con
   return seqs;
 }
 
+// What a trainer's step({microBatches, lr}) is given.
+struct StepArgs {
+  std::vector<std::vector<aha::TrainSequence>> micro_batches;
+  double lr = -1;
+};
+
+StepArgs step_args(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "step({microBatches, lr}) expects an options object");
+  auto o = info[0].As<Napi::Object>();
+  if (!o.Get("microBatches").IsArray()) throw Napi::TypeError::New(env, "microBatches must be an array of sequence arrays");
+  auto mbs = o.Get("microBatches").As<Napi::Array>();
+  StepArgs a;
+  for (uint32_t i = 0; i < mbs.Length(); i++) a.micro_batches.push_back(sequences_from(env, mbs.Get(i), "microBatches[" + std::to_string(i) + "]"));
+  a.lr = num(o, "lr", -1);
+  return a;
+}
+
+Napi::Object step_result_to_js(Napi::Env env, const aha::TrainStepResult& r) {
+  auto o = Napi::Object::New(env);
+  o.Set("loss", r.loss);
+  o.Set("targetTokens", double(r.target_tokens));
+  o.Set("tokens", double(r.tokens));
+  o.Set("gradNorm", r.grad_norm);
+  o.Set("step", double(r.step));
+  return o;
+}
+
 // A LoRA trainer on a model: step() runs forward, backward and the optimizer on the addon's
 // worker threads (the event loop never waits on it), one job at a time with the model's others.
 class TrainerObject : public Napi::ObjectWrap<TrainerObject> {
@@ -632,25 +675,11 @@ class TrainerObject : public Napi::ObjectWrap<TrainerObject> {
   // step({microBatches: [[{inputIds, labels}]], lr}) → Promise<{loss, targetTokens, tokens, gradNorm, step}>
   Napi::Value Step(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "step({microBatches, lr}) expects an options object");
-    auto o = info[0].As<Napi::Object>();
-    if (!o.Get("microBatches").IsArray()) throw Napi::TypeError::New(env, "microBatches must be an array of sequence arrays");
-    auto mbs = o.Get("microBatches").As<Napi::Array>();
-    std::vector<std::vector<aha::TrainSequence>> batches;
-    for (uint32_t i = 0; i < mbs.Length(); i++) batches.push_back(sequences_from(env, mbs.Get(i), "microBatches[" + std::to_string(i) + "]"));
-    const double lr = num(o, "lr", -1);
+    const StepArgs a = step_args(info);
     auto t = trainer;
-    auto* job = new Job(env, handle, [t, batches, lr](Model& m) -> std::function<Napi::Value(Napi::Env)> {
-      aha::TrainStepResult r = t->step(m, batches, lr);
-      return [r](Napi::Env env) -> Napi::Value {
-        auto o = Napi::Object::New(env);
-        o.Set("loss", r.loss);
-        o.Set("targetTokens", double(r.target_tokens));
-        o.Set("tokens", double(r.tokens));
-        o.Set("gradNorm", r.grad_norm);
-        o.Set("step", double(r.step));
-        return o;
-      };
+    auto* job = new Job(env, handle, [t, a](Model& m) -> std::function<Napi::Value(Napi::Env)> {
+      aha::TrainStepResult r = t->step(m, a.micro_batches, a.lr);
+      return [r](Napi::Env env) -> Napi::Value { return step_result_to_js(env, r); };
     });
     Napi::Promise p = job->promise();
     job->Queue();
@@ -807,6 +836,107 @@ Napi::Value ModelObject::CreateTrainer(const Napi::CallbackInfo& info) {
   Napi::Promise p = job->promise();
   job->Queue();
   return p;
+}
+
+// A full trainer: every parameter of a small dense model, owned by the trainer (no Model is
+// loaded). step() and save() run on the addon's worker threads, one at a time.
+class FullTrainerObject : public Napi::ObjectWrap<FullTrainerObject> {
+ public:
+  static Napi::FunctionReference* ctor;
+  static Napi::Function Init(Napi::Env env) {
+    Napi::Function f = DefineClass(env, "FullTrainer", {
+        InstanceMethod("step", &FullTrainerObject::Step),
+        InstanceMethod("save", &FullTrainerObject::Save),
+    });
+    ctor = new Napi::FunctionReference(Napi::Persistent(f));
+    return f;
+  }
+  FullTrainerObject(const Napi::CallbackInfo& info) : ObjectWrap(info) {}
+  std::shared_ptr<FullHandle> handle;
+
+ private:
+  using FullJob = JobOn<FullHandle, aha::FullTrainer>;
+  // step({microBatches: [[{inputIds, labels}]], lr}) → Promise<{loss, targetTokens, tokens, gradNorm, step}>
+  Napi::Value Step(const Napi::CallbackInfo& info) {
+    const StepArgs a = step_args(info);
+    auto* job = new FullJob(info.Env(), handle, [a](aha::FullTrainer& t) -> std::function<Napi::Value(Napi::Env)> {
+      aha::TrainStepResult r = t.step(a.micro_batches, a.lr);
+      return [r](Napi::Env env) -> Napi::Value { return step_result_to_js(env, r); };
+    });
+    Napi::Promise p = job->promise();
+    job->Queue();
+    return p;
+  }
+  // save(dir): config.json + model.safetensors (an HF folder) and the optimizer state into an existing folder.
+  Napi::Value Save(const Napi::CallbackInfo& info) {
+    if (!info[0].IsString()) throw Napi::TypeError::New(info.Env(), "save(dir) expects a folder");
+    const std::string dir = info[0].As<Napi::String>().Utf8Value();
+    auto* job = new FullJob(info.Env(), handle, [dir](aha::FullTrainer& t) -> std::function<Napi::Value(Napi::Env)> {
+      t.save(dir);
+      return nullptr;
+    });
+    Napi::Promise p = job->promise();
+    job->Queue();
+    return p;
+  }
+};
+Napi::FunctionReference* FullTrainerObject::ctor = nullptr;
+
+// createFullTrainer({model: path | config: config.json, seed?} | {resume: dir}, threads?, beta1?,
+//   beta2?, eps?, weightDecay?, maxGradNorm?) → Promise<FullTrainer> with initialStep, parameters,
+// vocabSize, architecture: a model read from any format the engine loads, a fresh one from an HF
+// config (HF's init, seeded), or a checkpoint folder FullTrainer.save wrote.
+Napi::Value CreateFullTrainer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "createFullTrainer({model | config | resume, ...}) expects an options object");
+  auto o = info[0].As<Napi::Object>();
+  aha::FullTrainer::Options opts;
+  opts.adamw.beta1 = num(o, "beta1", opts.adamw.beta1);
+  opts.adamw.beta2 = num(o, "beta2", opts.adamw.beta2);
+  opts.adamw.eps = num(o, "eps", opts.adamw.eps);
+  opts.adamw.weight_decay = num(o, "weightDecay", opts.adamw.weight_decay);
+  opts.max_grad_norm = num(o, "maxGradNorm", opts.max_grad_norm);
+  opts.threads = int(num(o, "threads", 0));
+  auto str = [&](const char* k) { return o.Get(k).IsString() ? o.Get(k).As<Napi::String>().Utf8Value() : std::string(); };
+  const std::string model = str("model"), config = str("config"), resume = str("resume");
+  if (int(!model.empty()) + int(!config.empty()) + int(!resume.empty()) != 1)
+    throw Napi::TypeError::New(env, "createFullTrainer needs one of model (a model path), config (an HF config.json) and resume (a checkpoint folder)");
+  const uint64_t seed = uint64_t(num(o, "seed", 0));
+  auto d = Napi::Promise::Deferred::New(env);
+  struct W : Napi::AsyncWorker {
+    W(Napi::Env e, Napi::Promise::Deferred d) : AsyncWorker(e), d(d) {}
+    void Execute() override {
+      try {
+        trainer = std::make_unique<aha::FullTrainer>(make());
+      } catch (const std::exception& e) {
+        SetError(e.what());
+      }
+    }
+    void OnOK() override {
+      Napi::Env env = Env();
+      Napi::Object obj = FullTrainerObject::ctor->New({});
+      auto h = std::make_shared<FullHandle>();
+      const aha::DenseParams<float>& p = trainer->params();
+      obj.Set("initialStep", double(trainer->optimizer().steps()));
+      obj.Set("parameters", double(p.parameters()));
+      obj.Set("vocabSize", double(p.config.vocab_size));
+      obj.Set("architecture", aha::arch_name(p.config.arch));
+      h->trainer = std::move(trainer);
+      FullTrainerObject::Unwrap(obj)->handle = h;
+      d.Resolve(obj);
+    }
+    void OnError(const Napi::Error& e) override { d.Reject(e.Value()); }
+    Napi::Promise::Deferred d;
+    std::function<aha::FullTrainer()> make;
+    std::unique_ptr<aha::FullTrainer> trainer;
+  };
+  auto* w = new W(env, d);
+  w->make = [=] {
+    if (!resume.empty()) return aha::FullTrainer::load(resume, opts);
+    return aha::FullTrainer(config.empty() ? aha::dense_params_load(model) : aha::dense_params_init(config, seed), opts);
+  };
+  w->Queue();
+  return d.Promise();
 }
 
 Napi::Value ModelObject::Benchmark(const Napi::CallbackInfo& info) {
@@ -989,6 +1119,8 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Model", ModelObject::Init(env));
   exports.Set("Trainer", TrainerObject::Init(env));
+  exports.Set("FullTrainer", FullTrainerObject::Init(env));
+  exports.Set("createFullTrainer", Napi::Function::New(env, CreateFullTrainer));
   exports.Set("loadModel", Napi::Function::New(env, LoadModel));
   exports.Set("quantizeRows", Napi::Function::New(env, QuantizeRows));
   exports.Set("dequantizeRows", Napi::Function::New(env, DequantizeRows));

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <functional>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "aha/kernels.h"
@@ -65,6 +66,28 @@ void check_fd(const char* what, Vec& x, const Vec& grad, const std::function<dou
   }
   const double e = nerr(ana, num);
   check::note(std::string(what) + ": finite-difference error " + [&] { char b[32]; std::snprintf(b, sizeof b, "%.2e", e); return std::string(b); }() + " over " + std::to_string(num.size()) + " elements");
+  CHECK_MSG(e < tol, what << ": analytic vs finite-difference gradient, normalized error " << e);
+}
+
+// The same for an f32 weight (full training's master weights): the difference quotient divides
+// by the difference of the stored floats, so a step h that float rounds is still exact.
+void check_fd_f32(const char* what, float* w, const Vec& grad, const std::function<double()>& loss, double h, double tol, size_t max_checks = 300) {
+  Vec num, ana;
+  const size_t step = std::max<size_t>(1, grad.size() / max_checks);
+  for (size_t i = 0; i < grad.size(); i += step) {
+    const float w0 = w[i], wp = float(w0 + h), wm = float(w0 - h);
+    w[i] = wp;
+    const double lp = loss();
+    w[i] = wm;
+    const double lm = loss();
+    w[i] = w0;
+    num.push_back((lp - lm) / (double(wp) - double(wm)));
+    ana.push_back(grad[i]);
+  }
+  const double e = nerr(ana, num);
+  char b[32];
+  std::snprintf(b, sizeof b, "%.2e", e);
+  check::note(std::string(what) + ": finite-difference error " + b + " over " + std::to_string(num.size()) + " elements");
   CHECK_MSG(e < tol, what << ": analytic vs finite-difference gradient, normalized error " << e);
 }
 
@@ -273,9 +296,9 @@ TEST(train_lm_head_cross_entropy_matches_finite_differences) {
     std::vector<int32_t> targets = {3, -1, 36, 0, -1, 17};
     Vec x = randv(size_t(T * H), rng), dx(x.size(), 7.0);
     const double gs = 1.0 / 4;
-    auto loss = [&] { return gs * lm_head_cross_entropy<double>(nullptr, nullptr, x.data(), W.t, targets.data(), T, 1.0, 2, nullptr); };
+    auto loss = [&] { return gs * lm_head_cross_entropy<double>(nullptr, nullptr, nullptr, x.data(), W.t, targets.data(), T, 1.0, 2, nullptr); };
     ThreadPool pool(2);
-    const double l = lm_head_cross_entropy<double>(dx.data(), nullptr, x.data(), W.t, targets.data(), T, gs, 4, &pool);
+    const double l = lm_head_cross_entropy<double>(dx.data(), nullptr, nullptr, x.data(), W.t, targets.data(), T, gs, 4, &pool);
     // direct: full logits, log-softmax
     Vec logits(size_t(T * V));
     lora_linear_forward(logits.data(), (double*)nullptr, x.data(), W.t, nullptr, (const double*)nullptr, (const double*)nullptr, 0.0, T, 0, nullptr);
@@ -292,15 +315,15 @@ TEST(train_lm_head_cross_entropy_matches_finite_differences) {
     CHECK_NEAR(l, want, 1e-10 * want);
     // each row's −log p (the log-prob scoring reads these), 0 for rows without a target
     Vec rows(size_t(T), 5.0);
-    lm_head_cross_entropy<double>(nullptr, rows.data(), x.data(), W.t, targets.data(), T, 1.0, 4, &pool);
+    lm_head_cross_entropy<double>(nullptr, nullptr, rows.data(), x.data(), W.t, targets.data(), T, 1.0, 4, &pool);
     for (int64_t t = 0; t < T; t++) CHECK_NEAR(rows[size_t(t)], want_rows[size_t(t)], 1e-12 * (1 + want_rows[size_t(t)]));
-    for (int64_t chunk : {1, 3, 100}) CHECK_NEAR(lm_head_cross_entropy<double>(nullptr, nullptr, x.data(), W.t, targets.data(), T, 1.0, chunk, &pool), want, 1e-10 * want);
+    for (int64_t chunk : {1, 3, 100}) CHECK_NEAR(lm_head_cross_entropy<double>(nullptr, nullptr, nullptr, x.data(), W.t, targets.data(), T, 1.0, chunk, &pool), want, 1e-10 * want);
     check_fd(dt == DType::F32 ? "cross-entropy dx f32" : "cross-entropy dx q8_0", x, dx, loss);
     for (int64_t t : {1, 4})
       for (int64_t c = 0; c < H; c++) CHECK(dx[size_t(t * H + c)] == 0.0);
     // float: the lm head through the engine's matmul (q8_0 quantizes the activations: looser)
     std::vector<float> xf = to_f(x), dxf(x.size());
-    const double lf = lm_head_cross_entropy<float>(dxf.data(), nullptr, xf.data(), W.t, targets.data(), T, gs, 4, &pool);
+    const double lf = lm_head_cross_entropy<float>(dxf.data(), nullptr, nullptr, xf.data(), W.t, targets.data(), T, gs, 4, &pool);
     const double tol = dt == DType::F32 ? 1e-6 : 1e-2;
     CHECK_MSG(std::fabs(lf - want) < tol * want, "float loss " << lf << " vs " << want);
     CHECK_MSG(nerr(dxf, dx) < (dt == DType::F32 ? 1e-5 : 2e-2), "float dx error " << nerr(dxf, dx));
@@ -318,4 +341,83 @@ TEST(train_embedding_reads_dequantized_rows) {
   for (int c = 0; c < 32; c++) CHECK(x[size_t(c)] == row[size_t(c)] && x[size_t(64 + c)] == row[size_t(c)]);
   std::vector<int32_t> bad = {10};
   CHECK_THROWS(embedding_forward(x.data(), bad.data(), E.t, 1), "outside the vocabulary");
+}
+
+// Full training's weight gradients, accumulated onto junk: a linear layer's dW = dyᵀ x and
+// dbias = Σ dy, the embedding's scattered rows, the lm head's dW through the chunked
+// cross-entropy and the log-probs at a temperature. y is linear in W, b and E, so a large step
+// through the forward is exact; the lm head is not (a small step).
+TEST(train_linear_backward_weight_matches_finite_differences) {
+  std::mt19937 rng(8);
+  for (auto [in, out, m] : {std::tuple<int64_t, int64_t, int64_t>{7, 5, 3}, {16, 9, 1}, {33, 4, 6}}) {
+    OwnedTensor W(DType::F32, in, out, rng);
+    float* w = reinterpret_cast<float*>(W.bytes.data());
+    auto bias = to_f(randv(size_t(out), rng));
+    Vec x = randv(size_t(m * in), rng), R = randv(size_t(m * out), rng), y(size_t(m * out));
+    R[0] = 0;  // a zero entry of dy is skipped, nothing else
+    auto loss = [&] {
+      lora_linear_forward(y.data(), (double*)nullptr, x.data(), W.t, bias.data(), (const double*)nullptr, (const double*)nullptr, 0.0, m, 0, nullptr);
+      return dot(y, R);
+    };
+    Vec dW(size_t(in * out), 0.5), db(size_t(out), 0.5);
+    ThreadPool pool(2);
+    linear_backward_weight(dW.data(), db.data(), R.data(), x.data(), m, in, out, &pool);
+    for (auto& v : dW) v -= 0.5;
+    for (auto& v : db) v -= 0.5;
+    check_fd_f32("linear dW", w, dW, loss, 0.25, 1e-12);
+    check_fd_f32("linear dbias", bias.data(), db, loss, 0.25, 1e-12);
+    std::vector<float> xf = to_f(x), Rf = to_f(R), dWf(dW.size()), dbf(db.size());
+    linear_backward_weight(dWf.data(), dbf.data(), Rf.data(), xf.data(), m, in, out, nullptr);
+    CHECK(nerr(dWf, dW) < 1e-6 && nerr(dbf, db) < 1e-6);
+  }
+}
+
+TEST(train_embedding_backward_matches_finite_differences) {
+  std::mt19937 rng(9);
+  const int64_t H = 12, V = 9, T = 5;
+  OwnedTensor E(DType::F32, H, V, rng);
+  std::vector<int32_t> tok = {3, 0, 3, 8, 3};  // token 3 three times: its row gets all three
+  Vec x(size_t(T * H)), R = randv(x.size(), rng), dE(size_t(V * H), 0.5);
+  auto loss = [&] {
+    embedding_forward(x.data(), tok.data(), E.t, T);
+    return dot(x, R);
+  };
+  embedding_backward(dE.data(), R.data(), tok.data(), T, H);
+  for (auto& v : dE) v -= 0.5;
+  check_fd_f32("embedding dE", reinterpret_cast<float*>(E.bytes.data()), dE, loss, 0.25, 1e-12);
+  for (int32_t v : {1, 2, 4, 5, 6, 7})
+    for (int64_t c = 0; c < H; c++) CHECK(dE[size_t(v * H + c)] == 0.0);
+}
+
+TEST(train_lm_head_weight_grad_matches_finite_differences) {
+  std::mt19937 rng(10);
+  const int64_t T = 6, H = 16, V = 23;
+  OwnedTensor W(DType::F32, H, V, rng, 0.4);
+  float* w = reinterpret_cast<float*>(W.bytes.data());
+  std::vector<int32_t> targets = {3, -1, 22, 0, -1, 17};
+  Vec x = randv(size_t(T * H), rng), dx(x.size());
+  ThreadPool pool(2);
+  // cross-entropy, grad_scale 1/4, chunks of 4 rows (the dW of two chunks accumulates)
+  const double gs = 0.25;
+  auto ce = [&] { return gs * lm_head_cross_entropy<double>(nullptr, nullptr, nullptr, x.data(), W.t, targets.data(), T, 1.0, 100, nullptr); };
+  Vec dW(size_t(V * H), 0.5);
+  lm_head_cross_entropy<double>(dx.data(), dW.data(), nullptr, x.data(), W.t, targets.data(), T, gs, 3, &pool);
+  for (auto& v : dW) v -= 0.5;
+  check_fd_f32("lm head cross-entropy dW", w, dW, ce, 1e-3, 1e-6);
+  std::vector<float> xf = to_f(x), dxf(x.size()), dWf(dW.size());
+  lm_head_cross_entropy<float>(dxf.data(), dWf.data(), nullptr, xf.data(), W.t, targets.data(), T, gs, 4, &pool);
+  CHECK_MSG(nerr(dWf, dW) < 1e-5, "float dW error " << nerr(dWf, dW));
+  // log-probs at temperature 0.7, loss Σ c_t logp_t
+  Vec c = randv(size_t(T), rng), logp(static_cast<size_t>(T));
+  LogprobGrad dl = [&](int64_t n, const int64_t* rows, const double*, double* dlogp) {
+    for (int64_t i = 0; i < n; i++) dlogp[i] = c[size_t(rows[i])];
+  };
+  auto lp = [&] {
+    lm_head_logprobs<double>(nullptr, nullptr, logp.data(), nullptr, x.data(), W.t, targets.data(), T, 0.7, nullptr, 100, nullptr);
+    return dot(logp, c);
+  };
+  Vec dW2(size_t(V * H), 0.5);
+  lm_head_logprobs<double>(dx.data(), dW2.data(), logp.data(), nullptr, x.data(), W.t, targets.data(), T, 0.7, &dl, 3, &pool);
+  for (auto& v : dW2) v -= 0.5;
+  check_fd_f32("lm head log-probs dW", w, dW2, lp, 1e-3, 1e-6);
 }

@@ -129,7 +129,7 @@ TEST(train_adamw_clip_and_schedule_match_torch) {
     live = o;
     p1 = p;
   }
-  AdamW loaded = AdamW::load(saved, p1);
+  AdamW loaded = AdamW<LoraSet<float>>::load(saved, p1);
   CHECK(loaded.steps() == 3 && loaded.config().weight_decay == c.weight_decay);
   p2 = p1;
   for (int64_t i = 3; i < total; i++) {

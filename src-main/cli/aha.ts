@@ -108,15 +108,23 @@ const commands: Record<string, { summary: string; usage: string; options: Option
     run: grad,
   },
   'train sft': {
-    summary: 'fine-tune a LoRA adapter on chat or prompt/completion examples (SFT)',
+    summary: 'fine-tune a LoRA adapter (or, with --full, every parameter of a small model) on chat or prompt/completion examples (SFT)',
     usage: `aha train sft --model PATH --dataset FILE|ID --out DIR [options]
+       aha train sft --full (--model PATH | --config CONFIG.json --tokenizer DIR) --dataset FILE|ID --out DIR [options]
   --dataset FILE|ID      JSONL: {"messages": [...]} (loss on every assistant turn), {"prompt", "completion"},
                          or {"input_ids", "labels"}; unusable rows are skipped and counted. Or the id or name
                          of a dataset of the app's database: its items' worked solutions (not its eval split).
                          --data FILE is the same
-  --out DIR              the adapter (PEFT layout) and checkpoints/step-N/ go here
+  --out DIR              the adapter (PEFT layout), or with --full the model, and checkpoints/step-N/ go here
   --data-dir DIR         the app's database, where the run and its metrics are recorded (default: the
                          desktop app's folder; also $AHA_DATA_DIR)
+  --full                 train every parameter of a small dense model (Llama, Qwen2, Qwen3): embeddings, every
+                         projection, norms, lm head, in f32; OUT becomes a model folder (config.json,
+                         model.safetensors, the tokenizer's files) that aha and transformers load
+  --config FILE          with --full, instead of --model: a fresh model from an HF config.json (embedding and
+                         matrices N(0, initializer_range²), norms 1, biases 0; seeded by --seed)
+  --tokenizer DIR        the tokenizer's folder (tokenizer.json, tokenizer_config.json): required with --config,
+                         else the model's own
   --rank N               LoRA rank (default 8)
   --alpha A              LoRA alpha (default 16)
   --rslora               scale alpha/sqrt(rank) instead of alpha/rank
@@ -132,7 +140,7 @@ const commands: Record<string, { summary: string; usage: string; options: Option
   --max-len N            longer examples are truncated (default 1024)
   --checkpoint-every N   checkpoint every N steps (default 0: only at the end)
   --resume               continue the run in --out from its newest checkpoint (and its record)
-  --seed S               adapter initialization and data order (default 0)
+  --seed S               adapter (or --config model) initialization and data order (default 0)
   --threads N            default: physical cores
   --json                 one JSON line per step (step, loss, lr, grad_norm, tokens_per_s) instead of a progress bar
 Ctrl-C (or SIGTERM) ends the run after the step under way, with a checkpoint to --resume from.`,
@@ -157,6 +165,9 @@ Ctrl-C (or SIGTERM) ends the run after the step under way, with a checkpoint to 
       'checkpoint-every': { type: 'string' },
       resume: { type: 'boolean' },
       seed: { type: 'string' },
+      full: { type: 'boolean' },
+      config: { type: 'string' },
+      tokenizer: { type: 'string' },
     },
     run: trainSft,
   },
@@ -592,9 +603,20 @@ async function trainGrpo(v: Values): Promise<void> {
 }
 
 async function trainSft(v: Values): Promise<void> {
-  if (typeof v.model !== 'string') throw new UsageError('--model PATH is required (a .gguf file or a Hugging Face model folder)');
+  const full = !!v.full;
+  if (full) {
+    if ((typeof v.model === 'string') === (typeof v.config === 'string'))
+      throw new UsageError('--full needs one of --model PATH (the model to train further) and --config CONFIG.json (a fresh model)');
+    if (typeof v.config === 'string' && typeof v.tokenizer !== 'string') throw new UsageError('--config needs --tokenizer DIR (the fresh model\'s tokenizer)');
+    const lora = ['rank', 'alpha', 'rslora', 'targets'].filter((k) => v[k] !== undefined);
+    if (lora.length) throw new UsageError(`${lora.map((k) => `--${k}`).join(', ')}: LoRA options, but --full trains every parameter`);
+  } else {
+    if (typeof v.model !== 'string') throw new UsageError('--model PATH is required (a .gguf file or a Hugging Face model folder)');
+    for (const k of ['config', 'tokenizer']) if (v[k] !== undefined) throw new UsageError(`--${k} is for full training (--full)`);
+  }
+  const start = (v.model ?? v.config) as string;
   trainingFlags(v);
-  const { SFT_DEFAULTS, runSft } = await import('../train/sft-run.ts');
+  const { SFT_DEFAULTS, ADAPTER_FILES, loraTrainer, runSft } = await import('../train/sft-run.ts');
   const { sftStepRow } = await import('../train/record.ts');
   const d = SFT_DEFAULTS;
   const positive = (key: string, fallback: number) => {
@@ -611,6 +633,7 @@ async function trainSft(v: Values): Promise<void> {
   if (unknown.length) throw new UsageError(`--targets: unknown module${unknown.length > 1 ? 's' : ''} ${unknown.map((t) => `'${t}'`).join(', ')} (the dense models have: ${known.join(', ')})`);
   if (!targets.length) throw new UsageError('--targets: no modules given');
   const config = {
+    full,
     rank: int(v, 'rank', d.rank, 1),
     alpha: positive('alpha', d.alpha),
     targets,
@@ -627,28 +650,40 @@ async function trainSft(v: Values): Promise<void> {
     seed: int(v, 'seed', d.seed),
   };
   const flag: Record<string, keyof typeof config> = {
-    rank: 'rank', alpha: 'alpha', targets: 'targets', rslora: 'rslora', lr: 'lr', schedule: 'schedule', warmup: 'warmup',
+    full: 'full', rank: 'rank', alpha: 'alpha', targets: 'targets', rslora: 'rslora', lr: 'lr', schedule: 'schedule', warmup: 'warmup',
     'weight-decay': 'weightDecay', 'max-grad-norm': 'maxGradNorm', epochs: 'epochs', batch: 'batch', 'grad-accum': 'gradAccum', 'max-len': 'maxLen', seed: 'seed',
   };
-  const given = Object.entries(flag).filter(([f]) => v[f] !== undefined).map(([, k]) => k);
+  // --full counts as given either way: a run of the other kind cannot be resumed.
+  const given = Object.entries(flag).filter(([f]) => f === 'full' || v[f] !== undefined).map(([, k]) => k);
   const session = await trainingSession(v, 'sft', config);
   const { json } = session;
   let model: NativeModel | undefined;
   try {
     const { needsTokenizer } = await import('../train/sft.ts');
+    const { loadTokenizer, chatTemplateFor } = await import('../engine/open.ts');
+    const tokenizerSource = (v.tokenizer ?? v.model) as string;
     let tok;
     if (needsTokenizer(session.data.text)) {
-      const { loadTokenizer, chatTemplateFor } = await import('../engine/open.ts');
-      const tokenizer = loadTokenizer(v.model);
+      const tokenizer = loadTokenizer(tokenizerSource);
       const { template, error } = chatTemplateFor(tokenizer);
       if (error) session.say(`warning: ${error}; using the ${template.name} template`);
       tok = { tokenizer, template };
     }
-    model = await native().loadModel(v.model, { ...loadOptions(v), context: Math.max(config.maxLen, 16) }, progressBar(json));
+    let trainer;
+    if (full) {
+      const { MODEL_FILES, fullTrainer, tokenizerFiles } = await import('../train/full.ts');
+      const files = tokenizerFiles(tokenizerSource);
+      const tokenizerVocab = (tok?.tokenizer ?? loadTokenizer(tokenizerSource)).vocabSize;
+      const threads = int(v, 'threads', 0, 1) || undefined;
+      trainer = { createTrainer: fullTrainer({ model: v.model as string | undefined, config: v.config as string | undefined, tokenizer: files, tokenizerVocab, threads }), outputs: [...MODEL_FILES, ...files.keys()] };
+    } else {
+      model = await native().loadModel(start, { ...loadOptions(v), context: Math.max(config.maxLen, 16) }, progressBar(json));
+      trainer = { createTrainer: loraTrainer(model, start), outputs: ADAPTER_FILES };
+    }
     const res = await runSft({
       control: session.control,
-      model,
-      modelPath: v.model,
+      ...trainer,
+      modelPath: start,
       dataFile: session.data.label,
       dataText: session.data.text,
       tok,
@@ -679,9 +714,9 @@ async function trainSft(v: Values): Promise<void> {
     if (session.ended(res)) return;
     if (json)
       process.stdout.write(
-        JSON.stringify({ event: 'done', steps: res.steps, first_loss: res.firstLoss, last_loss: res.lastLoss, adapter: res.adapter, resumed_from: res.resumedFrom ?? null, run_id: session.recorder.runId, database: session.dbFile }) + '\n',
+        JSON.stringify({ event: 'done', steps: res.steps, first_loss: res.firstLoss, last_loss: res.lastLoss, [full ? 'model' : 'adapter']: res.output, resumed_from: res.resumedFrom ?? null, run_id: session.recorder.runId, database: session.dbFile }) + '\n',
       );
-    else process.stdout.write(`trained ${res.steps} steps · loss ${res.firstLoss.toFixed(4)} → ${res.lastLoss.toFixed(4)} · adapter in ${res.adapter} · run ${session.recorder.runId} in ${session.dbFile}\n`);
+    else process.stdout.write(`trained ${res.steps} steps · loss ${res.firstLoss.toFixed(4)} → ${res.lastLoss.toFixed(4)} · ${full ? 'model' : 'adapter'} in ${res.output} · run ${session.recorder.runId} in ${session.dbFile}\n`);
   } catch (e) {
     session.failed(e as Error);
     throw e;
@@ -725,7 +760,7 @@ async function trainingSession(v: Values, kind: 'sft' | 'grpo', config: object) 
   mkdirSync(out, { recursive: true });
   const recorder = RunRecorder.begin(
     db,
-    { kind, model: resolve(v.model as string), dataset: data.label, datasetId: data.dataset?.id ?? null, config, outDir: out },
+    { kind, model: resolve((v.model ?? v.config) as string), dataset: data.label, datasetId: data.dataset?.id ?? null, config, outDir: out },
     { resume: !!v.resume, warn: (m) => say(`warning: ${m}`) },
   );
   if (json) process.stdout.write(JSON.stringify({ event: 'run', run_id: recorder.runId, database: dbFile, dataset: data.label }) + '\n');

@@ -235,12 +235,46 @@ export interface NativeTrainer {
   save(dir: string): Promise<void>;
 }
 
+/** Full training: every parameter of a small dense model (Llama, Qwen2, Qwen3), f32 master weights. One of model, config, resume. */
+export interface FullTrainerOptions {
+  /** Start from this model (GGUF file or HF folder, any dtype; dequantized to f32). */
+  model?: string;
+  /** A fresh model from this HF config.json: the embedding and matrices N(0, initializer_range²), norms 1, biases 0. */
+  config?: string;
+  /** Seeds the fresh model (config). */
+  seed?: number;
+  /** A folder NativeFullTrainer.save wrote. */
+  resume?: string;
+  /** Default: physical cores. */
+  threads?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** AdamW weight decay, never on norms and biases. */
+  weightDecay?: number;
+  /** Global-norm clipping; 0: off. Default 1. */
+  maxGradNorm?: number;
+}
+
+export interface NativeFullTrainer {
+  /** Optimizer steps taken when it was created (a resumed trainer's count). */
+  readonly initialStep: number;
+  readonly parameters: number;
+  readonly vocabSize: number;
+  readonly architecture: string;
+  /** As NativeTrainer.step, over every parameter. */
+  step(opts: { microBatches: { inputIds: number[]; labels: number[] }[][]; lr: number }): Promise<TrainStepResult>;
+  /** config.json + model.safetensors (an HF folder the engine and transformers load) and the optimizer state, into an existing folder. */
+  save(dir: string): Promise<void>;
+}
+
 export interface NativeAddon {
   loadModel(path: string, options?: LoadOptions, onProgress?: (p: LoadProgress) => void): Promise<NativeModel>;
   quantizeRows(type: string, data: Float32Array, rowLength: number): Uint8Array;
   dequantizeRows(type: string, data: Uint8Array, rowLength: number): Float32Array;
   measureBandwidth(threads?: number): Promise<number>;
   cpuInfo(): { isa: string; bestIsa: string; physicalCores: number };
+  createFullTrainer(opts: FullTrainerOptions): Promise<NativeFullTrainer>;
   /** The learning rate of optimizer step `step` (0-based) under transformers' warmup schedules. */
   lrAt(schedule: 'constant' | 'linear' | 'cosine', lr: number, step: number, warmupSteps: number, totalSteps: number): number;
 }

@@ -1,18 +1,20 @@
-// A LoRA SFT run: the data (src-main/train/sft.ts) in length-bucketed batches, one native
-// optimizer step per `gradAccum` batches (forward, backward, clipping and AdamW run on the
-// addon's worker threads), metrics per step, and checkpoints that a killed run resumes from
-// exactly: the adapter in PEFT layout, the optimizer state, the data order's RNG state, the
-// step and the position in the data.
+// An SFT run, of a LoRA adapter or (full training, src-main/train/full.ts) of every parameter of a
+// small model: the data (src-main/train/sft.ts) in length-bucketed batches, one native optimizer
+// step per `gradAccum` batches (forward, backward, clipping and AdamW run on the addon's worker
+// threads), metrics per step, and checkpoints that a killed run resumes from exactly: the
+// adapter in PEFT layout (or the model as an HF folder), the optimizer state, the data order's
+// RNG state, the step and the position in the data.
 //
 // Layout of OUT:
-//   adapter_config.json, adapter_model.safetensors   the final adapter (written at the end)
-//   checkpoints/step-000040/                          adapter + optimizer.{safetensors,json} + trainer_state.json
+//   adapter_config.json, adapter_model.safetensors   the final adapter (written at the end), or the
+//                                                    model's files (config.json, model.safetensors, tokenizer)
+//   checkpoints/step-000040/                          adapter or model + optimizer.{safetensors,json} + trainer_state.json
 // A checkpoint is written into checkpoints/.tmp-… and renamed into place, so a kill leaves either
 // the whole checkpoint or none of it.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { NativeModel, NativeTrainer } from '../engine/native.ts';
+import type { NativeModel, TrainStepResult } from '../engine/native.ts';
 import { native } from '../engine/native.ts';
 import type { RunController } from './control.ts';
 import { IGNORE, readSftExamples, type SftSequence, type SftTokenizer } from './sft.ts';
@@ -21,6 +23,8 @@ export type Schedule = 'constant' | 'linear' | 'cosine';
 
 /** What defines a run; a resumed run must be given the same values (or none). */
 export interface SftConfig {
+  /** Every parameter of the model is trained (full.ts), not a LoRA adapter: rank, alpha, targets and rslora are unused. */
+  full: boolean;
   rank: number;
   alpha: number;
   targets: string[];
@@ -38,6 +42,7 @@ export interface SftConfig {
 }
 
 export const SFT_DEFAULTS: SftConfig = {
+  full: false,
   rank: 8,
   alpha: 16,
   targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
@@ -169,8 +174,8 @@ export function latestCheckpoint(out: string): string | undefined {
   return best?.path;
 }
 
-/** Adapter + optimizer + trainer_state.json (`state`) into checkpoints/step-N of OUT, atomically. */
-export async function writeCheckpoint(out: string, trainer: NativeTrainer, state: { step: number }): Promise<string> {
+/** Adapter (or model) + optimizer + trainer_state.json (`state`) into checkpoints/step-N of OUT, atomically. */
+export async function writeCheckpoint(out: string, trainer: { save(dir: string): Promise<void> }, state: { step: number }): Promise<string> {
   const final = stepDir(out, state.step);
   const tmp = join(out, CKPT, `.tmp-step-${state.step}-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
@@ -189,8 +194,38 @@ function sameConfig(a: SftConfig, b: SftConfig): (keyof SftConfig)[] {
   return (Object.keys(a) as (keyof SftConfig)[]).filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
 }
 
+/** What runSft steps: a LoRA trainer on a loaded model, or a full trainer (full.ts). */
+export interface SftTrainer {
+  /** Optimizer steps taken when it was created (a resumed trainer's count). */
+  readonly initialStep: number;
+  step(opts: { microBatches: { inputIds: number[]; labels: number[] }[][]; lr: number }): Promise<TrainStepResult>;
+  /** Everything a checkpoint holds but trainer_state.json, into an existing folder. */
+  save(dir: string): Promise<void>;
+}
+
+/** The files of a LoRA run's last checkpoint that become its output in OUT. */
+export const ADAPTER_FILES = ['adapter_model.safetensors', 'adapter_config.json'];
+
+/** runSft's trainer for LoRA on `model`: a fresh PEFT-initialized adapter, or a checkpoint's. */
+export function loraTrainer(model: NativeModel, modelPath: string): SftRun['createTrainer'] {
+  return (config, resumeFrom) =>
+    model.createTrainer(
+      resumeFrom
+        ? { resume: resumeFrom, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm }
+        : {
+            init: { rank: config.rank, alpha: config.alpha, targetModules: config.targets, useRslora: config.rslora, seed: config.seed, baseModel: modelPath },
+            weightDecay: config.weightDecay,
+            maxGradNorm: config.maxGradNorm,
+          },
+    );
+}
+
 export interface SftRun {
-  model: NativeModel;
+  /** The trainer: fresh (from `config`), or resumed from a checkpoint folder. */
+  createTrainer(config: SftConfig, resumeFrom?: string): Promise<SftTrainer>;
+  /** The files of the last checkpoint that become the run's output in OUT (ADAPTER_FILES, or the model's). */
+  outputs: string[];
+  /** The model (or config) the run starts from, as trainer_state.json records it. */
   modelPath: string;
   dataFile: string;
   dataText: string;
@@ -212,12 +247,13 @@ export interface SftResult {
   stoppedAt?: string;
   firstLoss: number;
   lastLoss: number;
-  adapter: string;
+  /** OUT: where the adapter (or the model) is. */
+  output: string;
   resumedFrom?: string;
 }
 
 export async function runSft(run: SftRun): Promise<SftResult> {
-  const { model, out, events } = run;
+  const { out, events } = run;
   let config = run.config;
   const sha256 = createHash('sha256').update(run.dataText).digest('hex');
   let state: TrainerState | undefined;
@@ -237,7 +273,7 @@ export async function runSft(run: SftRun): Promise<SftResult> {
       events.warn(`resuming with ${changed.map((k) => `${k} ${JSON.stringify(config[k])} (was ${JSON.stringify(saved.config[k])})`).join(', ')}: the run no longer continues exactly as it would have`);
     config = { ...state.config, ...Object.fromEntries(changed.map((k) => [k, config[k]])) };
   }
-  if (config.rank < 1 || !Number.isInteger(config.rank)) throw new Error(`--rank must be an integer ≥ 1, got ${config.rank}`);
+  if (!config.full && (config.rank < 1 || !Number.isInteger(config.rank))) throw new Error(`--rank must be an integer ≥ 1, got ${config.rank}`);
 
   // Data: rows that cannot be used and over-long examples are counted and reported, not fatal.
   const { examples: rows, skipped } = readSftExamples(run.dataText, run.tok);
@@ -256,15 +292,7 @@ export async function runSft(run: SftRun): Promise<SftResult> {
   const stepsPerEpoch = Math.ceil(batchesPerEpoch / config.gradAccum);
   const totalSteps = stepsPerEpoch * config.epochs;
 
-  const trainer = await model.createTrainer(
-    resumedFrom
-      ? { resume: resumedFrom, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm }
-      : {
-          init: { rank: config.rank, alpha: config.alpha, targetModules: config.targets, useRslora: config.rslora, seed: config.seed, baseModel: run.modelPath },
-          weightDecay: config.weightDecay,
-          maxGradNorm: config.maxGradNorm,
-        },
-  );
+  const trainer = await run.createTrainer(config, resumedFrom);
   if (state && trainer.initialStep !== state.step) throw new Error(`${resumedFrom}: the optimizer has ${trainer.initialStep} steps, trainer_state.json says ${state.step}`);
 
   let step = state?.step ?? 0;
@@ -338,17 +366,17 @@ export async function runSft(run: SftRun): Promise<SftResult> {
           lastCheckpoint = await writeCheckpoint(out, trainer, snapshot());
           events.checkpoint(step, lastCheckpoint);
         }
-        if (await run.control.between()) return { steps: step, firstLoss, lastLoss, adapter: out, resumedFrom, stoppedAt: lastCheckpoint };
+        if (await run.control.between()) return { steps: step, firstLoss, lastLoss, output: out, resumedFrom, stoppedAt: lastCheckpoint };
       }
       if (epochDone) break;  // the next epoch draws its own plan
     }
   }
-  // The final adapter in OUT (PEFT layout) and a last checkpoint.
+  // The final adapter (PEFT layout) or model in OUT, and a last checkpoint.
   lastCheckpoint = await writeCheckpoint(out, trainer, snapshot());
   events.checkpoint(step, lastCheckpoint);
-  for (const f of ['adapter_model.safetensors', 'adapter_config.json']) {
+  for (const f of run.outputs) {
     writeFileSync(join(out, `.${f}.tmp`), readFileSync(join(lastCheckpoint, f)));
     renameSync(join(out, `.${f}.tmp`), join(out, f));
   }
-  return { steps: step, firstLoss, lastLoss, adapter: out, resumedFrom };
+  return { steps: step, firstLoss, lastLoss, output: out, resumedFrom };
 }

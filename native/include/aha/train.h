@@ -1,8 +1,11 @@
 // The training engine's C++ API: LoRA adapters in PEFT's layout and conventions, and the loss
-// and LoRA gradients of a batch of token sequences (one forward and backward, no optimizer step).
+// and LoRA gradients of a batch of token sequences (one forward and backward, no optimizer step);
+// full training of small models (every parameter, f32 master weights); AdamW and the trainers.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "aha/model.h"
@@ -45,6 +48,7 @@ struct LoraPair {
 // A LoRA tensor set over a model's layers (weights, or their gradients); untargeted modules are empty.
 template <class F>
 struct LoraSet {
+  using value_type = F;
   int64_t n_layers = 0, rank = 0;
   std::vector<LoraPair<F>> mods;  // [n_layers * kLoraTargets]
 
@@ -113,6 +117,92 @@ std::vector<std::vector<double>> completion_logprobs(Model& model, int adapter, 
 // target tokens in the safetensors metadata ("loss", "target_tokens").
 void save_lora_grads(const std::string& path, const LoraLossAndGrads& g, GradPrecision dtype);
 
+// ---------------------------------------------------------------- full training of small models
+
+// One parameter of a whole model: its f32 master weight, or its gradient.
+template <class F>
+struct ModelTensor {
+  std::string name;            // HF state-dict name: "model.layers.0.self_attn.q_proj.weight"
+  std::vector<int64_t> shape;  // row-major as HF states it: [out, in] for a linear layer
+  std::vector<F> values;
+  bool decay = true;           // AdamW decays it; not the norms and biases (as HF's Trainer)
+};
+
+// Every parameter of a dense model (Llama, Qwen2, Qwen3) in the HF state dict's order, q/k rows
+// in HF's order; a tied model has no lm_head.weight (the embedding table is both). F = float: the
+// f32 master weights full training updates; F = double: their gradients.
+template <class F>
+struct DenseParams {
+  using value_type = F;
+  ModelConfig config;
+  double initializer_range = 0.02;  // the HF config's; written back to config.json
+  // A GGUF's rope_freqs.weight (llama3 rope scaling as llama.cpp stores it, [head_dim/2]): the
+  // model trains, but cannot be saved as an HF folder (config.json has no place for it).
+  std::vector<float> rope_freqs;
+  std::vector<ModelTensor<F>> tensors;
+
+  ModelTensor<F>* find(const std::string& name);  // nullptr when absent
+  const ModelTensor<F>* find(const std::string& name) const;
+  int64_t parameters() const;                      // elements over all tensors
+};
+
+// A fresh model (transformers' _init_weights): the embedding and every matrix N(0, initializer_range²),
+// biases 0, norms 1; one seeded stream per tensor (splitmix64, Box–Muller), the same numbers on
+// every machine. The config must be of the dense family.
+DenseParams<float> dense_params_init(const ModelConfig& c, double initializer_range, uint64_t seed);
+// The same from an HF config.json file (initializer_range from it, default 0.02).
+DenseParams<float> dense_params_init(const std::string& config_file, uint64_t seed);
+// Any dense model the engine loads (GGUF file or HF folder, any dtype), dequantized to f32, with a
+// GGUF llama's permuted q/k rows put back in HF's order.
+DenseParams<float> dense_params_load(const std::string& path);
+// An HF folder the engine and transformers load: config.json and model.safetensors (f32, HF
+// names) into `dir` (which must exist), each through a temporary and a rename.
+void save_dense_model(const std::string& dir, const DenseParams<float>& p);
+// The HF config.json of a dense config (architectures, sizes, rope, tying, special ids).
+std::string dense_hf_config_json(const ModelConfig& c, double initializer_range);
+
+struct FullLossAndGrads {
+  double loss = 0;              // mean cross-entropy over the target tokens of all sequences
+  int64_t target_tokens = 0;
+  DenseParams<double> grads;    // d loss / d every parameter (widened to double from F32 runs)
+};
+
+// One train-mode forward and backward of the whole model, every parameter trainable.
+FullLossAndGrads full_loss_and_grads(const DenseParams<float>& params, const std::vector<TrainSequence>& batch, GradPrecision precision,
+                                     ThreadPool& pool);
+
+// ---------------------------------------------------------------- parameter sets as tensor lists
+
+// One tensor of a parameter set (LoRA adapter, whole model) as the optimizer, clipping and
+// checkpoints walk it. V: std::vector<F>, const or not.
+template <class V>
+struct TensorRef {
+  std::string name;            // its name in checkpoint files: PEFT's for LoRA, HF's for a model
+  std::vector<int64_t> shape;  // row-major
+  V* values;
+  bool decay;                  // AdamW's weight decay applies
+};
+
+// Every tensor of a LoraSet (A and B of each targeted module, in layer and target order, all
+// decayed) or of DenseParams (in its order), in a fixed order: sets of one shape line up.
+template <class S>
+auto tensor_refs(S& s) {
+  using F = typename std::remove_const_t<S>::value_type;
+  using V = std::conditional_t<std::is_const_v<S>, const std::vector<F>, std::vector<F>>;
+  std::vector<TensorRef<V>> out;
+  if constexpr (std::is_same_v<std::remove_const_t<S>, LoraSet<F>>) {
+    for (int64_t l = 0; l < s.n_layers; l++)
+      for (int i = 0; i < kLoraTargets; i++)
+        if (auto* p = s.find(l, LoraTarget(i))) {
+          out.push_back({lora_peft_name(l, LoraTarget(i), false), {s.rank, p->in}, &p->A, true});
+          out.push_back({lora_peft_name(l, LoraTarget(i), true), {p->out, s.rank}, &p->B, true});
+        }
+  } else {
+    for (auto& t : s.tensors) out.push_back({t.name, t.shape, &t.values, t.decay});
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------- optimizer and training step
 
 // AdamW exactly as torch.optim.AdamW (decoupled weight decay, bias-corrected moments, f32 state):
@@ -122,30 +212,34 @@ struct AdamWConfig {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
 };
 
+// Over a parameter set Set (LoraSet<float> or DenseParams<float>); tensors whose `decay` is off
+// get no weight decay.
+template <class Set>
 class AdamW {
  public:
   AdamW() = default;
-  AdamW(const LoraSet<float>& params, const AdamWConfig& c);  // zero moments shaped like params
-  void step(LoraSet<float>& params, const LoraSet<float>& grads, double lr);
+  AdamW(const Set& params, const AdamWConfig& c);  // zero moments shaped like params
+  void step(Set& params, const Set& grads, double lr);
   int64_t steps() const { return t_; }
   const AdamWConfig& config() const { return c_; }
-  const LoraSet<float>& exp_avg() const { return m_; }
-  const LoraSet<float>& exp_avg_sq() const { return v_; }
-  // optimizer.safetensors (the moments under "<PEFT name>.exp_avg" / ".exp_avg_sq", f32) and
+  const Set& exp_avg() const { return m_; }
+  const Set& exp_avg_sq() const { return v_; }
+  // optimizer.safetensors (the moments under "<tensor name>.exp_avg" / ".exp_avg_sq", f32) and
   // optimizer.json (step and hyperparameters) in `dir`, each through a temporary and a rename.
   void save(const std::string& dir) const;
   // Reads what save wrote; the moments must fit `params` (errors name the file).
-  static AdamW load(const std::string& dir, const LoraSet<float>& params);
+  static AdamW load(const std::string& dir, const Set& params);
 
  private:
   AdamWConfig c_;
   int64_t t_ = 0;
-  LoraSet<float> m_, v_;
+  Set m_, v_;
 };
 
 // torch.nn.utils.clip_grad_norm_: the global L2 norm of every gradient; when max_norm > 0 every
 // gradient is multiplied by min(1, max_norm / (norm + 1e-6)). Returns the norm before clipping.
-double clip_grad_norm(LoraSet<float>& grads, double max_norm);
+template <class Set>
+double clip_grad_norm(Set& grads, double max_norm);
 
 // Learning-rate schedules as transformers' get_{constant,linear,cosine}_schedule_with_warmup:
 // the multiplier of optimizer step `step` (0-based) is step/warmup during the warmup, then 1,
@@ -193,15 +287,48 @@ class LoraTrainer {
   static LoraTrainer load(const std::string& dir, const ModelConfig& mc, const Options& o);
 
   const LoraAdapter& adapter() const { return adapter_; }
-  const AdamW& optimizer() const { return opt_; }
+  const AdamW<LoraSet<float>>& optimizer() const { return opt_; }
   int model_adapter = 0;
 
  private:
   LoraTrainer() = default;
   ModelConfig mc_;
   LoraAdapter adapter_;
-  AdamW opt_;
+  AdamW<LoraSet<float>> opt_;
   Options o_;
+};
+
+// Full training of a small dense model: every parameter trainable (embeddings, every projection
+// and bias, norms, lm head), f32 master weights, AdamW over all of them (no weight decay on norms
+// and biases), one optimizer step per call. The trainer owns the weights and its thread pool.
+class FullTrainer {
+ public:
+  struct Options {
+    AdamWConfig adamw;
+    double max_grad_norm = 1.0;  // 0: no clipping
+    int threads = 0;             // 0: physical cores
+  };
+  // Throws when the model could not be saved as an HF folder (a GGUF's rope_freqs).
+  FullTrainer(DenseParams<float> params, const Options& o);
+
+  // As LoraTrainer::step: micro-batches accumulated as one batch, clipping, a NaN/Inf check, one
+  // AdamW step at `lr`; a non-finite loss, gradient or update throws and changes nothing.
+  TrainStepResult step(const std::vector<std::vector<TrainSequence>>& micro_batches, double lr);
+
+  // The model (save_dense_model) and the optimizer state into `dir` (which must exist).
+  void save(const std::string& dir) const;
+  // What save() wrote.
+  static FullTrainer load(const std::string& dir, const Options& o);
+
+  const DenseParams<float>& params() const { return params_; }
+  const AdamW<DenseParams<float>>& optimizer() const { return opt_; }
+  ThreadPool& thread_pool() { return *pool_; }
+
+ private:
+  DenseParams<float> params_;
+  AdamW<DenseParams<float>> opt_;
+  Options o_;
+  std::shared_ptr<ThreadPool> pool_;
 };
 
 }  // namespace aha

@@ -1,4 +1,5 @@
-// Train-mode forward and backward of the dense family with LoRA (see dense_lora.h).
+// Train-mode forward and backward of the dense family (see dense_lora.h): LoRA on frozen weights,
+// or full training, where the same backward also gives every weight's own gradient.
 // One block per function pair, in the order of the inference forward (models/dense.cpp).
 #include "train/dense_lora.h"
 
@@ -36,8 +37,8 @@ struct LayerSaved {
 template <class F>
 class Runner {
  public:
-  Runner(const DenseModel& m, const LoraSet<F>* ad, double scale, const PackedBatch& b, ThreadPool& pool)
-      : m_(m), c_(m.config()), ad_(ad), scale_(scale), b_(b), pool_(pool), T_(int64_t(b.tokens.size())), r_(ad ? ad->rank : 0) {}
+  Runner(const DenseModel& m, const LoraSet<F>* ad, double scale, const PackedBatch& b, ThreadPool& pool, const WeightGrads<F>* wg = nullptr)
+      : m_(m), c_(m.config()), ad_(ad), scale_(scale), b_(b), pool_(pool), wg_(wg), T_(int64_t(b.tokens.size())), r_(ad ? ad->rank : 0) {}
 
   void forward() {
     const int64_t H = c_.hidden_size;
@@ -54,44 +55,55 @@ class Runner {
     rmsnorm_forward(xnf_.data(), rstdf_.data(), xf_.data(), f32(&m_.output_norm()), T_, H, c_.rms_norm_eps);
   }
 
-  // Loss; with grads, the backward pass too.
+  // Loss; with LoRA grads or weight grads, the backward pass too.
   double loss_and_backward(LoraSet<F>* grads) {
     const int64_t H = c_.hidden_size;
     const double inv_n = 1.0 / double(b_.n_targets);
-    std::vector<F> dxnf(grads ? size_t(T_ * H) : 0);
-    const double loss = inv_n * lm_head_cross_entropy(grads ? dxnf.data() : nullptr, nullptr, xnf_.data(), m_.output(), b_.targets.data(), T_, inv_n,
-                                                      kLogitChunk, &pool_);
-    if (!grads) return loss;
-    backward(dxnf, *grads);
+    const bool back = grads || wg_;
+    std::vector<F> dxnf(back ? size_t(T_ * H) : 0);
+    const double loss = inv_n * lm_head_cross_entropy(back ? dxnf.data() : nullptr, wgrad(&m_.output()), nullptr, xnf_.data(), m_.output(),
+                                                      b_.targets.data(), T_, inv_n, kLogitChunk, &pool_);
+    if (back) backward(dxnf, grads);
     return loss;
   }
 
   // The lm head's log-probs at `temperature` (and entropies); with grads, the backward of the
   // per-token objective `dloss` too.
   void logprobs_and_backward(double* logp, double* entropy, double temperature, const LogprobGrad* dloss, LoraSet<F>* grads) {
-    std::vector<F> dxnf(grads ? size_t(T_ * c_.hidden_size) : 0);
-    lm_head_logprobs(grads ? dxnf.data() : nullptr, logp, entropy, xnf_.data(), m_.output(), b_.targets.data(), T_, temperature, dloss, kLogitChunk,
-                     &pool_);
-    if (grads) backward(dxnf, *grads);
+    const bool back = grads || wg_;
+    std::vector<F> dxnf(back ? size_t(T_ * c_.hidden_size) : 0);
+    lm_head_logprobs(back ? dxnf.data() : nullptr, wgrad(&m_.output()), logp, entropy, xnf_.data(), m_.output(), b_.targets.data(), T_, temperature,
+                     dloss, kLogitChunk, &pool_);
+    if (back) backward(dxnf, grads);
   }
 
   // −log p of each position's target (0 where there is none): losses[T].
   void token_losses(double* losses) {
-    lm_head_cross_entropy<F>(nullptr, losses, xnf_.data(), m_.output(), b_.targets.data(), T_, 1.0, kLogitChunk, &pool_);
+    lm_head_cross_entropy<F>(nullptr, nullptr, losses, xnf_.data(), m_.output(), b_.targets.data(), T_, 1.0, kLogitChunk, &pool_);
   }
 
  private:
   const LoraPair<F>* lora(int64_t l, LoraTarget t) const { return ad_ ? ad_->find(l, t) : nullptr; }
 
-  // From d loss / d the final norm's output [T, H] down through every layer.
-  void backward(const std::vector<F>& dxnf, LoraSet<F>& grads) {
+  // Full training: where weight W's gradient accumulates; null for LoRA (frozen weights) or W null.
+  F* wgrad(const Tensor* W) const {
+    if (!wg_ || !W) return nullptr;
+    auto it = wg_->find(W->name);
+    if (it == wg_->end()) throw Error("full training: no gradient buffer for weight '" + W->name + "'");
+    return it->second;
+  }
+
+  // From d loss / d the final norm's output [T, H] down through every layer (and, in full
+  // training, into the embedding table). `grads`: the LoRA gradients, null in full training.
+  void backward(const std::vector<F>& dxnf, LoraSet<F>* grads) {
     const int64_t H = c_.hidden_size;
     std::vector<F> dx(size_t(T_ * H));
-    rmsnorm_backward(dx.data(), (F*)nullptr, dxnf.data(), xf_.data(), rstdf_.data(), f32(&m_.output_norm()), T_, H);
+    rmsnorm_backward(dx.data(), wgrad(&m_.output_norm()), dxnf.data(), xf_.data(), rstdf_.data(), f32(&m_.output_norm()), T_, H);
     for (int64_t l = c_.num_hidden_layers - 1; l >= 0; l--) {
       ffn_backward_block(l, dx, grads);
       attention_backward_block(l, dx, grads);
     }
+    if (F* dE = wgrad(&m_.tok_embd())) embedding_backward(dE, dx.data(), b_.tokens.data(), T_, H);
   }
 
   // y[T, out] = x Wᵀ + bias + scale · (x Aᵀ) Bᵀ, saving x Aᵀ in xa.
@@ -111,13 +123,15 @@ class Runner {
     }
   }
 
-  // dx = dy W + LoRA terms (dx may be null), LoRA gradients into `g`.
-  void linear_backward(F* dx, const std::vector<F>& dy, const std::vector<F>& x, const std::vector<F>& xa, const Tensor& W, int64_t l, LoraTarget t,
-                       LoraSet<F>& g) {
+  // dx = dy W + LoRA terms (dx may be null), LoRA gradients into `g` (nullable); in full
+  // training also dW += dyᵀ x and dbias += Σ dy.
+  void linear_backward(F* dx, const std::vector<F>& dy, const std::vector<F>& x, const std::vector<F>& xa, const Tensor& W, const Tensor* bias,
+                       int64_t l, LoraTarget t, LoraSet<F>* g) {
     const LoraPair<F>* p = lora(l, t);
-    LoraPair<F>* gp = p ? g.find(l, t) : nullptr;
+    LoraPair<F>* gp = p && g ? g->find(l, t) : nullptr;
     lora_linear_backward(dx, gp ? gp->A.data() : nullptr, gp ? gp->B.data() : nullptr, dy.data(), x.data(), p ? xa.data() : nullptr, W,
                          p ? p->A.data() : nullptr, p ? p->B.data() : nullptr, scale_, T_, r_, &pool_);
+    if (F* dW = wgrad(&W)) linear_backward_weight(dW, wgrad(bias), dy.data(), x.data(), T_, W.ne[0], W.rows(), &pool_);
   }
 
   void attention_forward_block(int64_t l, std::vector<F>& x) {
@@ -167,48 +181,48 @@ class Runner {
   }
 
   // dx: [T, H] gradient of the residual stream leaving the block; on return, entering it.
-  void ffn_backward_block(int64_t l, std::vector<F>& dx, LoraSet<F>& g) {
+  void ffn_backward_block(int64_t l, std::vector<F>& dx, LoraSet<F>* g) {
     const DenseLayer& L = m_.layer(l);
     const LayerSaved<F>& S = saved_[size_t(l)];
     const int64_t H = c_.hidden_size;
     std::vector<F> dh(S.h.size()), dgate(S.h.size()), dup(S.h.size()), dxn(size_t(T_ * H)), tmp(size_t(T_ * H));
-    linear_backward(dh.data(), dx, S.h, S.xa_down, *L.w_down, l, LoraTarget::DownProj, g);
+    linear_backward(dh.data(), dx, S.h, S.xa_down, *L.w_down, nullptr, l, LoraTarget::DownProj, g);
     swiglu_backward(dgate.data(), dup.data(), dh.data(), S.gate.data(), S.up.data(), int64_t(dh.size()));
-    linear_backward(dxn.data(), dgate, S.xn2, S.xa_gate, *L.w_gate, l, LoraTarget::GateProj, g);
-    linear_backward(tmp.data(), dup, S.xn2, S.xa_up, *L.w_up, l, LoraTarget::UpProj, g);
+    linear_backward(dxn.data(), dgate, S.xn2, S.xa_gate, *L.w_gate, nullptr, l, LoraTarget::GateProj, g);
+    linear_backward(tmp.data(), dup, S.xn2, S.xa_up, *L.w_up, nullptr, l, LoraTarget::UpProj, g);
     for (size_t i = 0; i < dxn.size(); i++) dxn[i] += tmp[i];
-    rmsnorm_backward(tmp.data(), (F*)nullptr, dxn.data(), S.x_mid.data(), S.rstd2.data(), f32(L.ffn_norm), T_, H);
+    rmsnorm_backward(tmp.data(), wgrad(L.ffn_norm), dxn.data(), S.x_mid.data(), S.rstd2.data(), f32(L.ffn_norm), T_, H);
     for (size_t i = 0; i < dx.size(); i++) dx[i] += tmp[i];
   }
 
-  void attention_backward_block(int64_t l, std::vector<F>& dx, LoraSet<F>& g) {
+  void attention_backward_block(int64_t l, std::vector<F>& dx, LoraSet<F>* g) {
     const DenseLayer& L = m_.layer(l);
     const LayerSaved<F>& S = saved_[size_t(l)];
     const int64_t H = c_.hidden_size, nh = c_.num_attention_heads, nkv = c_.num_key_value_heads, hd = c_.head_dim;
     std::vector<F> dattn(S.attn.size()), dq(S.q.size()), dk(S.k.size()), dv(S.v.size());
-    linear_backward(dattn.data(), dx, S.attn, S.xa_o, *L.wo, l, LoraTarget::OProj, g);
+    linear_backward(dattn.data(), dx, S.attn, S.xa_o, *L.wo, L.bo, l, LoraTarget::OProj, g);
     attention_backward(dq.data(), dk.data(), dv.data(), dattn.data(), S.attn.data(), S.lse.data(), S.q.data(), S.k.data(), S.v.data(),
                        b_.seq_begin.data(), T_, nh, nkv, hd, &pool_);
     rope_backward(dq.data(), dq.data(), b_.pos.data(), m_.inv_freq().data(), T_, nh, hd, c_.rope_neox);
     rope_backward(dk.data(), dk.data(), b_.pos.data(), m_.inv_freq().data(), T_, nkv, hd, c_.rope_neox);
     if (L.q_norm) {
       std::vector<F> t(dq.size());
-      rmsnorm_backward(t.data(), (F*)nullptr, dq.data(), S.q_raw.data(), S.rstd_q.data(), f32(L.q_norm), T_ * nh, hd);
+      rmsnorm_backward(t.data(), wgrad(L.q_norm), dq.data(), S.q_raw.data(), S.rstd_q.data(), f32(L.q_norm), T_ * nh, hd);
       dq.swap(t);
       t.resize(dk.size());
-      rmsnorm_backward(t.data(), (F*)nullptr, dk.data(), S.k_raw.data(), S.rstd_k.data(), f32(L.k_norm), T_ * nkv, hd);
+      rmsnorm_backward(t.data(), wgrad(L.k_norm), dk.data(), S.k_raw.data(), S.rstd_k.data(), f32(L.k_norm), T_ * nkv, hd);
       dk.swap(t);
     }
-    // The first layer's input is the frozen embedding: no gradient flows further.
-    const bool need_dx = l > 0;
+    // Under LoRA the first layer's input is the frozen embedding: no gradient flows further.
+    const bool need_dx = l > 0 || wg_;
     std::vector<F> dxn(need_dx ? size_t(T_ * H) : 0), tmp(need_dx ? size_t(T_ * H) : 0);
-    linear_backward(need_dx ? dxn.data() : nullptr, dq, S.xn1, S.xa_q, *L.wq, l, LoraTarget::QProj, g);
-    linear_backward(need_dx ? tmp.data() : nullptr, dk, S.xn1, S.xa_k, *L.wk, l, LoraTarget::KProj, g);
+    linear_backward(need_dx ? dxn.data() : nullptr, dq, S.xn1, S.xa_q, *L.wq, L.bq, l, LoraTarget::QProj, g);
+    linear_backward(need_dx ? tmp.data() : nullptr, dk, S.xn1, S.xa_k, *L.wk, L.bk, l, LoraTarget::KProj, g);
     for (size_t i = 0; i < dxn.size(); i++) dxn[i] += tmp[i];
-    linear_backward(need_dx ? tmp.data() : nullptr, dv, S.xn1, S.xa_v, *L.wv, l, LoraTarget::VProj, g);
+    linear_backward(need_dx ? tmp.data() : nullptr, dv, S.xn1, S.xa_v, *L.wv, L.bv, l, LoraTarget::VProj, g);
     if (!need_dx) return;
     for (size_t i = 0; i < dxn.size(); i++) dxn[i] += tmp[i];
-    rmsnorm_backward(tmp.data(), (F*)nullptr, dxn.data(), S.x.data(), S.rstd1.data(), f32(L.attn_norm), T_, H);
+    rmsnorm_backward(tmp.data(), wgrad(L.attn_norm), dxn.data(), S.x.data(), S.rstd1.data(), f32(L.attn_norm), T_, H);
     for (size_t i = 0; i < dx.size(); i++) dx[i] += tmp[i];
   }
 
@@ -218,6 +232,7 @@ class Runner {
   const double scale_;
   const PackedBatch& b_;
   ThreadPool& pool_;
+  const WeightGrads<F>* wg_;  // full training; null under LoRA
   const int64_t T_, r_;
   MatmulScratch mm_;
   std::vector<LayerSaved<F>> saved_;
@@ -226,27 +241,30 @@ class Runner {
 
 }  // namespace
 
+template <class F>
+void permute_head_rows(std::vector<F>& rows, int64_t n_heads, int64_t head_dim, int64_t cols, bool to_gguf) {
+  const int64_t half = head_dim / 2;
+  std::vector<F> out(rows.size());
+  for (int64_t h = 0; h < n_heads; h++)
+    for (int64_t i = 0; i < half; i++)
+      for (int64_t j = 0; j < 2; j++) {
+        const int64_t hf = h * head_dim + j * half + i, gg = h * head_dim + 2 * i + j;
+        const int64_t dst = to_gguf ? gg : hf, src = to_gguf ? hf : gg;
+        std::copy(rows.begin() + src * cols, rows.begin() + (src + 1) * cols, out.begin() + dst * cols);
+      }
+  rows.swap(out);
+}
+template void permute_head_rows<float>(std::vector<float>&, int64_t, int64_t, int64_t, bool);
+template void permute_head_rows<double>(std::vector<double>&, int64_t, int64_t, int64_t, bool);
+
 namespace {
 
-// convert_hf_to_gguf's permute: within a head, HF row j·(head_dim/2) + i is GGUF row 2i + j.
 template <class F>
 void permute_qk_rows(LoraSet<F>& s, const ModelConfig& c, bool to_gguf) {
   if (c.rope_neox) return;
-  const int64_t hd = c.head_dim, half = hd / 2, r = s.rank;
   for (int64_t l = 0; l < s.n_layers; l++)
-    for (auto [t, heads] : {std::pair{LoraTarget::QProj, c.num_attention_heads}, std::pair{LoraTarget::KProj, c.num_key_value_heads}}) {
-      LoraPair<F>* p = s.find(l, t);
-      if (!p) continue;
-      std::vector<F> B(p->B.size());
-      for (int64_t h = 0; h < heads; h++)
-        for (int64_t i = 0; i < half; i++)
-          for (int64_t j = 0; j < 2; j++) {
-            const int64_t hf = h * hd + j * half + i, gg = h * hd + 2 * i + j;
-            const int64_t dst = to_gguf ? gg : hf, src = to_gguf ? hf : gg;
-            std::copy(p->B.begin() + src * r, p->B.begin() + (src + 1) * r, B.begin() + dst * r);
-          }
-      p->B.swap(B);
-    }
+    for (auto [t, heads] : {std::pair{LoraTarget::QProj, c.num_attention_heads}, std::pair{LoraTarget::KProj, c.num_key_value_heads}})
+      if (LoraPair<F>* p = s.find(l, t)) permute_head_rows(p->B, heads, c.head_dim, s.rank, to_gguf);
 }
 
 }  // namespace
@@ -315,6 +333,15 @@ void dense_lora_logprobs(const DenseModel& model, const LoraSet<F>* adapter, dou
   r.logprobs_and_backward(logp, entropy, temperature, dloss, grads);
 }
 
+template <class F>
+double dense_full_loss(const DenseModel& model, const PackedBatch& b, const WeightGrads<F>& grads, ThreadPool& pool) {
+  Runner<F> r(model, nullptr, 0, b, pool, &grads);
+  r.forward();
+  return r.loss_and_backward(nullptr);
+}
+
+template double dense_full_loss<float>(const DenseModel&, const PackedBatch&, const WeightGrads<float>&, ThreadPool&);
+template double dense_full_loss<double>(const DenseModel&, const PackedBatch&, const WeightGrads<double>&, ThreadPool&);
 template void dense_lora_logprobs<float>(const DenseModel&, const LoraSet<float>*, double, const PackedBatch&, double, double*, double*, const LogprobGrad*,
                                          LoraSet<float>*, ThreadPool&);
 template void dense_lora_logprobs<double>(const DenseModel&, const LoraSet<double>*, double, const PackedBatch&, double, double*, double*,

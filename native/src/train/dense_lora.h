@@ -1,10 +1,13 @@
 // The dense family in train mode: a forward that saves what backward needs, and the backward
-// that gives the mean cross-entropy over the target tokens and every LoRA gradient. The base
-// weights are frozen (any dtype); F = float runs the frozen products on the engine's matmul (the
-// numbers inference computes), F = double on the scalar reference (finite-difference checks,
-// `aha grad --dtype f64`).
+// that gives the mean cross-entropy over the target tokens and every LoRA gradient, with the base
+// weights frozen (any dtype); or, in full training, the same backward giving every weight's own
+// gradient (embeddings, projections and biases, norms, lm head). F = float runs the weight
+// products on the engine's matmul (the numbers inference computes), F = double on the scalar
+// reference (finite-difference checks, `aha grad --dtype f64`).
 #pragma once
 #include <cstdint>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "aha/train.h"
@@ -26,6 +29,11 @@ struct PackedBatch {
 // Packs HF-style (input_ids, labels) sequences; errors name the sequence and what is wrong.
 PackedBatch pack_sequences(const std::vector<TrainSequence>& seqs, const ModelConfig& c);
 
+// convert_hf_to_gguf's permute of a q/k projection's rows [n_heads * head_dim, cols]: within a
+// head, HF row j·(head_dim/2) + i is GGUF row 2i + j. to_gguf false undoes it.
+template <class F>
+void permute_head_rows(std::vector<F>& rows, int64_t n_heads, int64_t head_dim, int64_t cols, bool to_gguf);
+
 // GGUF llama files store the q/k rows permuted for interleaved rope; an adapter keeps HF's order.
 // The engine computes with B's q_proj/k_proj rows in the weights' order: to_engine_order gives
 // that copy of HF-ordered weights (or gradients), from_engine_order turns it back.
@@ -39,6 +47,17 @@ void from_engine_order(LoraSet<F>& s, const ModelConfig& c);
 // added to it (+=). `adapter` may be null (the base model's loss).
 template <class F>
 double dense_lora_loss(const DenseModel& model, const LoraSet<F>* adapter, double scale, const PackedBatch& b, LoraSet<F>* grads, ThreadPool& pool);
+
+// Full training: d loss / d each weight the forward reads accumulates (+=) into the array its
+// canonical name ("blk.0.attn_q.weight") maps to, laid out as the weight ([out, in] row-major).
+// A tied lm head is the embedding table: both of its gradients land in the one array.
+template <class F>
+using WeightGrads = std::map<std::string, F*>;
+
+// Full training: the mean cross-entropy over the batch's targets, every weight's gradient into
+// `grads`. Every weight of `model` needs an entry.
+template <class F>
+double dense_full_loss(const DenseModel& model, const PackedBatch& b, const WeightGrads<F>& grads, ThreadPool& pool);
 
 // −log p of each position's target (losses[T], 0 where there is none): the forward only.
 template <class F>

@@ -410,6 +410,28 @@ void lora_linear_backward(F* dx, F* dA, F* dB, const F* dy, const F* x, const F*
     });
 }
 
+template <class F>
+void linear_backward_weight(F* dW, F* dbias, const F* dy, const F* x, int64_t m, int64_t in, int64_t out, ThreadPool* pool) {
+  // Rows of dW split across threads: each row has one writer.
+  par(pool, out, [&](int64_t o0, int64_t o1, int) {
+    std::vector<double> acc(static_cast<size_t>(in));
+    for (int64_t o = o0; o < o1; o++) {
+      std::fill(acc.begin(), acc.end(), 0.0);
+      double db = 0;
+      for (int64_t i = 0; i < m; i++) {
+        const double g = double(dy[i * out + o]);
+        if (g == 0) continue;
+        db += g;
+        const F* xr = x + i * in;
+        for (int64_t c = 0; c < in; c++) acc[size_t(c)] += g * double(xr[c]);
+      }
+      F* dr = dW + o * in;
+      for (int64_t c = 0; c < in; c++) dr[c] = F(double(dr[c]) + acc[size_t(c)]);
+      if (dbias) dbias[o] = F(double(dbias[o]) + db);
+    }
+  });
+}
+
 // ---------------------------------------------------------------- embedding, lm head + cross-entropy
 
 template <class F>
@@ -424,7 +446,15 @@ void embedding_forward(F* x, const int32_t* tokens, const Tensor& E, int64_t T) 
 }
 
 template <class F>
-double lm_head_cross_entropy(F* dx, double* row_loss_out, const F* x, const Tensor& W, const int32_t* targets, int64_t T, double grad_scale, int64_t chunk, ThreadPool* pool) {
+void embedding_backward(F* dE, const F* dx, const int32_t* tokens, int64_t T, int64_t H) {
+  for (int64_t t = 0; t < T; t++) {
+    F* row = dE + int64_t(tokens[t]) * H;
+    for (int64_t c = 0; c < H; c++) row[c] += dx[t * H + c];
+  }
+}
+
+template <class F>
+double lm_head_cross_entropy(F* dx, F* dW, double* row_loss_out, const F* x, const Tensor& W, const int32_t* targets, int64_t T, double grad_scale, int64_t chunk, ThreadPool* pool) {
   const int64_t H = W.ne[0], V = W.rows();
   std::vector<int64_t> rows;
   for (int64_t t = 0; t < T; t++) {
@@ -458,7 +488,7 @@ double lm_head_cross_entropy(F* dx, double* row_loss_out, const F* x, const Tens
         for (int64_t v = 0; v < V; v++) sum += std::exp(double(l[v]) - mx);
         const double lse = mx + std::log(sum);
         row_loss[size_t(c)] = lse - double(l[tgt]);
-        if (dx) {
+        if (dx || dW) {
           // d(−log p_tgt)/dlogit_v = softmax_v − [v = tgt]
           for (int64_t v = 0; v < V; v++) l[v] = F(grad_scale * std::exp(double(l[v]) - lse));
           l[tgt] = F(double(l[tgt]) - grad_scale);
@@ -473,6 +503,7 @@ double lm_head_cross_entropy(F* dx, double* row_loss_out, const F* x, const Tens
       matmul_backward_input(dxc.data(), logits.data(), W, C, pool);
       for (int64_t c = 0; c < C; c++) std::copy(dxc.data() + c * H, dxc.data() + (c + 1) * H, dx + rows[r0 + size_t(c)] * H);
     }
+    if (dW) linear_backward_weight<F>(dW, nullptr, logits.data(), xc.data(), C, H, V, pool);
   }
   return loss;
 }
@@ -480,11 +511,11 @@ double lm_head_cross_entropy(F* dx, double* row_loss_out, const F* x, const Tens
 // ---------------------------------------------------------------- lm head log-probs at a temperature, per-token objective
 
 template <class F>
-void lm_head_logprobs(F* dx, double* logp, double* entropy, const F* x, const Tensor& W, const int32_t* targets, int64_t T, double temperature,
+void lm_head_logprobs(F* dx, F* dW, double* logp, double* entropy, const F* x, const Tensor& W, const int32_t* targets, int64_t T, double temperature,
                       const LogprobGrad* dloss, int64_t chunk, ThreadPool* pool) {
   const int64_t H = W.ne[0], V = W.rows();
   if (!(temperature > 0)) throw Error("the temperature must be > 0");
-  if (dx && !dloss) throw Error("lm_head_logprobs: a gradient needs d loss / d logp");
+  if ((dx || dW) && !dloss) throw Error("lm_head_logprobs: a gradient needs d loss / d logp");
   std::vector<int64_t> rows;
   for (int64_t t = 0; t < T; t++) {
     if (targets[t] >= V) throw Error("target token " + std::to_string(targets[t]) + " is outside the vocabulary (0.." + std::to_string(V - 1) + ")");
@@ -527,7 +558,7 @@ void lm_head_logprobs(F* dx, double* logp, double* entropy, const F* x, const Te
       }
     });
     for (int64_t c = 0; c < C; c++) logp[crows[c]] = lp[size_t(c)];
-    if (!dx) continue;
+    if (!dx && !dW) continue;
     (*dloss)(C, crows, lp.data(), coef.data());
     par(pool, C, [&](int64_t c0, int64_t c1, int) {
       for (int64_t c = c0; c < c1; c++) {
@@ -538,8 +569,11 @@ void lm_head_logprobs(F* dx, double* logp, double* entropy, const F* x, const Te
         l[tgt] = F(double(l[tgt]) + g);
       }
     });
-    matmul_backward_input(dxc.data(), logits.data(), W, C, pool);
-    for (int64_t c = 0; c < C; c++) std::copy(dxc.data() + c * H, dxc.data() + (c + 1) * H, dx + crows[c] * H);
+    if (dx) {
+      matmul_backward_input(dxc.data(), logits.data(), W, C, pool);
+      for (int64_t c = 0; c < C; c++) std::copy(dxc.data() + c * H, dxc.data() + (c + 1) * H, dx + crows[c] * H);
+    }
+    if (dW) linear_backward_weight<F>(dW, nullptr, logits.data(), xc.data(), C, H, V, pool);
   }
 }
 
@@ -560,10 +594,12 @@ void lm_head_logprobs(F* dx, double* logp, double* entropy, const F* x, const Te
   template void lora_linear_backward<F>(F*, F*, F*, const F*, const F*, const F*, const Tensor&, const F*, const F*, double, int64_t,      \
                                         int64_t, ThreadPool*);                                                                            \
   template void lora_add<F>(F*, F*, const F*, const F*, const F*, double, int64_t, int64_t, int64_t, int64_t, ThreadPool*);              \
+  template void linear_backward_weight<F>(F*, F*, const F*, const F*, int64_t, int64_t, int64_t, ThreadPool*);                           \
+  template void embedding_backward<F>(F*, const F*, const int32_t*, int64_t, int64_t);                                                   \
   template void matmul_backward_input<F>(F*, const F*, const Tensor&, int64_t, ThreadPool*);                                              \
   template void embedding_forward<F>(F*, const int32_t*, const Tensor&, int64_t);                                                         \
-  template double lm_head_cross_entropy<F>(F*, double*, const F*, const Tensor&, const int32_t*, int64_t, double, int64_t, ThreadPool*);      \
-  template void lm_head_logprobs<F>(F*, double*, double*, const F*, const Tensor&, const int32_t*, int64_t, double, const LogprobGrad*, int64_t, \
+  template double lm_head_cross_entropy<F>(F*, F*, double*, const F*, const Tensor&, const int32_t*, int64_t, double, int64_t, ThreadPool*);  \
+  template void lm_head_logprobs<F>(F*, F*, double*, double*, const F*, const Tensor&, const int32_t*, int64_t, double, const LogprobGrad*, int64_t, \
                                     ThreadPool*);
 
 AHA_TRAIN_OPS(float)

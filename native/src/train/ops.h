@@ -4,8 +4,9 @@
 //
 // Argument order (llm.c): outputs, buffers saved for backward, inputs, weights, sizes.
 // Parameter gradients accumulate (+=); activation gradients are assigned (=).
-// Matrices are row-major; a frozen weight W is an engine Tensor of any dtype with
-// ne = {in, out} (out rows of in elements), dequantized on the fly wherever it is read.
+// Matrices are row-major; a weight W is an engine Tensor of any dtype with ne = {in, out} (out
+// rows of in elements), dequantized on the fly wherever it is read: frozen under LoRA, or the f32
+// master weights of full training, whose gradients (dW, dw, dE) are plain [out, in] arrays.
 // `pool` may be null (single-threaded).
 #pragma once
 #include <cstdint>
@@ -17,7 +18,7 @@
 namespace aha::train {
 
 // RMSNorm over `rows` rows of n: y = x / sqrt(mean(x²) + eps) * w.
-// rstd[rows] is saved for backward; w[n] is a frozen f32 weight; dw (nullable) accumulates.
+// rstd[rows] is saved for backward; w[n] is an f32 weight; dw (nullable, full training) accumulates.
 template <class F>
 void rmsnorm_forward(F* y, F* rstd, const F* x, const float* w, int64_t rows, int64_t n, double eps);
 template <class F>
@@ -62,6 +63,11 @@ template <class F>
 void lora_linear_backward(F* dx, F* dA, F* dB, const F* dy, const F* x, const F* xa, const Tensor& W, const F* A, const F* B, double scale,
                           int64_t m, int64_t r, ThreadPool* pool);
 
+// The weight's own gradient of y[m, out] = x Wᵀ + bias (full training, every parameter trainable):
+//   dW[out, in] += dyᵀ x;  dbias[out] += Σ_i dy[i] (dbias may be null).
+template <class F>
+void linear_backward_weight(F* dW, F* dbias, const F* dy, const F* x, int64_t m, int64_t in, int64_t out, ThreadPool* pool);
+
 // Only the LoRA term: y[m, out] += scale · (x Aᵀ) Bᵀ, xa[m, r] = x Aᵀ (xa may be null).
 template <class F>
 void lora_add(F* y, F* xa, const F* x, const F* A, const F* B, double scale, int64_t m, int64_t in, int64_t out, int64_t r, ThreadPool* pool);
@@ -70,30 +76,35 @@ void lora_add(F* y, F* xa, const F* x, const F* A, const F* B, double scale, int
 template <class F>
 void matmul_backward_input(F* dx, const F* dy, const Tensor& W, int64_t m, ThreadPool* pool);
 
-// Token embedding: x[T, H] = rows of E {H, vocab}. The table is frozen: there is no backward.
+// Token embedding: x[T, H] = rows of E {H, vocab}.
 template <class F>
 void embedding_forward(F* x, const int32_t* tokens, const Tensor& E, int64_t T);
+// Full training: dE[vocab, H] += dx scattered to the rows of the tokens (a token seen twice gets both).
+template <class F>
+void embedding_backward(F* dE, const F* dx, const int32_t* tokens, int64_t T, int64_t H);
 
 // The lm head, log-softmax and cross-entropy, in chunks of `chunk` rows so that the logits
 // [chunk, vocab] are the largest buffer. Rows with targets[t] < 0 are skipped. Returns
 // Σ_t −log softmax(x_t Wᵀ)[targets[t]] over the rows with a target; dx (nullable) gets
-// grad_scale · d(that sum)/dx (assigned; rows without a target get 0); row_loss[T] (nullable)
-// gets each row's −log p of its target (0 for rows without one). W: {H, vocab}.
+// grad_scale · d(that sum)/dx (assigned; rows without a target get 0); dW[vocab, H] (nullable,
+// full training) accumulates grad_scale · d(that sum)/dW; row_loss[T] (nullable) gets each
+// row's −log p of its target (0 for rows without one). W: {H, vocab}.
 // Float runs the lm head through the engine's matmul (the logits inference computes).
 template <class F>
-double lm_head_cross_entropy(F* dx, double* row_loss, const F* x, const Tensor& W, const int32_t* targets, int64_t T, double grad_scale, int64_t chunk,
-                             ThreadPool* pool);
+double lm_head_cross_entropy(F* dx, F* dW, double* row_loss, const F* x, const Tensor& W, const int32_t* targets, int64_t T, double grad_scale,
+                             int64_t chunk, ThreadPool* pool);
 
 // The lm head's log-probs at a sampling temperature, and the gradient of a loss that is a sum
 // of functions of them (GRPO's per-token loss), in chunks as above. For rows with a target:
 //   logp[t] = log softmax(x_t Wᵀ / temperature)[targets[t]],  entropy[t] (nullable) that
-// distribution's entropy (0 for rows without a target). With dx (then dloss is required),
+// distribution's entropy (0 for rows without a target). With dx or dW (then dloss is required),
 // dloss(n, rows, logp, dlogp) is called once per chunk, serially, with the chunk's rows and
 // log-probs and writes d loss / d logp of each; dx gets d loss / dx (assigned; 0 for rows
-// without a target): d logp_t / d logit_v = ([v = target] − p_v) / temperature.
+// without a target) and dW (full training) accumulates d loss / dW:
+// d logp_t / d logit_v = ([v = target] − p_v) / temperature.
 using LogprobGrad = std::function<void(int64_t n, const int64_t* rows, const double* logp, double* dlogp)>;
 template <class F>
-void lm_head_logprobs(F* dx, double* logp, double* entropy, const F* x, const Tensor& W, const int32_t* targets, int64_t T, double temperature,
+void lm_head_logprobs(F* dx, F* dW, double* logp, double* entropy, const F* x, const Tensor& W, const int32_t* targets, int64_t T, double temperature,
                       const LogprobGrad* dloss, int64_t chunk, ThreadPool* pool);
 
 }  // namespace aha::train

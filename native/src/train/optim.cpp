@@ -3,6 +3,7 @@
 // their numbers in native/tests/test_train_optim.cpp).
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <set>
 
 #include "aha/error.h"
@@ -17,19 +18,10 @@ namespace aha {
 
 namespace {
 
-template <class Fn>
-void each_tensor(LoraSet<float>& s, Fn fn) {  // fn(layer, target, is_b, tensor)
-  for (int64_t l = 0; l < s.n_layers; l++)
-    for (int i = 0; i < kLoraTargets; i++)
-      if (LoraPair<float>* p = s.find(l, LoraTarget(i))) {
-        fn(l, LoraTarget(i), false, p->A);
-        fn(l, LoraTarget(i), true, p->B);
-      }
-}
-
-LoraSet<float> zeros_like(const LoraSet<float>& s) {
-  LoraSet<float> z = s;
-  each_tensor(z, [](int64_t, LoraTarget, bool, std::vector<float>& v) { std::fill(v.begin(), v.end(), 0.0f); });
+template <class Set>
+Set zeros_like(const Set& s) {
+  Set z = s;
+  for (auto& t : tensor_refs(z)) std::fill(t.values->begin(), t.values->end(), 0.0f);
   return z;
 }
 
@@ -41,55 +33,56 @@ std::string number(double v) {
 
 }  // namespace
 
-AdamW::AdamW(const LoraSet<float>& params, const AdamWConfig& c) : c_(c), m_(zeros_like(params)), v_(zeros_like(params)) {
+template <class Set>
+AdamW<Set>::AdamW(const Set& params, const AdamWConfig& c) : c_(c), m_(zeros_like(params)), v_(zeros_like(params)) {
   if (!(c.beta1 >= 0 && c.beta1 < 1) || !(c.beta2 >= 0 && c.beta2 < 1)) throw Error("AdamW betas must be in [0, 1)");
   if (!(c.eps > 0)) throw Error("AdamW eps must be positive");
   if (!(c.weight_decay >= 0)) throw Error("AdamW weight decay must be ≥ 0");
 }
 
-void AdamW::step(LoraSet<float>& params, const LoraSet<float>& grads, double lr) {
+template <class Set>
+void AdamW<Set>::step(Set& params, const Set& grads, double lr) {
+  auto P = tensor_refs(params);
+  auto G = tensor_refs(grads);
+  auto M = tensor_refs(m_);
+  auto V = tensor_refs(v_);
+  if (G.size() != P.size() || M.size() != P.size()) throw Error("AdamW: the gradients are not shaped like the parameters");
   t_++;
   const double bc1 = 1 - std::pow(c_.beta1, double(t_)), bc2_sqrt = std::sqrt(1 - std::pow(c_.beta2, double(t_)));
-  const double step_size = lr / bc1, decay = 1 - lr * c_.weight_decay;
-  for (size_t k = 0; k < params.mods.size(); k++) {
-    LoraPair<float>& p = params.mods[k];
-    if (p.A.empty()) continue;
-    for (bool b : {false, true}) {
-      std::vector<float>& x = b ? p.B : p.A;
-      const std::vector<float>& g = b ? grads.mods[k].B : grads.mods[k].A;
-      std::vector<float>& m = b ? m_.mods[k].B : m_.mods[k].A;
-      std::vector<float>& v = b ? v_.mods[k].B : v_.mods[k].A;
-      if (g.size() != x.size()) throw Error("AdamW: a gradient does not have its parameter's shape");
-      for (size_t i = 0; i < x.size(); i++) {
-        const double gi = g[i];
-        const double mi = double(m[i]) + (1 - c_.beta1) * (gi - double(m[i]));  // torch: exp_avg.lerp_(grad, 1 − β1)
-        const double vi = c_.beta2 * double(v[i]) + (1 - c_.beta2) * gi * gi;
-        m[i] = float(mi);
-        v[i] = float(vi);
-        const double denom = std::sqrt(double(v[i])) / bc2_sqrt + c_.eps;
-        x[i] = float(double(x[i]) * decay - step_size * double(m[i]) / denom);
-      }
+  const double step_size = lr / bc1;
+  for (size_t k = 0; k < P.size(); k++) {
+    std::vector<float>& x = *P[k].values;
+    const std::vector<float>& g = *G[k].values;
+    std::vector<float>& m = *M[k].values;
+    std::vector<float>& v = *V[k].values;
+    if (g.size() != x.size()) throw Error("AdamW: the gradient of '" + P[k].name + "' does not have its parameter's shape");
+    const double decay = P[k].decay ? 1 - lr * c_.weight_decay : 1.0;
+    for (size_t i = 0; i < x.size(); i++) {
+      const double gi = g[i];
+      const double mi = double(m[i]) + (1 - c_.beta1) * (gi - double(m[i]));  // torch: exp_avg.lerp_(grad, 1 − β1)
+      const double vi = c_.beta2 * double(v[i]) + (1 - c_.beta2) * gi * gi;
+      m[i] = float(mi);
+      v[i] = float(vi);
+      const double denom = std::sqrt(double(v[i])) / bc2_sqrt + c_.eps;
+      x[i] = float(double(x[i]) * decay - step_size * double(m[i]) / denom);
     }
   }
 }
 
-void AdamW::save(const std::string& dir) const {
+template <class Set>
+void AdamW<Set>::save(const std::string& dir) const {
   std::vector<SafetensorsEntry> entries;
-  for (int64_t l = 0; l < m_.n_layers; l++)
-    for (int i = 0; i < kLoraTargets; i++) {
-      const LoraPair<float>* m = m_.find(l, LoraTarget(i));
-      if (!m) continue;
-      const LoraPair<float>* v = v_.find(l, LoraTarget(i));
-      for (bool b : {false, true})
-        for (auto [suffix, src] : {std::pair{".exp_avg", &(b ? m->B : m->A)}, std::pair{".exp_avg_sq", &(b ? v->B : v->A)}}) {
-          SafetensorsEntry e;
-          e.name = lora_peft_name(l, LoraTarget(i), b) + suffix;
-          e.dtype = "F32";
-          e.shape = b ? std::vector<int64_t>{m->out, m_.rank} : std::vector<int64_t>{m_.rank, m->in};
-          e.bytes.resize(src->size() * 4);
-          std::memcpy(e.bytes.data(), src->data(), e.bytes.size());
-          entries.push_back(std::move(e));
-        }
+  auto M = tensor_refs(m_);
+  auto V = tensor_refs(v_);
+  for (size_t k = 0; k < M.size(); k++)
+    for (auto [suffix, src] : {std::pair{".exp_avg", M[k].values}, std::pair{".exp_avg_sq", V[k].values}}) {
+      SafetensorsEntry e;
+      e.name = M[k].name + suffix;
+      e.dtype = "F32";
+      e.shape = M[k].shape;
+      e.bytes.resize(src->size() * 4);
+      std::memcpy(e.bytes.data(), src->data(), e.bytes.size());
+      entries.push_back(std::move(e));
     }
   write_safetensors(dir + "/optimizer.safetensors", std::move(entries), {{"format", "pt"}});
   write_file_atomic(dir + "/optimizer.json", "{\n  \"optimizer\": \"adamw\",\n  \"step\": " + std::to_string(t_) + ",\n  \"beta1\": " +
@@ -97,7 +90,8 @@ void AdamW::save(const std::string& dir) const {
                                                  ",\n  \"weight_decay\": " + number(c_.weight_decay) + "\n}\n");
 }
 
-AdamW AdamW::load(const std::string& dir, const LoraSet<float>& params) {
+template <class Set>
+AdamW<Set> AdamW<Set>::load(const std::string& dir, const Set& params) {
   const std::string jpath = dir + "/optimizer.json", spath = dir + "/optimizer.safetensors";
   if (!is_regular_file(jpath)) fail_file(dir, "no optimizer.json (not a training checkpoint)");
   Json j = Json::parse(read_text_file(jpath), jpath);
@@ -109,50 +103,48 @@ AdamW AdamW::load(const std::string& dir, const LoraSet<float>& params) {
   AdamW o(params, c);
   o.t_ = j.get_int("step", -1);
   if (o.t_ < 0) fail_file(jpath, "no step count");
+  std::map<std::string, std::vector<float>*> moments;
+  auto M = tensor_refs(o.m_);
+  auto V = tensor_refs(o.v_);
+  for (size_t k = 0; k < M.size(); k++) {
+    moments[M[k].name + ".exp_avg"] = M[k].values;
+    moments[V[k].name + ".exp_avg_sq"] = V[k].values;
+  }
   MappedFile f(spath);
   std::set<std::string> seen;
   for (auto& t : parse_safetensors(f.data(), f.size(), spath)) {
-    bool found = false;
-    for (int64_t l = 0; l < params.n_layers && !found; l++)
-      for (int i = 0; i < kLoraTargets && !found; i++) {
-        if (!params.find(l, LoraTarget(i))) continue;
-        for (bool b : {false, true})
-          for (bool sq : {false, true}) {
-            if (t.name != lora_peft_name(l, LoraTarget(i), b) + (sq ? ".exp_avg_sq" : ".exp_avg")) continue;
-            LoraPair<float>* p = (sq ? o.v_ : o.m_).find(l, LoraTarget(i));
-            std::vector<float>& dst = b ? p->B : p->A;
-            if (t.dtype != DType::F32 || t.bytes != dst.size() * 4) fail_file(spath, "tensor '" + t.name + "' does not fit the adapter (f32, " + std::to_string(dst.size()) + " values)");
-            std::memcpy(dst.data(), t.data, t.bytes);
-            found = true;
-          }
-      }
-    if (!found) fail_file(spath, "tensor '" + t.name + "' is not a moment of the adapter's parameters");
+    auto it = moments.find(t.name);
+    if (it == moments.end()) fail_file(spath, "tensor '" + t.name + "' is not a moment of the parameters being trained");
+    std::vector<float>& dst = *it->second;
+    if (t.dtype != DType::F32 || t.bytes != dst.size() * 4)
+      fail_file(spath, "tensor '" + t.name + "' does not fit the parameters (f32, " + std::to_string(dst.size()) + " values)");
+    std::memcpy(dst.data(), t.data, t.bytes);
     seen.insert(t.name);
   }
-  const size_t want = [&] {
-    size_t n = 0;
-    for (auto& p : params.mods) n += p.A.empty() ? 0 : 4;
-    return n;
-  }();
-  if (seen.size() != want) fail_file(spath, "holds " + std::to_string(seen.size()) + " moments, the adapter needs " + std::to_string(want));
+  if (seen.size() != moments.size())
+    fail_file(spath, "holds " + std::to_string(seen.size()) + " moments, the parameters need " + std::to_string(moments.size()));
   return o;
 }
 
-double clip_grad_norm(LoraSet<float>& grads, double max_norm) {
+template <class Set>
+double clip_grad_norm(Set& grads, double max_norm) {
   double sq = 0;
-  each_tensor(grads, [&](int64_t, LoraTarget, bool, std::vector<float>& v) {
-    for (float x : v) sq += double(x) * double(x);
-  });
+  for (auto& t : tensor_refs(grads))
+    for (float x : *t.values) sq += double(x) * double(x);
   const double norm = std::sqrt(sq);
   if (max_norm > 0 && std::isfinite(norm)) {
     const double coef = std::min(1.0, max_norm / (norm + 1e-6));
     if (coef < 1)
-      each_tensor(grads, [&](int64_t, LoraTarget, bool, std::vector<float>& v) {
-        for (float& x : v) x = float(double(x) * coef);
-      });
+      for (auto& t : tensor_refs(grads))
+        for (float& x : *t.values) x = float(double(x) * coef);
   }
   return norm;
 }
+
+template class AdamW<LoraSet<float>>;
+template class AdamW<DenseParams<float>>;
+template double clip_grad_norm<LoraSet<float>>(LoraSet<float>&, double);
+template double clip_grad_norm<DenseParams<float>>(DenseParams<float>&, double);
 
 LrSchedule lr_schedule_from_name(const std::string& name) {
   if (name == "constant") return LrSchedule::Constant;
