@@ -109,9 +109,20 @@ void matmul_many(const MatmulJob* jobs, size_t n, ThreadPool& pool, MatmulScratc
     }
     const Chosen c = choose(*J.W, isa);
     const size_t a_stride = row_bytes(c.kern->act, J.W->ne[0]);
-    prep.push_back({c, act_bytes, a_stride, decode_chunk_rows(*J.W, J.W->rows(), pool.size())});
+    // Equal parts of at most kDecodeChunkBytes (a 256-row expert in 2 × 128, not 240 + 16):
+    // with many products there are chunks enough to balance the threads.
+    const int64_t n_out = J.W->rows(), by_bytes = std::max<int64_t>(16, int64_t(kDecodeChunkBytes / J.W->row_bytes));
+    const int64_t parts = (n_out + by_bytes - 1) / by_bytes;
+    prep.push_back({c, act_bytes, a_stride, ((n_out + parts - 1) / parts + 15) / 16 * 16});
     act_bytes += a_stride * size_t(J.m);
   }
+  // Too few chunks for the threads (one or two products): cut them as matmul does.
+  int64_t total = 0;
+  for (size_t j = 0; j < n; j++)
+    if (jobs[j].m <= kDecodeMaxM) total += (jobs[j].W->rows() + prep[j].chunk - 1) / prep[j].chunk;
+  if (total < 4 * int64_t(pool.size()))
+    for (size_t j = 0; j < n; j++)
+      if (jobs[j].m <= kDecodeMaxM) prep[j].chunk = decode_chunk_rows(*jobs[j].W, jobs[j].W->rows(), pool.size());
   if (scratch.act.size() < act_bytes) scratch.act.resize(act_bytes);
   for (size_t j = 0; j < n; j++) {
     const MatmulJob& J = jobs[j];
