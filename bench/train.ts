@@ -7,7 +7,8 @@
 // same run for the same weights: the model's own pp512 prefill, 2 × those parameters × tokens / s.
 // Writes bench/results/train-<date>.json.
 //
-//   node --import tsx bench/train.ts [--type f16|q8_0] [--steps 2] [--batch 4] [--seq 512] [--threads 2]
+//   node --import tsx bench/train.ts [--type f16|q8_0] [--steps 2] [--batch 4] [--seq 512] [--threads 2] [--checkpoint-layers]
+// (one setting per process, so that peak RSS is that setting's)
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -24,8 +25,10 @@ const { values } = parseArgs({
     batch: { type: 'string', default: '4' },
     seq: { type: 'string', default: '512' },
     threads: { type: 'string', default: '2' },
+    'checkpoint-layers': { type: 'boolean', default: false },
   },
 });
+const checkpointLayers = !!values['checkpoint-layers'];
 const type = values.type as BenchType;
 const steps = Number(values.steps), batch = Number(values.batch), seq = Number(values.seq), threads = Number(values.threads);
 
@@ -46,6 +49,7 @@ const peakFlops = 2 * denseParams * pp;
 
 const trainer = await model.createTrainer({
   init: { rank: 16, alpha: 32, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], seed: 1 },
+  checkpointLayers,
 });
 let x = 12345;
 const rand = () => ((x = (x * 1103515245 + 12345) % 2147483648), x);
@@ -74,7 +78,7 @@ const result = {
   batch,
   seq,
   threads,
-  checkpointing: false,
+  checkpointing: checkpointLayers,
   step_seconds: step,
   tokens_per_second: tps,
   loss,
@@ -85,7 +89,7 @@ const result = {
   fraction_of_flop_bound: flops / step / peakFlops,
 };
 console.log(
-  `${type}: ${tps.toFixed(1)} tokens/s (${step.toFixed(1)} s per step of ${tokens} tokens), peak RSS ${rssMiB.toFixed(0)} MiB, ` +
+  `${type}${checkpointLayers ? ' (checkpointing)' : ''}: ${tps.toFixed(1)} tokens/s (${step.toFixed(1)} s per step of ${tokens} tokens), peak RSS ${rssMiB.toFixed(0)} MiB, ` +
     `${result.train_gflops.toFixed(1)} GFLOP/s = ${(100 * result.fraction_of_flop_bound).toFixed(1)}% of the ${result.matmul_peak_gflops.toFixed(0)} GFLOP/s the same weights prefill at`,
 );
 await model.unload();

@@ -788,6 +788,7 @@ Napi::Value ModelObject::CreateTrainer(const Napi::CallbackInfo& info) {
   opts.adamw.eps = num(o, "eps", opts.adamw.eps);
   opts.adamw.weight_decay = num(o, "weightDecay", opts.adamw.weight_decay);
   opts.max_grad_norm = num(o, "maxGradNorm", opts.max_grad_norm);
+  opts.checkpoint_layers = o.Get("checkpointLayers").ToBoolean();
   const std::string name = o.Get("name").IsString() ? o.Get("name").As<Napi::String>().Utf8Value() : "training";
   std::string resume;
   aha::LoraConfig lc;

@@ -138,6 +138,8 @@ const commands: Record<string, { summary: string; usage: string; options: Option
   --batch N              sequences per micro-batch (default 4)
   --grad-accum N         micro-batches per optimizer step (default 1)
   --max-len N            longer examples are truncated (default 1024)
+  --checkpoint-layers    activation checkpointing: recompute each layer in the backward (the same
+                         numbers, a fraction of the activation memory; LoRA only)
   --checkpoint-every N   checkpoint every N steps (default 0: only at the end)
   --resume               continue the run in --out from its newest checkpoint (and its record)
   --seed S               adapter (or --config model) initialization and data order (default 0)
@@ -162,6 +164,7 @@ Ctrl-C (or SIGTERM) ends the run after the step under way, with a checkpoint to 
       batch: { type: 'string' },
       'grad-accum': { type: 'string' },
       'max-len': { type: 'string' },
+      'checkpoint-layers': { type: 'boolean' },
       'checkpoint-every': { type: 'string' },
       resume: { type: 'boolean' },
       seed: { type: 'string' },
@@ -616,7 +619,7 @@ async function trainSft(v: Values): Promise<void> {
   }
   const start = (v.model ?? v.config) as string;
   trainingFlags(v);
-  const { SFT_DEFAULTS, ADAPTER_FILES, loraTrainer, runSft } = await import('../train/sft-run.ts');
+  const { SFT_DEFAULTS, ADAPTER_FILES, formatMemoryEstimate, loraMemoryEstimate, loraTrainer, runSft } = await import('../train/sft-run.ts');
   const { sftStepRow } = await import('../train/record.ts');
   const d = SFT_DEFAULTS;
   const positive = (key: string, fallback: number) => {
@@ -648,10 +651,13 @@ async function trainSft(v: Values): Promise<void> {
     gradAccum: int(v, 'grad-accum', d.gradAccum, 1),
     maxLen: int(v, 'max-len', d.maxLen, 2),
     seed: int(v, 'seed', d.seed),
+    checkpointLayers: !!v['checkpoint-layers'],
   };
+  if (full && config.checkpointLayers) throw new UsageError('--checkpoint-layers is for LoRA runs (full training keeps every activation)');
   const flag: Record<string, keyof typeof config> = {
     full: 'full', rank: 'rank', alpha: 'alpha', targets: 'targets', rslora: 'rslora', lr: 'lr', schedule: 'schedule', warmup: 'warmup',
     'weight-decay': 'weightDecay', 'max-grad-norm': 'maxGradNorm', epochs: 'epochs', batch: 'batch', 'grad-accum': 'gradAccum', 'max-len': 'maxLen', seed: 'seed',
+    'checkpoint-layers': 'checkpointLayers',
   };
   // --full counts as given either way: a run of the other kind cannot be resumed.
   const given = Object.entries(flag).filter(([f]) => f === 'full' || v[f] !== undefined).map(([, k]) => k);
@@ -678,6 +684,9 @@ async function trainSft(v: Values): Promise<void> {
       trainer = { createTrainer: fullTrainer({ model: v.model as string | undefined, config: v.config as string | undefined, tokenizer: files, tokenizerVocab, threads }), outputs: [...MODEL_FILES, ...files.keys()] };
     } else {
       model = await native().loadModel(start, { ...loadOptions(v), context: Math.max(config.maxLen, 16) }, progressBar(json));
+      const mem = loraMemoryEstimate(model.info(), config);
+      if (json) process.stdout.write(JSON.stringify({ event: 'memory', ...mem }) + '\n');
+      else session.say(formatMemoryEstimate(mem, config.checkpointLayers));
       trainer = { createTrainer: loraTrainer(model, start), outputs: ADAPTER_FILES };
     }
     const res = await runSft({

@@ -205,6 +205,8 @@ export interface TrainerOptions {
   weightDecay?: number;
   /** Global-norm clipping; 0: off. Default 1. */
   maxGradNorm?: number;
+  /** Activation checkpointing: each layer's activations recomputed in the backward (same numbers, less memory). */
+  checkpointLayers?: boolean;
 }
 
 export interface TrainStepResult {

@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { NativeModel, TrainStepResult } from '../engine/native.ts';
+import type { ModelInfo, NativeModel, TrainStepResult } from '../engine/native.ts';
 import { native } from '../engine/native.ts';
 import type { RunController } from './control.ts';
 import { IGNORE, readSftExamples, type SftSequence, type SftTokenizer } from './sft.ts';
@@ -39,6 +39,8 @@ export interface SftConfig {
   gradAccum: number;
   maxLen: number;
   seed: number;
+  /** Activation checkpointing (LoRA): each layer recomputed in the backward from its input; the same numbers, less memory. */
+  checkpointLayers: boolean;
 }
 
 export const SFT_DEFAULTS: SftConfig = {
@@ -57,6 +59,7 @@ export const SFT_DEFAULTS: SftConfig = {
   gradAccum: 1,
   maxLen: 1024,
   seed: 0,
+  checkpointLayers: false,
 };
 
 export interface StepMetrics {
@@ -188,7 +191,7 @@ export async function writeCheckpoint(out: string, trainer: { save(dir: string):
 }
 
 /** What a resumed run may change (the optimizer's schedule and length); the rest defines the run. */
-const RESUME_MAY_CHANGE: (keyof SftConfig)[] = ['lr', 'schedule', 'warmup', 'maxGradNorm', 'epochs'];
+const RESUME_MAY_CHANGE: (keyof SftConfig)[] = ['lr', 'schedule', 'warmup', 'maxGradNorm', 'epochs', 'checkpointLayers'];
 
 function sameConfig(a: SftConfig, b: SftConfig): (keyof SftConfig)[] {
   return (Object.keys(a) as (keyof SftConfig)[]).filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
@@ -211,13 +214,59 @@ export function loraTrainer(model: NativeModel, modelPath: string): SftRun['crea
   return (config, resumeFrom) =>
     model.createTrainer(
       resumeFrom
-        ? { resume: resumeFrom, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm }
+        ? { resume: resumeFrom, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm, checkpointLayers: config.checkpointLayers }
         : {
             init: { rank: config.rank, alpha: config.alpha, targetModules: config.targets, useRslora: config.rslora, seed: config.seed, baseModel: modelPath },
             weightDecay: config.weightDecay,
             maxGradNorm: config.maxGradNorm,
+            checkpointLayers: config.checkpointLayers,
           },
     );
+}
+
+/** Bytes a LoRA run will hold at its peak, before it starts (the engine's train-mode buffers, f32). */
+export interface MemoryEstimate {
+  weights: number;
+  /** Saved activations of one micro-batch of `batch` × `maxLen` tokens, plus the backward's transients. */
+  activations: number;
+  /** The same with checkpointLayers (each layer's input, plus one layer's full set). */
+  activationsCheckpointed: number;
+  /** Adapter, its gradients (f32 and the f64 accumulator) and AdamW's two moments. */
+  adapter: number;
+  total: number;
+}
+
+export function loraMemoryEstimate(info: ModelInfo, config: SftConfig): MemoryEstimate {
+  const c = info.config, H = c.hiddenSize, F = c.intermediateSize, L = c.layers, r = config.rank;
+  const QD = c.heads * c.headDim, KD = c.kvHeads * c.headDim;
+  const qkNorm = info.architecture === 'qwen3';
+  const tokens = config.batch * config.maxLen;
+  // Per token per layer (dense_lora.cpp LayerSaved): x, xn1, x_mid, xn2; q, k, v, attn (and the
+  // unnormed q, k for qwen3); gate, up, h; x Aᵀ of each target; norm and softmax statistics.
+  const perLayer = 4 * H + 2 * QD + 2 * KD + (qkNorm ? QD + KD : 0) + 3 * F + config.targets.length * r + c.heads + 2;
+  // The backward's transients for one layer, the final norm, and the lm head's logits chunk.
+  const transient = tokens * (3 * F + 2 * H + 2 * QD + 2 * KD) + tokens * 3 * H + 2 * 64 * info.vocabSize;
+  const shape: Record<string, [number, number]> = {
+    q_proj: [H, QD], k_proj: [H, KD], v_proj: [H, KD], o_proj: [QD, H], gate_proj: [H, F], up_proj: [H, F], down_proj: [F, H],
+  };
+  const loraParams = L * config.targets.reduce((n, t) => n + (shape[t] ? r * (shape[t][0] + shape[t][1]) : 0), 0);
+  const f = 4;
+  const est = {
+    weights: info.weightBytes,
+    activations: f * (tokens * perLayer * L + transient),
+    activationsCheckpointed: f * (tokens * (H * L + perLayer) + transient),
+    adapter: loraParams * (4 * f + 8),
+    total: 0,
+  };
+  est.total = est.weights + (config.checkpointLayers ? est.activationsCheckpointed : est.activations) + est.adapter;
+  return est;
+}
+
+export function formatMemoryEstimate(e: MemoryEstimate, checkpointLayers: boolean): string {
+  const gb = (b: number) => (b >= 1e9 ? `${(b / 1e9).toFixed(2)} GB` : `${(b / 1e6).toFixed(0)} MB`);
+  const act = checkpointLayers ? e.activationsCheckpointed : e.activations;
+  const other = checkpointLayers ? `${gb(e.activations)} without --checkpoint-layers` : `${gb(e.activationsCheckpointed)} with --checkpoint-layers`;
+  return `memory estimate: ${gb(e.total)} (weights ${gb(e.weights)}, activations ${gb(act)} (${other}), adapter and AdamW ${gb(e.adapter)})`;
 }
 
 export interface SftRun {

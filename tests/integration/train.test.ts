@@ -72,6 +72,25 @@ test('a tiny model memorizes a tiny dataset, then answers with the adapter', () 
   assert.match(JSON.parse(g.stdout).text, /It is 4\./);
 });
 
+test('--checkpoint-layers gives the same losses as keeping every activation, and the memory estimate says what it saves', () => {
+  const data = dataset(TINY);
+  const run = (...extra: string[]) =>
+    aha('train', 'sft', '--model', join(gen, 'qwen3-tiny'), '--data', data, '--out', mkdtempSync(join(tmpdir(), 'aha-train-ckpt-')), '--lr', '1e-2',
+      '--epochs', '3', '--batch', '4', '--schedule', 'constant', '--threads', '2', '--json', ...extra);
+  const plain = run(), ckpt = run('--checkpoint-layers');
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.equal(ckpt.code, 0, ckpt.stderr);
+  assert.deepEqual(steps(ckpt.stdout).map((l) => l.loss), steps(plain.stdout).map((l) => l.loss));
+  const mem = (stdout: string) => lines(stdout).find((l) => l.event === 'memory') as unknown as Record<string, number>;
+  const a = mem(plain.stdout), b = mem(ckpt.stdout);
+  assert.ok(a.weights > 0 && a.adapter > 0 && a.activations > a.activationsCheckpointed && a.activationsCheckpointed > 0);
+  assert.equal(a.total, a.weights + a.activations + a.adapter);
+  assert.equal(b.total, b.weights + b.activationsCheckpointed + b.adapter);
+  const full = aha('train', 'sft', '--full', '--model', join(gen, 'qwen3-tiny'), '--data', data, '--out', mkdtempSync(join(tmpdir(), 'aha-x-')), '--checkpoint-layers');
+  assert.equal(full.code, 2);
+  assert.match(full.stderr, /--checkpoint-layers is for LoRA runs/);
+});
+
 // The resumed run must read the same batches in the same order (the data order's RNG state and
 // position), take the same learning rates (schedule by step) and the same optimizer state.
 test('a run killed with SIGKILL, or stopped with Ctrl-C, resumes exactly: the same losses and the same adapter', async () => {

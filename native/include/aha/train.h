@@ -99,7 +99,10 @@ struct LoraLossAndGrads {
 };
 
 // One train-mode forward and backward of the model with the adapter (no optimizer step).
-LoraLossAndGrads lora_loss_and_grads(Model& model, const LoraAdapter& adapter, const std::vector<TrainSequence>& batch, GradPrecision precision);
+// checkpoint_layers: activation checkpointing (each layer recomputed in the backward from its
+// saved input; the same numbers, a layer's activations in memory instead of all of them).
+LoraLossAndGrads lora_loss_and_grads(Model& model, const LoraAdapter& adapter, const std::vector<TrainSequence>& batch, GradPrecision precision,
+                                     bool checkpoint_layers = false);
 
 // Log-prob scoring (GRPO's policy and reference): the prompt is context, the completion scored.
 struct ScoreSequence {
@@ -264,6 +267,7 @@ class LoraTrainer {
   struct Options {
     AdamWConfig adamw;
     double max_grad_norm = 1.0;  // 0: no clipping
+    bool checkpoint_layers = false;  // activation checkpointing (lora_loss_and_grads)
   };
   LoraTrainer(const ModelConfig& mc, LoraAdapter adapter, const Options& o);
 

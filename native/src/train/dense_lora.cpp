@@ -48,6 +48,7 @@ class Runner {
     for (int64_t l = 0; l < c_.num_hidden_layers; l++) {
       attention_forward_block(l, x);
       ffn_forward_block(l, x);
+      if (b_.checkpoint_layers) keep_only_input(l);
     }
     xf_ = std::move(x);
     rstdf_.resize(size_t(T_));
@@ -100,10 +101,23 @@ class Runner {
     std::vector<F> dx(size_t(T_ * H));
     rmsnorm_backward(dx.data(), wgrad(&m_.output_norm()), dxnf.data(), xf_.data(), rstdf_.data(), f32(&m_.output_norm()), T_, H);
     for (int64_t l = c_.num_hidden_layers - 1; l >= 0; l--) {
+      if (b_.checkpoint_layers) {  // the same forward again, from the layer's saved input
+        std::vector<F> x = saved_[size_t(l)].x;
+        attention_forward_block(l, x);
+        ffn_forward_block(l, x);
+      }
       ffn_backward_block(l, dx, grads);
       attention_backward_block(l, dx, grads);
+      if (b_.checkpoint_layers) saved_[size_t(l)] = LayerSaved<F>();
     }
     if (F* dE = wgrad(&m_.tok_embd())) embedding_backward(dE, dx.data(), b_.tokens.data(), T_, H);
+  }
+
+  // Checkpointing: drop layer l's saved activations but its input.
+  void keep_only_input(int64_t l) {
+    std::vector<F> in = std::move(saved_[size_t(l)].x);
+    saved_[size_t(l)] = LayerSaved<F>();
+    saved_[size_t(l)].x = std::move(in);
   }
 
   // y[T, out] = x Wᵀ + bias + scale · (x Aᵀ) Bᵀ, saving x Aᵀ in xa.
@@ -383,12 +397,14 @@ LoraSet<F> zeros_like(const LoraSet<float>& s) {
 
 }  // namespace
 
-LoraLossAndGrads lora_loss_and_grads(Model& model, const LoraAdapter& adapter, const std::vector<TrainSequence>& batch, GradPrecision precision) {
+LoraLossAndGrads lora_loss_and_grads(Model& model, const LoraAdapter& adapter, const std::vector<TrainSequence>& batch, GradPrecision precision,
+                                     bool checkpoint_layers) {
   const DenseModel& dm = model.dense_model();
   const ModelConfig& c = dm.config();
   if (adapter.weights().n_layers != c.num_hidden_layers)
     throw Error("the adapter has " + std::to_string(adapter.weights().n_layers) + " layers, the model " + std::to_string(c.num_hidden_layers));
   train::PackedBatch b = train::pack_sequences(batch, c);
+  b.checkpoint_layers = checkpoint_layers;
   LoraLossAndGrads out;
   out.target_tokens = b.n_targets;
   if (precision == GradPrecision::F64) {

@@ -24,6 +24,9 @@ struct PackedBatch {
   std::vector<int64_t> seq_begin;  // [T] index of its sequence's first token
   std::vector<int32_t> targets;    // [T] the token position t is scored on, −1: none
   int64_t n_targets = 0;
+  // Activation checkpointing: the forward keeps only each layer's input; the backward recomputes
+  // the layer's activations from it just before its backward (one layer's worth alive at a time).
+  bool checkpoint_layers = false;
 };
 
 // Packs HF-style (input_ids, labels) sequences; errors name the sequence and what is wrong.

@@ -90,7 +90,7 @@ LoraTrainer::LoraTrainer(const ModelConfig& mc, LoraAdapter adapter, const Optio
 TrainStepResult LoraTrainer::step(Model& model, const std::vector<std::vector<TrainSequence>>& micro_batches, double lr) {
   LoraSet<double> acc;
   TrainStepResult r = accumulate(
-      micro_batches, lr, [&](const std::vector<TrainSequence>& mb) { return lora_loss_and_grads(model, adapter_, mb, GradPrecision::F32); }, acc);
+      micro_batches, lr, [&](const std::vector<TrainSequence>& mb) { return lora_loss_and_grads(model, adapter_, mb, GradPrecision::F32, o_.checkpoint_layers); }, acc);
   const AppliedStep a = apply_gradients(model, acc, r.loss, lr);
   r.grad_norm = a.grad_norm;
   r.step = a.step;
