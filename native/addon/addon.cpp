@@ -800,6 +800,7 @@ Napi::Value ModelObject::CreateTrainer(const Napi::CallbackInfo& info) {
     lc.rank = int64_t(num(i, "rank", double(lc.rank)));
     lc.alpha = num(i, "alpha", lc.alpha);
     lc.use_rslora = i.Get("useRslora").ToBoolean();
+    lc.dropout = num(i, "dropout", 0);
     seed = uint64_t(num(i, "seed", 0));
     if (i.Get("baseModel").IsString()) lc.base_model = i.Get("baseModel").As<Napi::String>().Utf8Value();
     if (i.Has("targetModules") && !i.Get("targetModules").IsUndefined()) {

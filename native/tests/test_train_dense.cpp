@@ -173,6 +173,61 @@ TEST(train_checkpointed_layers_give_identical_gradients) {
   }
 }
 
+// LoRA dropout: with p = 0 nothing changes; with p = 0.3 the gradients are those of the loss with
+// the same masks (finite differences in float64 through the same seed), the recomputation under
+// checkpointing draws the same masks, and another seed draws others.
+TEST(train_lora_dropout_gradients) {
+  auto m = load(tiny("qwen2-tiny"));
+  LoraAdapter ad = test_adapter(m->config(), false);
+  const LoraLossAndGrads none = lora_loss_and_grads(*m, ad, batch(), GradPrecision::F64);
+  CHECK(lora_loss_and_grads(*m, ad, batch(), GradPrecision::F64, false, 77).loss == none.loss);  // config dropout 0
+  LoraConfig cfg = ad.config();
+  cfg.dropout = 0.3;
+  LoraAdapter dropped = LoraAdapter::init(m->config(), cfg, 42);
+  dropped.weights() = ad.weights();
+  const LoraLossAndGrads g = lora_loss_and_grads(*m, dropped, batch(), GradPrecision::F64, false, 77);
+  const LoraLossAndGrads gc = lora_loss_and_grads(*m, dropped, batch(), GradPrecision::F64, true, 77);
+  const LoraLossAndGrads other = lora_loss_and_grads(*m, dropped, batch(), GradPrecision::F64, false, 78);
+  CHECK(g.loss != none.loss);
+  CHECK(g.loss == gc.loss);
+  CHECK(g.loss != other.loss);
+  train::PackedBatch b = train::pack_sequences(batch(), m->config());
+  b.lora_dropout = 0.3;
+  b.dropout_seed = 77;
+  LoraSet<double> w;
+  w.n_layers = ad.weights().n_layers;
+  w.rank = ad.weights().rank;
+  for (auto& p : ad.weights().mods) w.mods.push_back({p.in, p.out, {p.A.begin(), p.A.end()}, {p.B.begin(), p.B.end()}});
+  train::to_engine_order(w, m->config());
+  LoraSet<double> ge = g.grads;
+  train::to_engine_order(ge, m->config());
+  std::vector<double> num, ana;
+  size_t k = 0;
+  for (size_t i = 0; i < w.mods.size(); i++) {
+    if (w.mods[i].A.empty()) continue;
+    for (bool isb : {false, true}) {
+      auto& v = isb ? w.mods[i].B : w.mods[i].A;
+      const auto& gv = isb ? ge.mods[i].B : ge.mods[i].A;
+      const size_t e = (k++ * 7919) % v.size();
+      const double x0 = v[e], h = 1e-5;
+      v[e] = x0 + h;
+      const double lp = train::dense_lora_loss<double>(m->dense_model(), &w, dropped.scale(), b, nullptr, m->thread_pool());
+      v[e] = x0 - h;
+      const double lm = train::dense_lora_loss<double>(m->dense_model(), &w, dropped.scale(), b, nullptr, m->thread_pool());
+      v[e] = x0;
+      num.push_back((lp - lm) / (2 * h));
+      ana.push_back(gv[e]);
+    }
+  }
+  const double e_fd = nerr(ana, num);
+  check::note("LoRA dropout 0.3: FD error " + std::to_string(e_fd) + " over " + std::to_string(num.size()) + " entries");
+  CHECK_MSG(e_fd < 1e-6, "dropout gradients vs finite differences: " << e_fd);
+  for (size_t i = 0; i < g.grads.mods.size(); i++) {
+    CHECK(g.grads.mods[i].A == gc.grads.mods[i].A);
+    CHECK(g.grads.mods[i].B == gc.grads.mods[i].B);
+  }
+}
+
 TEST(train_lora_adapter_init_save_load) {
   auto m = load(tiny("qwen2-tiny"));
   const ModelConfig& c = m->config();

@@ -128,6 +128,7 @@ const commands: Record<string, { summary: string; usage: string; options: Option
   --rank N               LoRA rank (default 8)
   --alpha A              LoRA alpha (default 16)
   --rslora               scale alpha/sqrt(rank) instead of alpha/rank
+  --dropout P            LoRA dropout on the adapter's input, 0 ≤ P < 1 (default 0)
   --targets LIST         comma-separated modules (default q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)
   --lr LR                peak learning rate (default 2e-4)
   --schedule S           cosine | linear | constant (default cosine)
@@ -154,6 +155,7 @@ Ctrl-C (or SIGTERM) ends the run after the step under way, with a checkpoint to 
       rank: { type: 'string' },
       alpha: { type: 'string' },
       rslora: { type: 'boolean' },
+      dropout: { type: 'string' },
       targets: { type: 'string' },
       lr: { type: 'string' },
       schedule: { type: 'string' },
@@ -611,7 +613,7 @@ async function trainSft(v: Values): Promise<void> {
     if ((typeof v.model === 'string') === (typeof v.config === 'string'))
       throw new UsageError('--full needs one of --model PATH (the model to train further) and --config CONFIG.json (a fresh model)');
     if (typeof v.config === 'string' && typeof v.tokenizer !== 'string') throw new UsageError('--config needs --tokenizer DIR (the fresh model\'s tokenizer)');
-    const lora = ['rank', 'alpha', 'rslora', 'targets'].filter((k) => v[k] !== undefined);
+    const lora = ['rank', 'alpha', 'rslora', 'dropout', 'targets'].filter((k) => v[k] !== undefined);
     if (lora.length) throw new UsageError(`${lora.map((k) => `--${k}`).join(', ')}: LoRA options, but --full trains every parameter`);
   } else {
     if (typeof v.model !== 'string') throw new UsageError('--model PATH is required (a .gguf file or a Hugging Face model folder)');
@@ -641,6 +643,7 @@ async function trainSft(v: Values): Promise<void> {
     alpha: positive('alpha', d.alpha),
     targets,
     rslora: !!v.rslora,
+    dropout: float(v, 'dropout', d.dropout),
     lr: positive('lr', d.lr),
     schedule: schedule as 'cosine' | 'linear' | 'constant',
     warmup: int(v, 'warmup', d.warmup),
@@ -653,9 +656,10 @@ async function trainSft(v: Values): Promise<void> {
     seed: int(v, 'seed', d.seed),
     checkpointLayers: !!v['checkpoint-layers'],
   };
+  if (!(config.dropout >= 0 && config.dropout < 1)) throw new UsageError(`--dropout must be in [0, 1), got '${v.dropout}'`);
   if (full && config.checkpointLayers) throw new UsageError('--checkpoint-layers is for LoRA runs (full training keeps every activation)');
   const flag: Record<string, keyof typeof config> = {
-    full: 'full', rank: 'rank', alpha: 'alpha', targets: 'targets', rslora: 'rslora', lr: 'lr', schedule: 'schedule', warmup: 'warmup',
+    full: 'full', rank: 'rank', alpha: 'alpha', targets: 'targets', rslora: 'rslora', dropout: 'dropout', lr: 'lr', schedule: 'schedule', warmup: 'warmup',
     'weight-decay': 'weightDecay', 'max-grad-norm': 'maxGradNorm', epochs: 'epochs', batch: 'batch', 'grad-accum': 'gradAccum', 'max-len': 'maxLen', seed: 'seed',
     'checkpoint-layers': 'checkpointLayers',
   };

@@ -194,7 +194,8 @@ export interface NativeModel {
 }
 
 export interface TrainerOptions {
-  init?: { rank: number; alpha: number; targetModules?: string[]; useRslora?: boolean; seed?: number; baseModel?: string };
+  /** dropout: PEFT's lora_dropout, applied to the adapter branch's input in training steps. */
+  init?: { rank: number; alpha: number; targetModules?: string[]; useRslora?: boolean; dropout?: number; seed?: number; baseModel?: string };
   /** A folder NativeTrainer.save wrote. */
   resume?: string;
   /** The model's adapter name for the adapter being trained (default 'training'). */

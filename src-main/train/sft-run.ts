@@ -29,6 +29,8 @@ export interface SftConfig {
   alpha: number;
   targets: string[];
   rslora: boolean;
+  /** LoRA dropout on the adapter branch's input (PEFT's lora_dropout). */
+  dropout: number;
   lr: number;
   schedule: Schedule;
   warmup: number;
@@ -49,6 +51,7 @@ export const SFT_DEFAULTS: SftConfig = {
   alpha: 16,
   targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
   rslora: false,
+  dropout: 0,
   lr: 2e-4,
   schedule: 'cosine',
   warmup: 0,
@@ -216,7 +219,10 @@ export function loraTrainer(model: NativeModel, modelPath: string): SftRun['crea
       resumeFrom
         ? { resume: resumeFrom, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm, checkpointLayers: config.checkpointLayers }
         : {
-            init: { rank: config.rank, alpha: config.alpha, targetModules: config.targets, useRslora: config.rslora, seed: config.seed, baseModel: modelPath },
+            init: {
+              rank: config.rank, alpha: config.alpha, targetModules: config.targets, useRslora: config.rslora, dropout: config.dropout, seed: config.seed,
+              baseModel: modelPath,
+            },
             weightDecay: config.weightDecay,
             maxGradNorm: config.maxGradNorm,
             checkpointLayers: config.checkpointLayers,

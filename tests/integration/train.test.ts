@@ -72,7 +72,7 @@ test('a tiny model memorizes a tiny dataset, then answers with the adapter', () 
   assert.match(JSON.parse(g.stdout).text, /It is 4\./);
 });
 
-test('--checkpoint-layers gives the same losses as keeping every activation, and the memory estimate says what it saves', () => {
+test('--checkpoint-layers gives the same losses as keeping every activation, the memory estimate says what it saves, --dropout is seeded', () => {
   const data = dataset(TINY);
   const run = (...extra: string[]) =>
     aha('train', 'sft', '--model', join(gen, 'qwen3-tiny'), '--data', data, '--out', mkdtempSync(join(tmpdir(), 'aha-train-ckpt-')), '--lr', '1e-2',
@@ -86,6 +86,12 @@ test('--checkpoint-layers gives the same losses as keeping every activation, and
   assert.ok(a.weights > 0 && a.adapter > 0 && a.activations > a.activationsCheckpointed && a.activationsCheckpointed > 0);
   assert.equal(a.total, a.weights + a.activations + a.adapter);
   assert.equal(b.total, b.weights + b.activationsCheckpointed + b.adapter);
+  // --dropout: masks differ from no dropout, and are the same on a second run (seeded by the step)
+  const d1 = run('--dropout', '0.2'), d2 = run('--dropout', '0.2', '--checkpoint-layers');
+  assert.equal(d1.code, 0, d1.stderr);
+  assert.deepEqual(steps(d2.stdout).map((l) => l.loss), steps(d1.stdout).map((l) => l.loss));
+  assert.notDeepEqual(steps(d1.stdout).map((l) => l.loss), steps(plain.stdout).map((l) => l.loss));
+  assert.equal(run('--dropout', '1').code, 2);
   const full = aha('train', 'sft', '--full', '--model', join(gen, 'qwen3-tiny'), '--data', data, '--out', mkdtempSync(join(tmpdir(), 'aha-x-')), '--checkpoint-layers');
   assert.equal(full.code, 2);
   assert.match(full.stderr, /--checkpoint-layers is for LoRA runs/);

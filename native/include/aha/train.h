@@ -25,7 +25,7 @@ struct LoraConfig {
   int64_t rank = 8;                  // r
   double alpha = 16;                 // lora_alpha
   bool use_rslora = false;           // scale alpha/sqrt(r) instead of alpha/r
-  double dropout = 0;                // lora_dropout: parsed and saved; training applies none yet
+  double dropout = 0;                // lora_dropout: applied by LoraTrainer's steps (not by inference or `aha grad`)
   std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
   std::string base_model;            // base_model_name_or_path
 
@@ -101,8 +101,9 @@ struct LoraLossAndGrads {
 // One train-mode forward and backward of the model with the adapter (no optimizer step).
 // checkpoint_layers: activation checkpointing (each layer recomputed in the backward from its
 // saved input; the same numbers, a layer's activations in memory instead of all of them).
+// dropout_seed: non-zero turns the adapter's lora_dropout on (training), its masks drawn from it.
 LoraLossAndGrads lora_loss_and_grads(Model& model, const LoraAdapter& adapter, const std::vector<TrainSequence>& batch, GradPrecision precision,
-                                     bool checkpoint_layers = false);
+                                     bool checkpoint_layers = false, uint64_t dropout_seed = 0);
 
 // Log-prob scoring (GRPO's policy and reference): the prompt is context, the completion scored.
 struct ScoreSequence {

@@ -84,7 +84,23 @@ class Runner {
   }
 
  private:
-  const LoraPair<F>* lora(int64_t l, LoraTarget t) const { return ad_ ? ad_->find(l, t) : nullptr; }
+  const LoraPair<F>* lora(int64_t l, LoraTarget t) const { return ad_ && l >= 0 ? ad_->find(l, t) : nullptr; }
+
+  // x [T, in] with LoRA dropout applied for layer l's target t (PackedBatch::lora_dropout): kept
+  // elements scaled by 1/(1 − p), the mask a hash of (seed, layer, target, element index).
+  std::vector<F> dropped(const std::vector<F>& x, int64_t l, LoraTarget t) const {
+    auto mix = [](uint64_t z) {  // splitmix64's finalizer
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+      return z ^ (z >> 31);
+    };
+    const double p = b_.lora_dropout;
+    const F keep = F(1.0 / (1.0 - p));
+    const uint64_t base = mix(b_.dropout_seed + 0x9e3779b97f4a7c15ULL * uint64_t(l * 16 + int64_t(t) + 1));
+    std::vector<F> d(x.size());
+    for (size_t i = 0; i < x.size(); i++) d[i] = double(mix(base + i) >> 11) * 0x1.0p-53 < p ? F(0) : x[i] * keep;
+    return d;
+  }
 
   // Full training: where weight W's gradient accumulates; null for LoRA (frozen weights) or W null.
   F* wgrad(const Tensor* W) const {
@@ -121,10 +137,17 @@ class Runner {
   }
 
   // y[T, out] = x Wᵀ + bias + scale · (x Aᵀ) Bᵀ, saving x Aᵀ in xa.
-  void linear(std::vector<F>& y, std::vector<F>& xa, const std::vector<F>& x, const Tensor& W, const Tensor* bias, const LoraPair<F>* p) {
+  void linear(std::vector<F>& y, std::vector<F>& xa, const std::vector<F>& x, const Tensor& W, const Tensor* bias, int64_t l, LoraTarget t) {
+    const LoraPair<F>* p = lora(l, t);
     const int64_t out = W.rows();
     y.resize(size_t(T_ * out));
     if (p) xa.resize(size_t(T_ * r_));
+    if (p && b_.lora_dropout > 0) {  // base on x, the adapter branch on dropout(x)
+      linear(y, xa, x, W, bias, -1, t);
+      const std::vector<F> xd = dropped(x, l, t);
+      lora_add(y.data(), xa.data(), xd.data(), p->A.data(), p->B.data(), scale_, T_, p->in, p->out, r_, &pool_);
+      return;
+    }
     if constexpr (std::is_same_v<F, float>) {
       matmul(W, x.data(), T_, y.data(), pool_, mm_);
       if (bias)
@@ -143,8 +166,22 @@ class Runner {
                        int64_t l, LoraTarget t, LoraSet<F>* g) {
     const LoraPair<F>* p = lora(l, t);
     LoraPair<F>* gp = p && g ? g->find(l, t) : nullptr;
-    lora_linear_backward(dx, gp ? gp->A.data() : nullptr, gp ? gp->B.data() : nullptr, dy.data(), x.data(), p ? xa.data() : nullptr, W,
-                         p ? p->A.data() : nullptr, p ? p->B.data() : nullptr, scale_, T_, r_, &pool_);
+    if (p && b_.lora_dropout > 0) {
+      // dx = dy W + dropout'(scale (dy B) A): the adapter branch's input gradient goes back
+      // through the same mask; dA sees the dropped input.
+      if (dx) matmul_backward_input(dx, dy.data(), W, T_, &pool_);
+      const std::vector<F> xd = dropped(x, l, t);
+      std::vector<F> dl(dx ? x.size() : 0, F(0));
+      lora_linear_backward(dx ? dl.data() : nullptr, gp ? gp->A.data() : nullptr, gp ? gp->B.data() : nullptr, dy.data(), xd.data(), xa.data(), W,
+                           p->A.data(), p->B.data(), scale_, T_, r_, &pool_, false);
+      if (dx) {
+        const std::vector<F> dd = dropped(dl, l, t);
+        for (size_t i = 0; i < dd.size(); i++) dx[i] += dd[i];
+      }
+    } else {
+      lora_linear_backward(dx, gp ? gp->A.data() : nullptr, gp ? gp->B.data() : nullptr, dy.data(), x.data(), p ? xa.data() : nullptr, W,
+                           p ? p->A.data() : nullptr, p ? p->B.data() : nullptr, scale_, T_, r_, &pool_);
+    }
     if (F* dW = wgrad(&W)) linear_backward_weight(dW, wgrad(bias), dy.data(), x.data(), T_, W.ne[0], W.rows(), &pool_);
   }
 
@@ -156,9 +193,9 @@ class Runner {
     S.rstd1.resize(size_t(T_));
     S.xn1.resize(size_t(T_ * H));
     rmsnorm_forward(S.xn1.data(), S.rstd1.data(), x.data(), f32(L.attn_norm), T_, H, c_.rms_norm_eps);
-    linear(L.q_norm ? S.q_raw : S.q, S.xa_q, S.xn1, *L.wq, L.bq, lora(l, LoraTarget::QProj));
-    linear(L.k_norm ? S.k_raw : S.k, S.xa_k, S.xn1, *L.wk, L.bk, lora(l, LoraTarget::KProj));
-    linear(S.v, S.xa_v, S.xn1, *L.wv, L.bv, lora(l, LoraTarget::VProj));
+    linear(L.q_norm ? S.q_raw : S.q, S.xa_q, S.xn1, *L.wq, L.bq, l, LoraTarget::QProj);
+    linear(L.k_norm ? S.k_raw : S.k, S.xa_k, S.xn1, *L.wk, L.bk, l, LoraTarget::KProj);
+    linear(S.v, S.xa_v, S.xn1, *L.wv, L.bv, l, LoraTarget::VProj);
     if (L.q_norm) {
       S.q.resize(S.q_raw.size());
       S.k.resize(S.k_raw.size());
@@ -173,7 +210,7 @@ class Runner {
     S.lse.resize(size_t(nh * T_));
     attention_forward(S.attn.data(), S.lse.data(), S.q.data(), S.k.data(), S.v.data(), b_.seq_begin.data(), T_, nh, nkv, hd, &pool_);
     std::vector<F> proj;
-    linear(proj, S.xa_o, S.attn, *L.wo, L.bo, lora(l, LoraTarget::OProj));
+    linear(proj, S.xa_o, S.attn, *L.wo, L.bo, l, LoraTarget::OProj);
     for (size_t i = 0; i < x.size(); i++) x[i] += proj[i];
     S.x_mid = x;
   }
@@ -185,12 +222,12 @@ class Runner {
     S.rstd2.resize(size_t(T_));
     S.xn2.resize(size_t(T_ * H));
     rmsnorm_forward(S.xn2.data(), S.rstd2.data(), x.data(), f32(L.ffn_norm), T_, H, c_.rms_norm_eps);
-    linear(S.gate, S.xa_gate, S.xn2, *L.w_gate, nullptr, lora(l, LoraTarget::GateProj));
-    linear(S.up, S.xa_up, S.xn2, *L.w_up, nullptr, lora(l, LoraTarget::UpProj));
+    linear(S.gate, S.xa_gate, S.xn2, *L.w_gate, nullptr, l, LoraTarget::GateProj);
+    linear(S.up, S.xa_up, S.xn2, *L.w_up, nullptr, l, LoraTarget::UpProj);
     S.h.resize(S.gate.size());
     swiglu_forward(S.h.data(), S.gate.data(), S.up.data(), int64_t(S.h.size()));
     std::vector<F> proj;
-    linear(proj, S.xa_down, S.h, *L.w_down, nullptr, lora(l, LoraTarget::DownProj));
+    linear(proj, S.xa_down, S.h, *L.w_down, nullptr, l, LoraTarget::DownProj);
     for (size_t i = 0; i < x.size(); i++) x[i] += proj[i];
   }
 
@@ -398,13 +435,17 @@ LoraSet<F> zeros_like(const LoraSet<float>& s) {
 }  // namespace
 
 LoraLossAndGrads lora_loss_and_grads(Model& model, const LoraAdapter& adapter, const std::vector<TrainSequence>& batch, GradPrecision precision,
-                                     bool checkpoint_layers) {
+                                     bool checkpoint_layers, uint64_t dropout_seed) {
   const DenseModel& dm = model.dense_model();
   const ModelConfig& c = dm.config();
   if (adapter.weights().n_layers != c.num_hidden_layers)
     throw Error("the adapter has " + std::to_string(adapter.weights().n_layers) + " layers, the model " + std::to_string(c.num_hidden_layers));
   train::PackedBatch b = train::pack_sequences(batch, c);
   b.checkpoint_layers = checkpoint_layers;
+  if (dropout_seed) {
+    b.lora_dropout = adapter.config().dropout;
+    b.dropout_seed = dropout_seed;
+  }
   LoraLossAndGrads out;
   out.target_tokens = b.n_targets;
   if (precision == GradPrecision::F64) {

@@ -27,6 +27,11 @@ struct PackedBatch {
   // Activation checkpointing: the forward keeps only each layer's input; the backward recomputes
   // the layer's activations from it just before its backward (one layer's worth alive at a time).
   bool checkpoint_layers = false;
+  // LoRA dropout (PEFT's lora_dropout, training only): each element of an adapted projection's
+  // input to the adapter branch is dropped with this probability (the rest scaled by 1/(1 − p)),
+  // by a hash of (dropout_seed, layer, target, position), so every pass over the batch agrees.
+  double lora_dropout = 0;
+  uint64_t dropout_seed = 0;
 };
 
 // Packs HF-style (input_ids, labels) sequences; errors name the sequence and what is wrong.

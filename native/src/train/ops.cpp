@@ -349,9 +349,9 @@ void matmul_backward_input(F* dx, const F* dy, const Tensor& W, int64_t m, Threa
 
 template <class F>
 void lora_linear_backward(F* dx, F* dA, F* dB, const F* dy, const F* x, const F* xa, const Tensor& W, const F* A, const F* B, double scale,
-                          int64_t m, int64_t r, ThreadPool* pool) {
+                          int64_t m, int64_t r, ThreadPool* pool, bool base) {
   const int64_t in = W.ne[0], out = W.rows();
-  if (dx) matmul_backward_input(dx, dy, W, m, pool);
+  if (dx && base) matmul_backward_input(dx, dy, W, m, pool);
   if (!A) return;
   if constexpr (std::is_same_v<F, float>) {
     // The same four products in f32 on the gemm kernel: g = dy B; dBᵀ = scale xaᵀ dy;
@@ -592,7 +592,7 @@ void lm_head_logprobs(F* dx, F* dW, double* logp, double* entropy, const F* x, c
   template void lora_linear_forward<F>(F*, F*, const F*, const Tensor&, const float*, const F*, const F*, double, int64_t, int64_t,        \
                                        ThreadPool*);                                                                                      \
   template void lora_linear_backward<F>(F*, F*, F*, const F*, const F*, const F*, const Tensor&, const F*, const F*, double, int64_t,      \
-                                        int64_t, ThreadPool*);                                                                            \
+                                        int64_t, ThreadPool*, bool);                                                                            \
   template void lora_add<F>(F*, F*, const F*, const F*, const F*, double, int64_t, int64_t, int64_t, int64_t, ThreadPool*);              \
   template void linear_backward_weight<F>(F*, F*, const F*, const F*, int64_t, int64_t, int64_t, ThreadPool*);                           \
   template void embedding_backward<F>(F*, const F*, const int32_t*, int64_t, int64_t);                                                   \

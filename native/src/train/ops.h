@@ -61,7 +61,7 @@ void lora_linear_forward(F* y, F* xa, const F* x, const Tensor& W, const float* 
 // dx may be null (the gradient stops here), as may dA/dB (no adapter: A == nullptr).
 template <class F>
 void lora_linear_backward(F* dx, F* dA, F* dB, const F* dy, const F* x, const F* xa, const Tensor& W, const F* A, const F* B, double scale,
-                          int64_t m, int64_t r, ThreadPool* pool);
+                          int64_t m, int64_t r, ThreadPool* pool, bool base = true);  // base: false leaves out dy W (dx gets the LoRA term only)
 
 // The weight's own gradient of y[m, out] = x Wᵀ + bias (full training, every parameter trainable):
 //   dW[out, in] += dyᵀ x;  dbias[out] += Σ_i dy[i] (dbias may be null).

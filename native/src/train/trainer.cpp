@@ -90,7 +90,13 @@ LoraTrainer::LoraTrainer(const ModelConfig& mc, LoraAdapter adapter, const Optio
 TrainStepResult LoraTrainer::step(Model& model, const std::vector<std::vector<TrainSequence>>& micro_batches, double lr) {
   LoraSet<double> acc;
   TrainStepResult r = accumulate(
-      micro_batches, lr, [&](const std::vector<TrainSequence>& mb) { return lora_loss_and_grads(model, adapter_, mb, GradPrecision::F32, o_.checkpoint_layers); }, acc);
+      micro_batches, lr,
+      [&](const std::vector<TrainSequence>& mb) {
+        // Dropout masks differ per step and micro-batch and come back the same after a resume.
+        const uint64_t seed = uint64_t(opt_.steps() + 1) * 1000003ULL + uint64_t(&mb - micro_batches.data()) + 1;
+        return lora_loss_and_grads(model, adapter_, mb, GradPrecision::F32, o_.checkpoint_layers, seed);
+      },
+      acc);
   const AppliedStep a = apply_gradients(model, acc, r.loss, lr);
   r.grad_norm = a.grad_norm;
   r.step = a.step;
