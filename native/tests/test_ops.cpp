@@ -233,8 +233,8 @@ TEST(ops_matmul_many_matches_reference) {
     CHECK_MSG(nerr(ys[j], want[j]) < 1e-5, "job " << j << " (" << dtype_name(ws[j].t.dtype) << ", m " << ms[j] << "): error " << nerr(ys[j], want[j]));
 }
 
-// Weights packed at load (kernels.h) through matmul, every ISA with packed kernels, against the
-// scalar reference on the file's layout: row counts that are and are not multiples of the
+// Weights packed at load (kernels.h; q8_0 and q4_K) through matmul, every ISA with packed
+// kernels, against the scalar reference on the file's layout: row counts that are and are not multiples of the
 // 16-row group, an odd and an even number of blocks, decode (1..4 rows), the VNNI micro-tiles'
 // activation tails, AMX's 16-row tails and its hand-off to VNNI (< 8 rows). The pad rows are zero.
 TEST(ops_packed_matmul_matches_reference) {
@@ -243,9 +243,9 @@ TEST(ops_packed_matmul_matches_reference) {
   ThreadPool pool(2);
   MatmulScratch scratch;
   int checked = 0;
-  for (int64_t k : {96, 128, 1536})
+  for (DType t : {DType::Q8_0, DType::Q4_K})
+  for (int64_t k : t == DType::Q8_0 ? std::vector<int64_t>{96, 128, 1536} : std::vector<int64_t>{256, 1536})
     for (int64_t n_out : {16, 70, 200}) {
-      const DType t = DType::Q8_0;
       std::vector<float> wf = randn(size_t(k * n_out), rng, 0.5f);
       std::vector<uint8_t> w(row_bytes(t, k) * size_t(n_out));
       for (int64_t r = 0; r < n_out; r++) quantize_row(t, wf.data() + r * k, w.data() + size_t(r) * row_bytes(t, k), k);
@@ -253,7 +253,7 @@ TEST(ops_packed_matmul_matches_reference) {
       uint8_t* pk = packed.data() + (64 - uintptr_t(packed.data()) % 64) % 64;
       pack_rows(t, w.data(), k, n_out, 0, n_out, pk);
       const size_t rb = row_bytes(t, k);
-      for (int64_t b = 0; b < k / 32; b++)  // pad rows: +128 quants (zero), zero scales
+      for (int64_t b = 0; t == DType::Q8_0 && b < k / 32; b++)  // q8_0's pad rows: +128 quants (zero), zero scales
         for (int64_t r = n_out; r < (n_out + 15) / 16 * 16; r++) {
           const uint8_t* g = pk + size_t(r / 16 * 16) * rb;
           CHECK(g[b * 512 + (r % 16) * 4] == 0x80);
@@ -277,7 +277,7 @@ TEST(ops_packed_matmul_matches_reference) {
           matmul(W, x.data(), m, got.data(), pool, scratch);
           for (size_t i = want.size(); i < got.size(); i++) CHECK(got[i] == -1.0f);  // nothing written past y
           got.resize(want.size());
-          CHECK_MSG(nerr(got, want) < 1e-5, "packed q8_0 " << isa_name(isa) << " k " << k << " n " << n_out << " m " << m << ": error " << nerr(got, want));
+          CHECK_MSG(nerr(got, want) < 1e-5, "packed " << dtype_name(t) << " " << isa_name(isa) << " k " << k << " n " << n_out << " m " << m << ": error " << nerr(got, want));
           checked++;
         }
       }

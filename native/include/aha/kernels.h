@@ -50,7 +50,9 @@ inline const WeightKernel* weight_kernel(DType weight) { return weight_kernel(we
 // q8_0: groups of 16 rows; per block of 32 columns, 8 × 64 bytes (quant dword j of rows 0..15,
 // +128 as u8), then after the group's last block its 16 fp16 scales per block. A group is
 // exactly 16 rows' bytes, so a row that is a multiple of 16 starts where it does in the file;
-// the rows are padded with zero rows to a multiple of 16.
+// the rows are padded with zero rows to a multiple of 16. q4_K: the same groups; per super-block
+// 32 × 64 bytes of quants (sub-block j, dword u: each row's values 8u..8u+3 in the low nibbles,
+// 8u+4..8u+7 in the high), then the 16 rows' d and dmin, then their 12 scale bytes transposed.
 bool has_packed_layout(DType weight);
 size_t packed_bytes(DType weight, int64_t k, int64_t rows);  // rows rounded up to 16
 // Packs rows [r0, r1) (multiples of 16, or r1 = rows) of the matrix at src (row_bytes apart)

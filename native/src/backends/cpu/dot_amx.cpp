@@ -153,6 +153,44 @@ struct WQ45K {
   }
 };
 
+// q4_K packed at load (packed.cpp / dot_avx512_impl.h): a whole 16-row group at a time.
+struct WQ4Kx16 {
+  static constexpr DType kType = DType::Q4_K;
+  static constexpr int kSub = 32;
+  static constexpr bool kHasMin = true;
+  static constexpr bool kGrouped = true;
+  // 16 rows of k values → q (rows k apart), scale and min (rows k / 32 apart).
+  static void unpack_group(const uint8_t* g, int64_t k, int8_t* q, float* scale, float* min) {
+    const int64_t ns = k / 32;
+    for (int64_t sb = 0; sb < k / QK_K; sb++) {
+      const uint8_t* o = g + size_t(sb) * 16 * sizeof(block_q4_K);
+      for (int r = 0; r < 16; r++) {
+        uint8_t bytes[12];
+        for (int b = 0; b < 12; b++) bytes[b] = o[2112 + 16 * b + r];
+        const float d = h2f(o + 2048 + 2 * r), dmin = h2f(o + 2080 + 2 * r);
+        for (int j = 0; j < 8; j++) {
+          uint8_t sc, mn;
+          get_scale_min_k4(j, bytes, &sc, &mn);
+          scale[r * ns + 8 * sb + j] = d * float(sc);
+          min[r * ns + 8 * sb + j] = -dmin * float(mn);
+        }
+        int8_t* qr = q + size_t(r) * size_t(k) + size_t(QK_K * sb);
+        for (int j = 0; j < 8; j++)
+          for (int u = 0; u < 4; u++) {
+            const uint8_t* dw = o + ((j * 4 + u) * 16 + r) * 4;
+            for (int i = 0; i < 4; i++) {
+              qr[32 * j + 8 * u + i] = int8_t(dw[i] & 0x0F);
+              qr[32 * j + 8 * u + 4 + i] = int8_t(dw[i] >> 4);
+            }
+          }
+      }
+    }
+  }
+};
+
+template <class W>
+constexpr bool kGroupedUnpack = requires { W::kGrouped; };
+
 // q6_K: sub-block j of 16 is d scales[j] (q - 32).
 struct WQ6K {
   static constexpr DType kType = DType::Q6_K;
@@ -249,8 +287,13 @@ void tile_amx(int64_t k, const void* wv, size_t ws, int nw, const void* av, size
   if (na < kMinActRows) {
     static const DotTileFn vnni = [] {
       const CpuDotKernels& t = avx512vnni::kDot;
-      for (int i = 0; i < t.n; i++)
-        if (t.kernels[i].weight == W::kType) return t.kernels[i].tile;
+      if constexpr (kGroupedUnpack<W>) {
+        for (int i = 0; i < t.n_packed; i++)
+          if (t.packed[i].weight == W::kType) return t.packed[i].tile;
+      } else {
+        for (int i = 0; i < t.n; i++)
+          if (t.kernels[i].weight == W::kType) return t.kernels[i].tile;
+      }
       return DotTileFn(nullptr);
     }();
     return vnni(k, wv, ws, nw, av, as, na, y, ys);
@@ -269,9 +312,17 @@ void tile_amx(int64_t k, const void* wv, size_t ws, int nw, const void* av, size
   for (int j0 = 0; j0 < nw; j0 += 32) {
     const int rows = std::min(32, nw - j0);
     for (int r = 0; r < 32; r++) {
-      if (r < rows) {
+      if constexpr (kGroupedUnpack<W>) {
+        if (r % 16 == 0 && r < rows) {  // a whole group (its rows past nw are zero in the packed matrix)
+          W::unpack_group(w + size_t(j0 + r) * ws, k, wq.data() + size_t(r) * size_t(k), wsc.data() + size_t(r * ns), wmn.data() + size_t(r * ns));
+          r += 15;
+          continue;
+        }
+      } else if (r < rows) {
         W::unpack(w + size_t(j0 + r) * ws, k, wq.data() + size_t(r) * size_t(k), wsc.data() + size_t(r * ns), wmn.data() + size_t(r * ns));
-      } else {
+        continue;
+      }
+      {
         std::memset(wq.data() + size_t(r) * size_t(k), 0, size_t(k));
         std::memset(wsc.data() + size_t(r * ns), 0, size_t(ns) * sizeof(float));
         std::memset(wmn.data() + size_t(r * ns), 0, size_t(ns) * sizeof(float));
@@ -427,6 +478,7 @@ void tile_amx_q8_0x16(int64_t k, const void* wv, size_t ws, int nw, const void* 
 
 const WeightKernel kPacked[] = {
     {DType::Q8_0, DType::Q8_0, tile_amx_q8_0x16, 0, 0},
+    {DType::Q4_K, DType::Q8_K, tile_amx<WQ4Kx16, DType::Q8_K>, 0, 0},
 };
 
 const WeightKernel kKernels[] = {

@@ -678,8 +678,114 @@ void tile_q8_0x16(int64_t k, const void* wv, size_t ws, int nw, const void* av, 
   }
 }
 
+// ---- q4_K weights packed at load (packed.cpp): per 16-row group and super-block, 32 zmm of
+// quants (sub-block j, dword u: for each row, values 8u..8u+3 in the low nibbles and 8u+4..8u+7
+// in the high), then d and dmin of the 16 rows (fp16), then the 12 scale bytes transposed (byte b
+// of rows 0..15 together), so the 6-bit scales and mins of 16 rows unpack in a few xmm ops.
+constexpr size_t kQ4KSb = 16 * sizeof(block_q4_K);
+
+// Sub-block j's scales (sc) and mins (mn) of the 16 rows as s32 lanes (get_scale_min_k4 on 16 rows).
+inline void q4k_scales16(const uint8_t* t, __m512i (&sc)[8], __m512i (&mn)[8]) {
+  __m128i b[12];
+  for (int k = 0; k < 12; k++) b[k] = load128(t + 16 * k);
+  const __m128i m63 = _mm_set1_epi8(63), m15 = _mm_set1_epi8(15);
+  auto hi2 = [](__m128i x) { return _mm_and_si128(_mm_srli_epi16(x, 6), _mm_set1_epi8(3)); };  // bits 6-7 as 0..3
+  for (int j = 0; j < 4; j++) {
+    sc[j] = _mm512_cvtepu8_epi32(_mm_and_si128(b[j], m63));
+    mn[j] = _mm512_cvtepu8_epi32(_mm_and_si128(b[j + 4], m63));
+  }
+  for (int j = 4; j < 8; j++) {
+    const __m128i lo_sc = _mm_and_si128(b[j + 4], m15), lo_mn = _mm_and_si128(_mm_srli_epi16(b[j + 4], 4), m15);
+    sc[j] = _mm512_cvtepu8_epi32(_mm_or_si128(lo_sc, _mm_slli_epi16(hi2(b[j - 4]), 4)));
+    mn[j] = _mm512_cvtepu8_epi32(_mm_or_si128(lo_mn, _mm_slli_epi16(hi2(b[j]), 4)));
+  }
+}
+
+// G groups x RA activation rows (q8_K); the last group has `live` rows to store.
+template <int G, int RA>
+void micro_q4kx16(int64_t nsb, const uint8_t* w, size_t gs, const uint8_t* a, size_t as, float* y, size_t ys, int live) {
+  __m512 acc[G][RA];
+  for (auto& row : acc)
+    for (auto& v : row) v = _mm512_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  for (int64_t sb = 0; sb < nsb; sb++) {
+#pragma GCC unroll 4
+    for (int g = 0; g < G; g++) {
+      const uint8_t* q = w + size_t(g) * gs + size_t(sb) * kQ4KSb;
+      __m512i sc[8], mn[8];
+      q4k_scales16(q + 2112, sc, mn);
+      const __m512 d = _mm512_cvtph_ps(load256(q + 2048)), dmin = _mm512_cvtph_ps(load256(q + 2080));
+      __m512i isum[RA], msum[RA];
+      for (int c = 0; c < RA; c++) isum[c] = msum[c] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; j++) {
+        __m512i lo[4], hi[4];
+#pragma GCC unroll 4
+        for (int u = 0; u < 4; u++) {
+          const __m512i v = load512(q + 64 * (4 * j + u));
+          lo[u] = _mm512_and_si512(v, m4);
+          hi[u] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < RA; c++) {
+          const uint8_t* ab = a + size_t(c) * as + size_t(sb) * sizeof(block_q8_K);
+          const uint8_t* aq = ab + 4 + 32 * j;
+          __m512i s = _mm512_setzero_si512();
+#pragma GCC unroll 4
+          for (int u = 0; u < 4; u++) {
+            s = _mm512_dpbusd_epi32(s, lo[u], _mm512_set1_epi32(int(ld32(aq + 8 * u))));
+            s = _mm512_dpbusd_epi32(s, hi[u], _mm512_set1_epi32(int(ld32(aq + 8 * u + 4))));
+          }
+          isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(s, sc[j]));
+          const int bs = int(int16_t(ld16(ab + 260 + 4 * j))) + int(int16_t(ld16(ab + 262 + 4 * j)));
+          msum[c] = _mm512_add_epi32(msum[c], _mm512_mullo_epi32(mn[j], _mm512_set1_epi32(bs)));
+        }
+      }
+#pragma GCC unroll 4
+      for (int c = 0; c < RA; c++) {
+        const __m512 da = _mm512_set1_ps(ldf(a + size_t(c) * as + size_t(sb) * sizeof(block_q8_K)));
+        acc[g][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(d, da), acc[g][c]);
+        acc[g][c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum[c]), _mm512_mul_ps(dmin, da), acc[g][c]);
+      }
+    }
+  }
+  for (int g = 0; g < G; g++)
+    for (int c = 0; c < RA; c++) {
+      float* out = y + size_t(c) * ys + size_t(g) * kPackGroup;
+      if (g == G - 1 && live < kPackGroup) _mm512_mask_storeu_ps(out, __mmask16((1u << live) - 1), acc[g][c]);
+      else _mm512_storeu_ps(out, acc[g][c]);
+    }
+}
+
+using Q4KMicroFn = void (*)(int64_t, const uint8_t*, size_t, const uint8_t*, size_t, float*, size_t, int);
+template <int G, int... RA>
+constexpr std::array<Q4KMicroFn, sizeof...(RA)> q4k_row(std::integer_sequence<int, RA...>) {
+  return {&micro_q4kx16<G, RA + 1>...};
+}
+
+void tile_q4_Kx16(int64_t k, const void* wv, size_t ws, int nw, const void* av, size_t as, int na, float* y, size_t ys) {
+  static constexpr std::array<std::array<Q4KMicroFn, 4>, 4> grid = {
+      q4k_row<1>(std::make_integer_sequence<int, 4>()), q4k_row<2>(std::make_integer_sequence<int, 4>()),
+      q4k_row<3>(std::make_integer_sequence<int, 4>()), q4k_row<4>(std::make_integer_sequence<int, 4>())};
+  const int64_t nsb = k / QK_K;
+  const uint8_t* w = static_cast<const uint8_t*>(wv);
+  const uint8_t* a = static_cast<const uint8_t*>(av);
+  const size_t gs = size_t(kPackGroup) * ws;
+  const int ng = (nw + kPackGroup - 1) / kPackGroup;
+  const int gmax = na == 1 ? 4 : 2;
+  for (int c0 = 0; c0 < na; c0 += 4) {
+    const int ra = std::min(4, na - c0);
+    for (int g0 = 0; g0 < ng; g0 += gmax) {
+      const int gn = std::min(gmax, ng - g0);
+      const int live = std::min(kPackGroup, nw - (g0 + gn - 1) * kPackGroup);
+      grid[size_t(gn - 1)][size_t(ra - 1)](nsb, w + size_t(g0) * gs, gs, a + size_t(c0) * as, as, y + size_t(c0) * ys + size_t(g0) * kPackGroup, ys, live);
+    }
+  }
+}
+
 const WeightKernel kPacked[] = {
     {DType::Q8_0, DType::Q8_0, tile_q8_0x16},
+    {DType::Q4_K, DType::Q8_K, tile_q4_Kx16},
 };
 #endif
 
