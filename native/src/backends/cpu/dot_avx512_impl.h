@@ -600,6 +600,29 @@ void tile_q(int64_t k, const void* w, size_t ws, int nw, const void* a, size_t a
 // reductions are gone: lane r of a group's accumulator is row r.
 constexpr int kPackGroup = 16;
 
+// Lane r of acc[g][c] is row 16 g + r for activation row c; the last group has `live` rows.
+template <int G, int RA>
+inline void store_groups(__m512 (&acc)[G][RA], float* y, size_t ys, int live) {
+  for (int g = 0; g < G; g++)
+    for (int c = 0; c < RA; c++) {
+      float* out = y + size_t(c) * ys + size_t(g) * kPackGroup;
+      if (g == G - 1 && live < kPackGroup) _mm512_mask_storeu_ps(out, __mmask16((1u << live) - 1), acc[g][c]);
+      else _mm512_storeu_ps(out, acc[g][c]);
+    }
+}
+
+// A packed tile's micro-tiles: decode (one activation row) sweeps 4 groups at once; more rows,
+// 2 groups × up to 4 rows. micro(groups, rows, first group, first row, live rows of the last group).
+template <class Micro>
+inline void sweep_packed(int nw, int na, Micro&& micro) {
+  const int ng = (nw + kPackGroup - 1) / kPackGroup, gmax = na == 1 ? 4 : 2;
+  for (int c0 = 0; c0 < na; c0 += 4)
+    for (int g0 = 0; g0 < ng; g0 += gmax) {
+      const int gn = std::min(gmax, ng - g0);
+      micro(gn, std::min(4, na - c0), g0, c0, std::min(kPackGroup, nw - (g0 + gn - 1) * kPackGroup));
+    }
+}
+
 // G groups x RA activation rows; the last group has `live` rows to store.
 template <int G, int RA>
 void micro_q8x16(int64_t nb, const uint8_t* w, size_t gs, const uint8_t* a, size_t as, const int32_t* corr, float* y,
@@ -634,12 +657,7 @@ void micro_q8x16(int64_t nb, const uint8_t* w, size_t gs, const uint8_t* a, size
         acc[g][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0[c], s1[c])), _mm512_mul_ps(sw, da[c]), acc[g][c]);
     }
   }
-  for (int g = 0; g < G; g++)
-    for (int c = 0; c < RA; c++) {
-      float* out = y + size_t(c) * ys + size_t(g) * kPackGroup;
-      if (g == G - 1 && live < kPackGroup) _mm512_mask_storeu_ps(out, __mmask16((1u << live) - 1), acc[g][c]);
-      else _mm512_storeu_ps(out, acc[g][c]);
-    }
+  store_groups<G, RA>(acc, y, ys, live);
 }
 
 using PackedMicroFn = void (*)(int64_t, const uint8_t*, size_t, const uint8_t*, size_t, const int32_t*, float*, size_t, int);
@@ -649,7 +667,6 @@ constexpr std::array<PackedMicroFn, sizeof...(RA)> packed_row(std::integer_seque
   return {&micro_q8x16<G, RA + 1>...};
 }
 
-// Decode (one activation row) sweeps 4 groups at once; more rows, 2 groups x up to 4 rows.
 void tile_q8_0x16(int64_t k, const void* wv, size_t ws, int nw, const void* av, size_t as, int na, float* y, size_t ys) {
   static constexpr std::array<std::array<PackedMicroFn, 4>, 4> grid = {
       packed_row<1>(std::make_integer_sequence<int, 4>()), packed_row<2>(std::make_integer_sequence<int, 4>()),
@@ -666,16 +683,10 @@ void tile_q8_0x16(int64_t k, const void* wv, size_t ws, int nw, const void* av, 
       const __m512i s = _mm512_madd_epi16(_mm512_cvtepi8_epi16(q), _mm512_set1_epi16(1));
       corr[size_t(c * nb + b)] = -128 * _mm512_reduce_add_epi32(s);
     }
-  const int ng = (nw + kPackGroup - 1) / kPackGroup;
-  const int gmax = na == 1 ? 4 : 2;
-  for (int c0 = 0; c0 < na; c0 += 4) {
-    const int ra = std::min(4, na - c0);
-    for (int g0 = 0; g0 < ng; g0 += gmax) {
-      const int gn = std::min(gmax, ng - g0);
-      const int live = std::min(kPackGroup, nw - (g0 + gn - 1) * kPackGroup);
-      grid[size_t(gn - 1)][size_t(ra - 1)](nb, w + size_t(g0) * gs, gs, a + size_t(c0) * as, as, corr.data() + size_t(c0 * nb), y + size_t(c0) * ys + size_t(g0) * kPackGroup, ys, live);
-    }
-  }
+  sweep_packed(nw, na, [&](int gn, int ra, int g0, int c0, int live) {
+    grid[size_t(gn - 1)][size_t(ra - 1)](nb, w + size_t(g0) * gs, gs, a + size_t(c0) * as, as, corr.data() + size_t(c0 * nb),
+                                         y + size_t(c0) * ys + size_t(g0) * kPackGroup, ys, live);
+  });
 }
 
 // ---- q4_K weights packed at load (packed.cpp): per 16-row group and super-block, 32 zmm of
@@ -749,12 +760,7 @@ void micro_q4kx16(int64_t nsb, const uint8_t* w, size_t gs, const uint8_t* a, si
       }
     }
   }
-  for (int g = 0; g < G; g++)
-    for (int c = 0; c < RA; c++) {
-      float* out = y + size_t(c) * ys + size_t(g) * kPackGroup;
-      if (g == G - 1 && live < kPackGroup) _mm512_mask_storeu_ps(out, __mmask16((1u << live) - 1), acc[g][c]);
-      else _mm512_storeu_ps(out, acc[g][c]);
-    }
+  store_groups<G, RA>(acc, y, ys, live);
 }
 
 using Q4KMicroFn = void (*)(int64_t, const uint8_t*, size_t, const uint8_t*, size_t, float*, size_t, int);
@@ -771,16 +777,9 @@ void tile_q4_Kx16(int64_t k, const void* wv, size_t ws, int nw, const void* av, 
   const uint8_t* w = static_cast<const uint8_t*>(wv);
   const uint8_t* a = static_cast<const uint8_t*>(av);
   const size_t gs = size_t(kPackGroup) * ws;
-  const int ng = (nw + kPackGroup - 1) / kPackGroup;
-  const int gmax = na == 1 ? 4 : 2;
-  for (int c0 = 0; c0 < na; c0 += 4) {
-    const int ra = std::min(4, na - c0);
-    for (int g0 = 0; g0 < ng; g0 += gmax) {
-      const int gn = std::min(gmax, ng - g0);
-      const int live = std::min(kPackGroup, nw - (g0 + gn - 1) * kPackGroup);
-      grid[size_t(gn - 1)][size_t(ra - 1)](nsb, w + size_t(g0) * gs, gs, a + size_t(c0) * as, as, y + size_t(c0) * ys + size_t(g0) * kPackGroup, ys, live);
-    }
-  }
+  sweep_packed(nw, na, [&](int gn, int ra, int g0, int c0, int live) {
+    grid[size_t(gn - 1)][size_t(ra - 1)](nsb, w + size_t(g0) * gs, gs, a + size_t(c0) * as, as, y + size_t(c0) * ys + size_t(g0) * kPackGroup, ys, live);
+  });
 }
 
 const WeightKernel kPacked[] = {
