@@ -4,31 +4,15 @@
 // a model trains further from its folder or from a GGUF; bad combinations give clear errors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeByteTokenizer } from '../fixtures/byte-tokenizer.ts';
-import { aha, readSafetensors, root, testEnv } from './helpers.ts';
+import { aha, dataset, killAtCheckpoint, lines, readSafetensors, root, steps } from './helpers.ts';
 
 const gen = join(root, 'tests/fixtures/generated');
-const cli = join(root, 'bin/aha.mjs');
 
-interface Line {
-  event: string;
-  step: number;
-  loss: number;
-  lr: number;
-  grad_norm: number;
-  model?: string;
-}
 
-const lines = (stdout: string) =>
-  stdout
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Line);
-const steps = (stdout: string) => lines(stdout).filter((l) => l.event === 'step');
 
 const tmp = (name: string) => mkdtempSync(join(tmpdir(), `aha-full-${name}-`));
 
@@ -47,11 +31,6 @@ function fresh(): { tokenizer: string; config: string } {
   return { tokenizer: writeByteTokenizer(join(dir, 'tokenizer')), config };
 }
 
-function dataset(rows: unknown[]): string {
-  const file = join(tmp('data'), 'data.jsonl');
-  writeFileSync(file, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
-  return file;
-}
 
 const TINY = [
   { prompt: 'What is 2+2?', completion: 'It is 4.' },
@@ -121,16 +100,8 @@ test('a full run killed with SIGKILL resumes exactly: the same losses and the sa
   assert.equal(want.length, 10);
 
   const killed = tmp('killed');
-  const child = spawn(process.execPath, [cli, ...args(killed)], { cwd: root, env: testEnv });
-  let got = '';
-  await new Promise<void>((res) => {
-    child.stdout.on('data', (d: Buffer) => {
-      got += d.toString();
-      if (lines(got.slice(0, got.lastIndexOf('\n') + 1)).some((l) => l.event === 'checkpoint' && l.step === 3)) child.kill('SIGKILL');
-    });
-    child.on('exit', () => res());
-  });
-  assert.equal(child.signalCode, 'SIGKILL');
+  const k = await killAtCheckpoint(args(killed), 3);
+  assert.equal(k.signal, 'SIGKILL');
   assert.ok(!existsSync(join(killed, 'model.safetensors')), 'the run was killed before its end');
   // a checkpoint is a model folder too
   for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'optimizer.safetensors', 'optimizer.json', 'trainer_state.json'])

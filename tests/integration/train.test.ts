@@ -8,28 +8,12 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { aha, root, testEnv } from './helpers.ts';
+import { aha, dataset, killAtCheckpoint, lines, root, steps, testEnv } from './helpers.ts';
 
 const gen = join(root, 'tests/fixtures/generated');
 const cli = join(root, 'bin/aha.mjs');
 
-interface Line {
-  event: string;
-  step: number;
-  loss: number;
-  lr: number;
-  grad_norm: number;
-  tokens_per_s: number;
-  path?: string;
-  last_loss?: number;
-}
 
-const lines = (stdout: string) =>
-  stdout
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Line);
-const steps = (stdout: string) => lines(stdout).filter((l) => l.event === 'step');
 
 const TINY = [
   { prompt: 'What is 2+2?', completion: 'It is 4.' },
@@ -38,12 +22,6 @@ const TINY = [
   { prompt: 'Color of the sky?', completion: 'Blue.' },
 ];
 
-function dataset(rows: unknown[]): string {
-  const dir = mkdtempSync(join(tmpdir(), 'aha-train-data-'));
-  const file = join(dir, 'data.jsonl');
-  writeFileSync(file, rows.map((r) => (typeof r === 'string' ? r : JSON.stringify(r))).join('\n') + '\n');
-  return file;
-}
 
 test('a tiny model memorizes a tiny dataset, then answers with the adapter', () => {
   const out = mkdtempSync(join(tmpdir(), 'aha-train-'));
@@ -113,18 +91,10 @@ test('a run killed with SIGKILL, or stopped with Ctrl-C, resumes exactly: the sa
   assert.notEqual(want[3].loss, want[5].loss);
 
   const killed = mkdtempSync(join(tmpdir(), 'aha-train-killed-'));
-  const child = spawn(process.execPath, [cli, ...args(killed)], { cwd: root, env: testEnv });
-  let got = '';
-  await new Promise<void>((res) => {
-    child.stdout.on('data', (d: Buffer) => {
-      got += d.toString();
-      if (lines(got.slice(0, got.lastIndexOf('\n') + 1)).some((l) => l.event === 'checkpoint' && l.step === 3)) child.kill('SIGKILL');
-    });
-    child.on('exit', () => res());
-  });
-  assert.equal(child.signalCode, 'SIGKILL');
+  const k = await killAtCheckpoint(args(killed), 3);
+  assert.equal(k.signal, 'SIGKILL');
   assert.ok(!existsSync(join(killed, 'adapter_model.safetensors')), 'the run was killed before its end');
-  const before = steps(got.slice(0, got.lastIndexOf('\n') + 1));
+  const before = steps(k.stdout);
   assert.ok(before.length >= 3 && before.length < 10, `killed after ${before.length} steps`);
   before.forEach((l, i) => assert.equal(l.loss, want[i].loss));
 
