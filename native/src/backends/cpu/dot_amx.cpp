@@ -174,16 +174,21 @@ struct WQ4Kx16 {
           scale[r * ns + 8 * sb + j] = d * float(sc);
           min[r * ns + 8 * sb + j] = -dmin * float(mn);
         }
-        int8_t* qr = q + size_t(r) * size_t(k) + size_t(QK_K * sb);
-        for (int j = 0; j < 8; j++)
-          for (int u = 0; u < 4; u++) {
-            const uint8_t* dw = o + ((j * 4 + u) * 16 + r) * 4;
-            for (int i = 0; i < 4; i++) {
-              qr[32 * j + 8 * u + i] = int8_t(dw[i] & 0x0F);
-              qr[32 * j + 8 * u + 4 + i] = int8_t(dw[i] >> 4);
-            }
-          }
       }
+      // Quants: each zmm (j, u) splits into its low and high nibbles, then each row's dword of
+      // each goes to values 8u..8u+3 and 8u+4..8u+7 of its sub-block j.
+      for (int j = 0; j < 8; j++)
+        for (int u = 0; u < 4; u++) {
+          const __m512i v = _mm512_loadu_si512(o + 64 * (4 * j + u)), m4 = _mm512_set1_epi8(0x0F);
+          alignas(64) uint32_t lo[16], hi[16];
+          _mm512_store_si512(lo, _mm512_and_si512(v, m4));
+          _mm512_store_si512(hi, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+          for (int r = 0; r < 16; r++) {
+            int8_t* qr = q + size_t(r) * size_t(k) + size_t(QK_K * sb) + 32 * j + 8 * u;
+            std::memcpy(qr, &lo[r], 4);
+            std::memcpy(qr + 4, &hi[r], 4);
+          }
+        }
     }
   }
 };
