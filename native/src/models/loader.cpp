@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -340,10 +341,23 @@ std::unique_ptr<WeightStore> load_weights(const std::string& path, const std::fu
 
 size_t WeightStore::pack_for_cpu(ThreadPool& pool) {
   if (const char* e = std::getenv("AHA_PACK"); e && !std::strcmp(e, "0")) return 0;
+  auto packable = [&](const std::string& name, const Tensor& t) {
+    if (t.packed || t.ne.size() != 2 || !packed_weight_kernel(t.dtype, active_isa())) return false;
+    return name != "token_embd.weight" || config.tie_word_embeddings;  // an untied table is only read by rows
+  };
+  // The packed copies live in RAM, where the file's pages could be dropped and read again: a
+  // model larger than memory (a big MoE whose experts page in from disk as the router picks
+  // them) must stay mapped. Past half the machine's memory, routed experts stay in the file's
+  // layout; past it even without them, nothing is packed.
+  const double ram = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
+  double all = 0, experts = 0;
+  for (auto& [name, t] : tensors)
+    if (packable(name, t)) (name.find("_exps.") != std::string::npos ? experts : all) += double(t.row_bytes) * double(t.rows());
+  if (ram > 0 && all > 0.5 * ram) return 0;
+  const bool skip_experts = ram > 0 && all + experts > 0.5 * ram;
   size_t total = 0;
   for (auto& [name, t] : tensors) {
-    if (t.packed || t.ne.size() != 2 || !packed_weight_kernel(t.dtype, active_isa())) continue;
-    if (name == "token_embd.weight" && !config.tie_word_embeddings) continue;  // only read by rows
+    if (!packable(name, t) || (skip_experts && name.find("_exps.") != std::string::npos)) continue;
     const int64_t k = t.ne[0], rows = t.ne[1];
     const size_t bytes = packed_bytes(t.dtype, k, rows);
     // 2 MiB aligned so the kernel can back it with huge pages (one TLB entry per 2 MiB streamed).

@@ -23,8 +23,9 @@ struct WeightStore {
 
   // Packs every 2-D matmul weight whose dtype the active ISA has packed kernels for (kernels.h),
   // then lets go of the file's pages of those weights: they come back from the file if
-  // anything reads them again (embedding rows of a tied lm head, training's backward). Off with
-  // AHA_PACK=0. Returns the bytes packed.
+  // anything reads them again (embedding rows of a tied lm head, training's backward). Models
+  // past half the machine's memory keep their routed experts (or everything) in the file's
+  // layout, mapped. Off with AHA_PACK=0. Returns the bytes packed.
   size_t pack_for_cpu(ThreadPool& pool);
 
   const Tensor* find(const std::string& name) const;
