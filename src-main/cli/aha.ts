@@ -487,7 +487,7 @@ async function trainGrpo(v: Values): Promise<void> {
   if (typeof v.model !== 'string') throw new UsageError('--model PATH is required (a .gguf file or a Hugging Face model folder)');
   trainingFlags(v);
   if (typeof v.grader !== 'string' && typeof v['grader-config'] !== 'string') throw new UsageError('--grader LIST (or --grader-config FILE) is required');
-  const { GRPO_DEFAULTS, runGrpo } = await import('../train/grpo-run.ts');
+  const { GRPO_DEFAULTS, rolloutCacheTokens, runGrpo } = await import('../train/grpo-run.ts');
   const { grpoStepRow, sampleRollouts } = await import('../train/record.ts');
   const { SFT_DEFAULTS } = await import('../train/sft-run.ts');
   const { graderFromConfig } = await import('../services/graders/config.ts');
@@ -568,7 +568,15 @@ async function trainGrpo(v: Values): Promise<void> {
   const { json } = session;
   let model: NativeModel | undefined;
   try {
-    model = await native().loadModel(v.model, loadOptions(v), progressBar(json));
+    const { latestCheckpoint } = await import('../train/sft-run.ts');
+    const { readFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    // A resumed run steps with its checkpoint's batch shape (runGrpo refuses a different one given).
+    const resumeFrom = v.resume ? latestCheckpoint(session.out) : undefined;
+    const shape = resumeFrom ? { ...config, ...(JSON.parse(readFileSync(join(resumeFrom, 'trainer_state.json'), 'utf8')) as { config?: object }).config } : config;
+    const opts = loadOptions(v);
+    const cacheTokens = Math.max(opts.cacheTokens ?? 0, rolloutCacheTokens(session.data.text, tokenizer, template, shape));
+    model = await native().loadModel(v.model, { ...opts, cacheTokens }, progressBar(json));
     const res = await runGrpo({
       model, modelPath: v.model, tokenizer, template, graders, dataFile: session.data.label, dataText: session.data.text, out: session.out, config, given,
       resume: !!v.resume,

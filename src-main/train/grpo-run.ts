@@ -122,6 +122,16 @@ export function promptTokens(p: GrpoPrompt, tokenizer: Tokenizer, template: Chat
   return tokenizer.encode(template.render(messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
 }
 
+/**
+ * KV cache tokens a step's rollouts need at most: all promptsPerStep × G completions at once, each
+ * as long as the data's longest prompt plus maxCompletionTokens (a fresh load's default cache, two
+ * contexts, is far too small for a group of a small model's completions).
+ */
+export function rolloutCacheTokens(dataText: string, tokenizer: Tokenizer, template: ChatTemplate, c: Pick<GrpoConfig, 'promptsPerStep' | 'numGenerations' | 'maxCompletionTokens'>): number {
+  const longest = readGrpoPrompts(dataText).prompts.reduce((m, p) => Math.max(m, promptTokens(p, tokenizer, template).length), 0);
+  return c.promptsPerStep * c.numGenerations * (longest + c.maxCompletionTokens);
+}
+
 function validate(c: GrpoConfig): void {
   if (!Number.isInteger(c.numGenerations) || c.numGenerations < 2) throw new Error(`numGenerations must be an integer ≥ 2 (a group needs a spread), got ${c.numGenerations}`);
   if (!Number.isInteger(c.maxCompletionTokens) || c.maxCompletionTokens < 1) throw new Error(`maxCompletionTokens must be an integer ≥ 1, got ${c.maxCompletionTokens}`);
