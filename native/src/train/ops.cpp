@@ -252,14 +252,32 @@ void swiglu_backward(F* dgate, F* dup, const F* dh, const F* gate, const F* up, 
 template <class F>
 void lora_add(F* y, F* xa, const F* x, const F* A, const F* B, double scale, int64_t m, int64_t in, int64_t out, int64_t r, ThreadPool* pool) {
   if constexpr (std::is_same_v<F, float>) {
-    // xa = x Aᵀ, then y += scale · xa Bᵀ: two f32 products on the gemm kernel.
+    // xa = x Aᵀ, then y += scale · xa Bᵀ: A [r, in] and B [out, r] are row-major "weights" of
+    // the engine's f32 matmul kernels as they are (decode, one row, pays for no transpose).
     std::vector<float> own;
     if (!xa) own.resize(size_t(m * r));
     float* a = xa ? xa : own.data();
-    std::fill(a, a + m * r, 0.0f);
-    const std::vector<float> At = transposed(A, r, in), Bt = transposed(B, out, r);
-    par_gemm(pool, m, r, in, 1.0f, x, in, At.data(), r, a, r);
-    par_gemm(pool, m, out, r, float(scale), a, r, Bt.data(), out, y, out);
+    auto as_weight = [](const float* d, int64_t cols, int64_t rows, const char* name) {
+      Tensor t;
+      t.name = name;
+      t.dtype = DType::F32;
+      t.ne = {cols, rows};
+      t.row_bytes = size_t(cols) * sizeof(float);
+      t.data = d;
+      return t;
+    };
+    const Tensor At = as_weight(A, in, r, "lora_A"), Bt = as_weight(B, r, out, "lora_B");
+    std::vector<float> yb(static_cast<size_t>(m * out));
+    MatmulScratch scratch;
+    if (pool) {
+      matmul(At, x, m, a, *pool, scratch);
+      matmul(Bt, a, m, yb.data(), *pool, scratch);
+    } else {
+      matmul_reference(At, x, m, a);
+      matmul_reference(Bt, a, m, yb.data());
+    }
+    const float sc = float(scale);
+    for (size_t i = 0; i < yb.size(); i++) y[i] += sc * yb[i];
     return;
   }
   par(pool, m, [&](int64_t i0, int64_t i1, int) {
