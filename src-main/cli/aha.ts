@@ -22,7 +22,9 @@ const common: Options = {
 const commands: Record<string, { summary: string; usage: string; options: Options; run: (v: Values) => Promise<void> }> = {
   generate: {
     summary: 'generate text from a prompt or a chat message',
-    usage: `aha generate --model PATH (--prompt TEXT | --chat TEXT) [options]
+    usage: `aha generate [--model PATH] (--prompt TEXT | --chat TEXT) [options]
+  --model PATH         a .gguf file or a Hugging Face model folder (default: the built-in tiny model,
+                       resources/default-model, which thinks aloud and adds numbers)
   --prompt TEXT        raw prompt (no template)
   --chat TEXT          a user message, rendered with the model's chat template
   --system TEXT        system message for --chat
@@ -293,7 +295,8 @@ function progressBar(json: boolean): ((p: LoadProgress) => void) | undefined {
 }
 
 async function generate(v: Values): Promise<void> {
-  const path = modelPath(v);
+  const { defaultModelPath } = await import('../services/models/default-model.ts');
+  const path = typeof v.model === 'string' ? v.model : (defaultModelPath() ?? modelPath(v));
   if ((v.prompt === undefined) === (v.chat === undefined)) throw new UsageError('give exactly one of --prompt TEXT or --chat TEXT');
   const json = !!v.json;
   // Loaded on demand: the tokenizer stack is only needed for text.

@@ -14,6 +14,7 @@ import { EngineService } from './engine.ts';
 import { EventBus } from './events.ts';
 import { ModelLibrary } from './models/library.ts';
 import { discoveryFolders } from './models/discover.ts';
+import { DEFAULT_MODEL_NAME, installDefaultModel } from './models/default-model.ts';
 import { workbenchHandlers } from './workbench.ts';
 
 /** Where Aha keeps its database: Electron's userData folder for an app named "Aha". */
@@ -31,6 +32,8 @@ export interface AppOptions {
   shell: AppInfo['shell'];
   /** Home folder scanned for LM Studio and Ollama models (tests point it elsewhere). */
   home?: string;
+  /** Put the built-in default model (resources/default-model) in the library; default true (tests leave it out). */
+  defaultModel?: boolean;
 }
 
 export interface App {
@@ -71,7 +74,19 @@ export async function createApp(opts: AppOptions): Promise<App> {
   const library = new ModelLibrary(db, { home, settings });
   // New LM Studio / Ollama models appear, and vanished files are marked missing, at every start.
   library.refresh();
-  const chat = new ChatService(db, engine, library, bus, settings);
+  // The built-in model: in the library from the first start, and what a chat uses when no model is chosen.
+  let builtin: string | null = null;
+  if (opts.defaultModel !== false) {
+    try {
+      builtin = installDefaultModel(opts.dataDir);
+      if (builtin) library.add(builtin, 'added', DEFAULT_MODEL_NAME);
+    } catch (e) {
+      console.warn(`the built-in model could not be set up: ${(e as Error).message}`);
+      builtin = null;
+    }
+  }
+  const models = { get: (id: number) => library.get(id), fallback: () => (builtin ? library.add(builtin, 'added', DEFAULT_MODEL_NAME) : null) };
+  const chat = new ChatService(db, engine, models, bus, settings);
   const version = appVersion();
   let cpu: { isa: string; physicalCores: number } | null = null;
 

@@ -28,7 +28,7 @@ before(async () => {
   scripted = makeScriptedModel();
   mkdirSync(shots, { recursive: true });
   dir = mkdtempSync(join(tmpdir(), 'aha-e2e-'));
-  app = await createApp({ dataDir: join(dir, 'data'), spawnHost: forkHost(), shell: 'server', home: join(dir, 'home') });
+  app = await createApp({ dataDir: join(dir, 'data'), spawnHost: forkHost(), shell: 'server', home: join(dir, 'home'), defaultModel: false });
   server = await serve(app, { host: '127.0.0.1', port: 0, rendererDir: join(root, 'out/renderer') });
   // A fresh profile every run (playwright passes it as --user-data-dir).
   browser = await chromium.launchPersistentContext(join(dir, 'chromium'), {

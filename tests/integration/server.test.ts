@@ -26,7 +26,7 @@ let rambler: ModelEntry;
 before(async () => {
   const path = makeScriptedModel();
   dir = mkdtempSync(join(tmpdir(), 'aha-serve-'));
-  app = await createApp({ dataDir: join(dir, 'data'), spawnHost: forkHost(), shell: 'server', home: join(dir, 'home') });
+  app = await createApp({ dataDir: join(dir, 'data'), spawnHost: forkHost(), shell: 'server', home: join(dir, 'home'), defaultModel: false });
   server = await serve(app, { host: '127.0.0.1', port: 0, rendererDir: join(dir, 'no-renderer') });
   model = app.library.add(path);
   rambler = app.library.add(join(import.meta.dirname, '../fixtures/generated/llama-tiny-f32.gguf'));

@@ -18,7 +18,7 @@ let app: App;
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'aha-workbench-'));
-  app = await createApp({ dataDir: join(dir, 'data'), spawnHost: forkHost(), shell: 'server', home: join(dir, 'home') });
+  app = await createApp({ dataDir: join(dir, 'data'), spawnHost: forkHost(), shell: 'server', home: join(dir, 'home'), defaultModel: false });
 });
 
 after(async () => {

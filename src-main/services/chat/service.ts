@@ -13,6 +13,8 @@ import { ReasoningSplitter } from './reasoning.ts';
 
 export interface ModelLookup {
   get(id: number): ModelEntry;
+  /** The model a conversation uses when none is chosen and none is loaded (the built-in one), if any. */
+  fallback?(): ModelEntry | null;
 }
 
 interface Active {
@@ -142,7 +144,11 @@ export class ChatService {
 
   private modelFor(c: Conversation): ModelEntry {
     const id = c.modelId ?? this.engine.state.modelId;
-    if (id === null) throw new ApiError('conflict', 'no model is chosen for this conversation: load one in Models');
+    if (id === null) {
+      const builtin = this.models.fallback?.();
+      if (builtin) return builtin;
+      throw new ApiError('conflict', 'no model is chosen for this conversation: load one in Models');
+    }
     const m = this.models.get(id);
     if (m.missing) throw new ApiError('not_found', `the model file ${m.path} is missing: it was moved or deleted`);
     return m;
