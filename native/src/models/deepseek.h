@@ -74,7 +74,7 @@ struct DeepseekWorkspace {
   std::vector<float> ctx_c;           // expanded: [n_ctx, kv_lora_rank]
   std::vector<float> ctx_kv;          // expanded: [n_ctx, n_heads*(qk_nope_head_dim + v_head_dim)]
   std::vector<float> kh, vt, qh, sc, oh;  // expanded, one head: K [n_ctx, qk], Vᵀ [v, n_ctx], Q [T, qk], P [T, n_ctx], out [T, v]
-  std::vector<float> scratch;         // per thread: scores, a converted slot; absorbed: one head's q/latent rows
+  std::vector<float> scratch;         // absorbed, per thread: its heads' queries and latent outputs, the attention op's scratch
   std::vector<std::vector<uint8_t>> act;  // [threads]: activations converted for the weight kernel
   std::vector<float> router;          // [T, n_routed_experts]
   std::vector<float> topk_w;          // [T, top_k]
