@@ -1,11 +1,17 @@
-// Training runs, their metrics per step and their sampled rollouts (migration 0003). A run is
-// written by the process that trains (`aha train`, or the app) as it goes and read by the app.
+// Training runs, their metrics per step and their sampled rollouts (migrations 0003, 0004). A run
+// is written by the process that trains (`aha train`, or the app) as it goes and read by the app.
+// The row names that process (db/owner.ts); a run read as running or paused whose process is gone
+// (killed outright, crashed) reads as 'interrupted', a status no writer stores.
 import { z } from 'zod';
 import type { Database } from './index.ts';
 import { parseJsonOr } from './json.ts';
+import { currentOwner, ownerAlive, type RunOwner } from './owner.ts';
 
 export type RunKind = 'sft' | 'grpo';
-export type RunStatus = 'running' | 'paused' | 'stopped' | 'done' | 'failed';
+/** As stored by the trainer. */
+export type StoredRunStatus = 'running' | 'paused' | 'stopped' | 'done' | 'failed';
+/** As read: 'interrupted' is a run left running or paused by a process that is gone. */
+export type RunStatus = StoredRunStatus | 'interrupted';
 
 export interface Run {
   id: number;
@@ -24,11 +30,14 @@ export interface Run {
   totalSteps: number | null;
   /** The last step recorded (0 before the first). */
   step: number;
-  /** Why the run failed. */
+  /** Why the run failed, or what became of an interrupted run's trainer. */
   error: string | null;
   startedAt: number;
-  /** When it stopped, ended or failed; null while running or paused. */
+  /** When it stopped, ended or failed; for an interrupted run its last step's time (its last sign of life); null while running or paused. */
   endedAt: number | null;
+  /** The trainer's process id and host (null for runs recorded before they were kept). */
+  pid: number | null;
+  host: string | null;
 }
 
 interface RunRow {
@@ -38,74 +47,102 @@ interface RunRow {
   dataset: string;
   dataset_id: number | null;
   config: string;
-  status: RunStatus;
+  status: StoredRunStatus;
   out_dir: string;
   total_steps: number | null;
   step: number;
+  last_recorded_at: number | null;
   error: string | null;
   started_at: number;
   ended_at: number | null;
+  pid: number | null;
+  host: string | null;
+  process_start: string | null;
 }
 
 const Config = z.record(z.string(), z.json());
 
-const toRun = (r: RunRow): Run => ({
-  id: r.id,
-  kind: r.kind,
-  model: r.model,
-  dataset: r.dataset,
-  datasetId: r.dataset_id,
-  config: parseJsonOr(Config, {}, r.config),
-  status: r.status,
-  outDir: r.out_dir,
-  totalSteps: r.total_steps,
-  step: r.step,
-  error: r.error,
-  startedAt: r.started_at,
-  endedAt: r.ended_at,
-});
+/** Whether a run's trainer still runs (db/owner.ts); null when this machine cannot tell. Replaceable in tests. */
+export type OwnerCheck = (owner: RunOwner) => boolean | null;
+
+function toRun(r: RunRow, alive: OwnerCheck): Run {
+  const run: Run = {
+    id: r.id,
+    kind: r.kind,
+    model: r.model,
+    dataset: r.dataset,
+    datasetId: r.dataset_id,
+    config: parseJsonOr(Config, {}, r.config),
+    status: r.status,
+    outDir: r.out_dir,
+    totalSteps: r.total_steps,
+    step: r.step,
+    error: r.error,
+    startedAt: r.started_at,
+    endedAt: r.ended_at,
+    pid: r.pid,
+    host: r.host,
+  };
+  if ((r.status === 'running' || r.status === 'paused') && r.pid !== null && r.host !== null && alive({ pid: r.pid, host: r.host, start: r.process_start }) === false) {
+    run.status = 'interrupted';
+    run.error = `the trainer process (pid ${r.pid}) is gone without recording an end, after step ${r.step}; continue it with the same command and --resume`;
+    run.endedAt = r.last_recorded_at ?? r.started_at;
+  }
+  return run;
+}
 
 // The last step is read from the metrics (the primary key's index), never stored twice.
-const SELECT_RUN = 'SELECT r.*, coalesce((SELECT max(step) FROM run_metrics WHERE run_id = r.id), 0) AS step FROM runs AS r';
+const SELECT_RUN =
+  'SELECT r.*, coalesce((SELECT max(step) FROM run_metrics WHERE run_id = r.id), 0) AS step, (SELECT max(recorded_at) FROM run_metrics WHERE run_id = r.id) AS last_recorded_at FROM runs AS r';
 
-/** `config`: any JSON object (a trainer's configuration as it is). */
-export type NewRun = Pick<Run, 'kind' | 'model' | 'dataset' | 'outDir'> & { config: object } & Partial<Pick<Run, 'datasetId' | 'totalSteps'>>;
+/**
+ * `config`: any JSON object (a trainer's configuration as it is). `owner`: the process that trains
+ * it, this one unless given (null: not known).
+ */
+export type NewRun = Pick<Run, 'kind' | 'model' | 'dataset' | 'outDir'> & { config: object; owner?: RunOwner | null } & Partial<Pick<Run, 'datasetId' | 'totalSteps'>>;
 
-/** A new run, status running. */
+/** A new run, status running, owned by `r.owner` (this process by default). */
 export function createRun(db: Database, r: NewRun, now = Date.now()): Run {
+  const owner = r.owner === undefined ? currentOwner() : r.owner;
   const { id } = db
     .prepare(
-      `INSERT INTO runs (kind, model, dataset, dataset_id, config, status, out_dir, total_steps, error, started_at, ended_at)
-       VALUES (?, ?, ?, ?, ?, 'running', ?, ?, NULL, ?, NULL) RETURNING id`,
+      `INSERT INTO runs (kind, model, dataset, dataset_id, config, status, out_dir, total_steps, error, started_at, ended_at, pid, host, process_start)
+       VALUES (?, ?, ?, ?, ?, 'running', ?, ?, NULL, ?, NULL, ?, ?, ?) RETURNING id`,
     )
-    .get(r.kind, r.model, r.dataset, r.datasetId ?? null, JSON.stringify(r.config), r.outDir, r.totalSteps ?? null, now) as { id: number };
+    .get(r.kind, r.model, r.dataset, r.datasetId ?? null, JSON.stringify(r.config), r.outDir, r.totalSteps ?? null, now, owner?.pid ?? null, owner?.host ?? null, owner?.start ?? null) as {
+    id: number;
+  };
   return getRun(db, id)!;
 }
 
-export function getRun(db: Database, id: number): Run | undefined {
+/** Readers take `alive` to tell whether a trainer still runs (default: ask this machine, db/owner.ts). */
+export function getRun(db: Database, id: number, alive: OwnerCheck = ownerAlive): Run | undefined {
   const row = db.prepare(`${SELECT_RUN} WHERE r.id = ?`).get(id) as RunRow | undefined;
-  return row && toRun(row);
+  return row && toRun(row, alive);
 }
 
 /** Newest first. */
-export function listRuns(db: Database): Run[] {
+export function listRuns(db: Database, alive: OwnerCheck = ownerAlive): Run[] {
   const rows = db.prepare(`${SELECT_RUN} ORDER BY r.started_at DESC, r.id DESC`).all() as RunRow[];
-  return rows.map(toRun);
+  return rows.map((r) => toRun(r, alive));
 }
 
 /** The newest run of this kind that writes to `outDir` (the one `--resume` continues). */
-export function latestRunIn(db: Database, outDir: string, kind: RunKind): Run | undefined {
+export function latestRunIn(db: Database, outDir: string, kind: RunKind, alive: OwnerCheck = ownerAlive): Run | undefined {
   const row = db.prepare(`${SELECT_RUN} WHERE r.out_dir = ? AND r.kind = ? ORDER BY r.started_at DESC, r.id DESC LIMIT 1`).get(outDir, kind) as RunRow | undefined;
-  return row && toRun(row);
+  return row && toRun(row, alive);
 }
 
 /**
- * A run taken up again from the checkpoint of step `fromStep`: running, its steps after that one
- * deleted (they are trained again), its configuration replaced (a resumed run may change its length).
+ * A run taken up again from the checkpoint of step `fromStep` by `owner` (this process unless
+ * given): running, its steps after that one deleted (they are trained again), its configuration
+ * replaced (a resumed run may change its length).
  */
-export function restartRun(db: Database, id: number, fromStep: number, config: object): Run | undefined {
+export function restartRun(db: Database, id: number, fromStep: number, config: object, owner: RunOwner | null = currentOwner()): Run | undefined {
   return db.transaction(() => {
-    const changed = db.prepare(`UPDATE runs SET status = 'running', error = NULL, ended_at = NULL, config = ? WHERE id = ?`).run(JSON.stringify(config), id).changes;
+    const changed = db
+      .prepare(`UPDATE runs SET status = 'running', error = NULL, ended_at = NULL, config = ?, pid = ?, host = ?, process_start = ? WHERE id = ?`)
+      .run(JSON.stringify(config), owner?.pid ?? null, owner?.host ?? null, owner?.start ?? null, id).changes;
     if (!changed) return undefined;
     db.prepare('DELETE FROM run_metrics WHERE run_id = ? AND step > ?').run(id, fromStep);
     db.prepare('DELETE FROM run_rollouts WHERE run_id = ? AND step > ?').run(id, fromStep);
@@ -118,7 +155,7 @@ export function setRunTotalSteps(db: Database, id: number, totalSteps: number): 
 }
 
 /** Moves a run to `status`; stopped, done and failed set its end time, `error` goes with failed. */
-export function setRunStatus(db: Database, id: number, status: RunStatus, error: string | null = null, now = Date.now()): void {
+export function setRunStatus(db: Database, id: number, status: StoredRunStatus, error: string | null = null, now = Date.now()): void {
   const ended = status === 'running' || status === 'paused' ? null : now;
   db.prepare('UPDATE runs SET status = ?, error = ?, ended_at = ? WHERE id = ?').run(status, status === 'failed' ? error : null, ended, id);
 }

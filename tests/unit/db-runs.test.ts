@@ -1,7 +1,8 @@
 // Training runs in SQLite (migration 0003, db/runs.ts): a run and its steps and rollouts read back
 // as written, NaN metrics as null, a step recorded again replaced, status and end time kept
 // together by the table, a resumed run dropping the steps after its checkpoint, deletes cascading,
-// and a database of schema 2 migrated with its data kept.
+// and a database of schema 2 migrated with its data kept; the trainer's process recorded with the
+// run (migration 0004) and a run whose process is gone read as interrupted.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createDataset, deleteDataset } from '../../src-main/db/datasets.ts';
@@ -22,7 +23,10 @@ import {
   type NewRunRollout,
   type RunStepMetrics,
 } from '../../src-main/db/runs.ts';
+import { currentOwner, ownerAlive, processStart } from '../../src-main/db/owner.ts';
 import BetterSqlite3 from 'better-sqlite3';
+import { spawn } from 'node:child_process';
+import { hostname } from 'node:os';
 
 const grpoStep = (step: number, over: Partial<RunStepMetrics> = {}): RunStepMetrics => ({
   step,
@@ -86,7 +90,7 @@ test('a run starts running; its steps and rollouts read back as written, in orde
   assert.deepEqual(run, {
     id: run.id, kind: 'grpo', model: '/models/tiny', dataset: 'dataset 1 "arith"', datasetId: null,
     config: { steps: 3, numGenerations: 4, graders: [{ name: 'math', weight: 1 }] }, status: 'running', outDir: '/runs/a',
-    totalSteps: null, step: 0, error: null, startedAt: 1000, endedAt: null,
+    totalSteps: null, step: 0, error: null, startedAt: 1000, endedAt: null, pid: process.pid, host: hostname(),
   });
   setRunTotalSteps(db, run.id, 3);
   recordRunStep(db, run.id, grpoStep(2), [rollout(0), rollout(1)], 3000);
@@ -188,12 +192,88 @@ test('a database of schema 2 gains the run tables and keeps its data', () => {
   db.pragma('foreign_keys = ON');
   migrate(db, migrations.slice(0, 2));
   const d = createDataset(db, { name: 'kept', kind: 'math', source: 'file.jsonl' });
-  migrate(db, migrations);
+  migrate(db, migrations.slice(0, 3));
   assert.equal(db.pragma('user_version', { simple: true }), 3);
   assert.equal(migrations[2].name, 'runs');
   assert.equal((db.prepare('SELECT name FROM datasets WHERE id = ?').get(d.id) as { name: string }).name, 'kept');
   const tables = db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name LIKE 'run%' ORDER BY name").pluck().all();
   assert.deepEqual(tables, ['run_metrics', 'run_rollouts', 'runs']);
+  migrate(db, migrations);
   assert.equal(createRun(db, newRun()).status, 'running');
   db.close();
+});
+
+test('a database of schema 3 gains the runs\' owner; a run recorded before reads as it was stored', () => {
+  const db = new BetterSqlite3(':memory:');
+  db.pragma('foreign_keys = ON');
+  migrate(db, migrations.slice(0, 3));
+  db.prepare(
+    `INSERT INTO runs (kind, model, dataset, config, status, out_dir, started_at) VALUES ('sft', '/m', 'd.jsonl', '{}', 'running', '/runs/old', 5)`,
+  ).run();
+  migrate(db, migrations);
+  assert.equal(db.pragma('user_version', { simple: true }), 4);
+  assert.equal(migrations[3].name, 'run-owner');
+  const [old] = listRuns(db, () => false);
+  assert.deepEqual([old.status, old.pid, old.host, old.error], ['running', null, null, null], 'no owner known: nothing to check');
+  // The columns go together: a host with a pid, a start identity only with a pid.
+  assert.throws(() => db.prepare('UPDATE runs SET host = ? WHERE id = ?').run('h', old.id), /CHECK constraint failed/);
+  assert.throws(() => db.prepare('UPDATE runs SET pid = 0, host = ? WHERE id = ?').run('h', old.id), /CHECK constraint failed/);
+  assert.throws(() => db.prepare('UPDATE runs SET process_start = ? WHERE id = ?').run('b:1', old.id), /CHECK constraint failed/);
+  db.close();
+});
+
+test('a run left running or paused by a process that is gone reads as interrupted; the row keeps what the trainer wrote', () => {
+  const db = openDatabase(':memory:');
+  const owner = { pid: 4242, host: 'box', start: 'boot:77' };
+  const running = createRun(db, { ...newRun('/runs/r'), owner }, 1000);
+  recordRunStep(db, running.id, grpoStep(1), [], 2000);
+  recordRunStep(db, running.id, grpoStep(2), [], 3000);
+  const paused = createRun(db, { ...newRun('/runs/p'), owner }, 1000);
+  setRunStatus(db, paused.id, 'paused');
+  const done = createRun(db, { ...newRun('/runs/d'), owner }, 1000);
+  setRunStatus(db, done.id, 'done', null, 4000);
+  const unknown = createRun(db, { ...newRun('/runs/u'), owner: null }, 1000);
+  const seen: unknown[] = [];
+  const gone = (o: { pid: number; host: string; start: string | null }) => (seen.push(o), false);
+
+  const r = getRun(db, running.id, gone)!;
+  assert.equal(r.status, 'interrupted');
+  assert.equal(r.error, 'the trainer process (pid 4242) is gone without recording an end, after step 2; continue it with the same command and --resume');
+  assert.equal(r.endedAt, 3000, 'its last sign of life: the last step recorded');
+  assert.deepEqual([r.pid, r.host], [4242, 'box']);
+  assert.deepEqual(seen, [owner], 'the check is given the owner as recorded');
+  assert.equal(getRun(db, paused.id, gone)!.status, 'interrupted');
+  assert.equal(getRun(db, paused.id, gone)!.endedAt, 1000, 'no step: its start');
+  assert.equal(getRun(db, done.id, gone)!.status, 'done', 'an ended run is not checked');
+  assert.equal(getRun(db, unknown.id, gone)!.status, 'running', 'no owner recorded: as stored');
+  assert.deepEqual(listRuns(db, gone).map((x) => x.status).sort(), ['done', 'interrupted', 'interrupted', 'running']);
+  assert.equal(latestRunIn(db, '/runs/r', 'grpo', gone)!.status, 'interrupted');
+  // Alive, or on another machine (cannot tell): as stored.
+  assert.equal(getRun(db, running.id, () => true)!.status, 'running');
+  assert.equal(getRun(db, running.id, () => null)!.status, 'running');
+  assert.equal((db.prepare('SELECT status FROM runs WHERE id = ?').get(running.id) as { status: string }).status, 'running', 'reading writes nothing');
+
+  // --resume takes the row over with the resuming process.
+  const next = { pid: 5151, host: 'box', start: 'boot:99' };
+  restartRun(db, running.id, 1, {}, next);
+  const alive = (o: { pid: number }) => o.pid === 5151;
+  assert.deepEqual([getRun(db, running.id, alive)!.status, getRun(db, running.id, alive)!.pid, getRun(db, running.id, alive)!.error], ['running', 5151, null]);
+  db.close();
+});
+
+test('owner checks on this machine: this process lives; a process that exited is gone; a reused pid is not the owner; another host cannot be told', async () => {
+  const me = currentOwner();
+  assert.equal(me.pid, process.pid);
+  assert.equal(me.host, hostname());
+  if (process.platform === 'linux') assert.match(me.start ?? '', /^[0-9a-f-]+:\d+$/);
+  assert.equal(ownerAlive(me), true);
+  const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+  await new Promise((resolve) => child.once('spawn', resolve));
+  const owner = { pid: child.pid!, host: hostname(), start: processStart(child.pid!) };
+  assert.equal(ownerAlive(owner), true);
+  if (process.platform === 'linux') assert.equal(ownerAlive({ ...owner, start: `${owner.start!.split(':')[0]}:1` }), false, 'the same pid, started at another time: another process');
+  child.kill('SIGKILL');
+  await new Promise((resolve) => child.once('exit', resolve));
+  assert.equal(ownerAlive(owner), false);
+  assert.equal(ownerAlive({ ...owner, host: `not-${hostname()}` }), null);
 });

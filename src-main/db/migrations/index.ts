@@ -5,6 +5,7 @@ import type { Database } from '../index.ts';
 import { initial } from './0001-initial.ts';
 import { datasets } from './0002-datasets.ts';
 import { runs } from './0003-runs.ts';
+import { runOwner } from './0004-run-owner.ts';
 
 export interface Migration {
   version: number;
@@ -12,4 +13,4 @@ export interface Migration {
   up(db: Database): void;
 }
 
-export const migrations: readonly Migration[] = [initial, datasets, runs];
+export const migrations: readonly Migration[] = [initial, datasets, runs, runOwner];
