@@ -60,6 +60,21 @@ Napi::Object info_to_js(Napi::Env env, const aha::ModelInfo& i, int threads) {
   auto eos = Napi::Array::New(env, c.eos_token_ids.size());
   for (size_t k = 0; k < c.eos_token_ids.size(); k++) eos.Set(uint32_t(k), double(c.eos_token_ids[k]));
   cfg.Set("eosTokenIds", eos);
+  if (c.arch == aha::Arch::DeepseekV2 || c.arch == aha::Arch::DeepseekV3) {
+    const aha::DeepseekConfig& d = c.deepseek;
+    auto ds = Napi::Object::New(env);
+    ds.Set("qLoraRank", double(d.q_lora_rank));
+    ds.Set("kvLoraRank", double(d.kv_lora_rank));
+    ds.Set("qkNopeHeadDim", double(d.qk_nope_head_dim));
+    ds.Set("qkRopeHeadDim", double(d.qk_rope_head_dim));
+    ds.Set("vHeadDim", double(d.v_head_dim));
+    ds.Set("routedExperts", double(d.n_routed_experts));
+    ds.Set("sharedExperts", double(d.n_shared_experts));
+    ds.Set("expertsPerToken", double(d.num_experts_per_tok));
+    ds.Set("moeIntermediateSize", double(d.moe_intermediate_size));
+    ds.Set("denseLayers", double(d.first_k_dense_replace));
+    cfg.Set("deepseek", ds);
+  }
   o.Set("config", cfg);
   return o;
 }

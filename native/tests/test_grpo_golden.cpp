@@ -65,9 +65,9 @@ void tensor_errors(const Json& grads, const LoraSet<double>& got, const ModelCon
       for (bool b : {false, true}) {
         const std::string name = lora_peft_name(l, LoraTarget(i), b);
         const Json* t = grads.find(name);
-        CHECK_MSG(t, "golden lacks " << name);
         const LoraPair<double>* p = got.find(l, LoraTarget(i));
-        CHECK(p);
+        CHECK_MSG(bool(t) == bool(p), (t ? "the engine does not adapt " : "the golden lacks ") << name);
+        if (!p) continue;
         const std::vector<double>& v = b ? p->B : p->A;
         double norm = 0;
         for (double x : v) norm += x * x;

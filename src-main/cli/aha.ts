@@ -131,7 +131,9 @@ const commands: Record<string, { summary: string; usage: string; options: Option
   --alpha A              LoRA alpha (default 16)
   --rslora               scale alpha/sqrt(rank) instead of alpha/rank
   --dropout P            LoRA dropout on the adapter's input, 0 ≤ P < 1 (default 0)
-  --targets LIST         comma-separated modules (default q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)
+  --targets LIST         comma-separated modules, PEFT's names (default all-linear: q/k/v/o/gate/up/down_proj of a
+                         dense model; q_proj or q_a_proj/q_b_proj, kv_a_proj_with_mqa, kv_b_proj, o_proj and the
+                         dense layers' and shared experts' gate/up/down_proj of a DeepSeek)
   --lr LR                peak learning rate (default 2e-4)
   --schedule S           cosine | linear | constant (default cosine)
   --warmup N             warmup steps (default 0)
@@ -632,7 +634,7 @@ async function trainSft(v: Values): Promise<void> {
   }
   const start = (v.model ?? v.config) as string;
   trainingFlags(v);
-  const { SFT_DEFAULTS, ADAPTER_FILES, formatMemoryEstimate, loraMemoryEstimate, loraTrainer, runSft } = await import('../train/sft-run.ts');
+  const { SFT_DEFAULTS, LORA_TARGET_NAMES, ADAPTER_FILES, formatMemoryEstimate, loraMemoryEstimate, loraTrainer, runSft } = await import('../train/sft-run.ts');
   const { sftStepRow } = await import('../train/record.ts');
   const d = SFT_DEFAULTS;
   const positive = (key: string, fallback: number) => {
@@ -644,9 +646,8 @@ async function trainSft(v: Values): Promise<void> {
   if (!['cosine', 'linear', 'constant'].includes(schedule)) throw new UsageError(`--schedule must be cosine, linear or constant, got '${schedule}'`);
   if (v.rank !== undefined && Number(v.rank) === 0) throw new UsageError('--rank must be at least 1 (a rank-0 adapter has no parameters)');
   const targets = typeof v.targets === 'string' ? v.targets.split(',').map((t) => t.trim()).filter(Boolean) : d.targets;
-  const known = d.targets;
-  const unknown = targets.filter((t) => !known.includes(t));
-  if (unknown.length) throw new UsageError(`--targets: unknown module${unknown.length > 1 ? 's' : ''} ${unknown.map((t) => `'${t}'`).join(', ')} (the dense models have: ${known.join(', ')})`);
+  const unknown = targets.filter((t) => !LORA_TARGET_NAMES.includes(t));
+  if (unknown.length) throw new UsageError(`--targets: unknown module${unknown.length > 1 ? 's' : ''} ${unknown.map((t) => `'${t}'`).join(', ')} (the models have: ${LORA_TARGET_NAMES.join(', ')})`);
   if (!targets.length) throw new UsageError('--targets: no modules given');
   const config = {
     full,

@@ -48,6 +48,19 @@ export interface ModelInfo {
     tiedEmbeddings: boolean;
     bosTokenId: number;
     eosTokenIds: number[];
+    /** The deepseek family's MLA and MoE shape (absent for the dense family). */
+    deepseek?: {
+      qLoraRank: number;
+      kvLoraRank: number;
+      qkNopeHeadDim: number;
+      qkRopeHeadDim: number;
+      vHeadDim: number;
+      routedExperts: number;
+      sharedExperts: number;
+      expertsPerToken: number;
+      moeIntermediateSize: number;
+      denseLayers: number;
+    };
   };
 }
 

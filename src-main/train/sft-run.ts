@@ -45,11 +45,26 @@ export interface SftConfig {
   checkpointLayers: boolean;
 }
 
+/**
+ * The LoRA target names the engine knows (LoraConfig in native/include/aha/train.h), matched as
+ * PEFT matches them: a module is adapted when its name equals an entry or ends with "." + entry.
+ * The dense family has the first seven; the deepseek family q_proj (or q_a_proj, q_b_proj),
+ * kv_a_proj_with_mqa, kv_b_proj, o_proj, and gate/up/down_proj in its dense first layers
+ * ("mlp.gate_proj") and shared experts ("shared_experts.gate_proj"); the bare names are both.
+ * "all-linear" is every one the model has, written out in the adapter's config.
+ */
+export const LORA_TARGET_NAMES = [
+  'q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj',
+  'q_a_proj', 'q_b_proj', 'kv_a_proj_with_mqa', 'kv_b_proj',
+  'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj', 'shared_experts.gate_proj', 'shared_experts.up_proj', 'shared_experts.down_proj',
+  'all-linear',
+];
+
 export const SFT_DEFAULTS: SftConfig = {
   full: false,
   rank: 8,
   alpha: 16,
-  targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+  targets: ['all-linear'],
   rslora: false,
   dropout: 0,
   lr: 2e-4,
@@ -242,20 +257,56 @@ export interface MemoryEstimate {
   total: number;
 }
 
+/** Whether a target entry names a module path by PEFT's rule (the full path, or a dot-suffix of it). */
+const names = (entry: string, path: string) => entry === 'all-linear' || path === entry || path.endsWith(`.${entry}`);
+
 export function loraMemoryEstimate(info: ModelInfo, config: SftConfig): MemoryEstimate {
   const c = info.config, H = c.hiddenSize, F = c.intermediateSize, L = c.layers, r = config.rank;
-  const QD = c.heads * c.headDim, KD = c.kvHeads * c.headDim;
-  const qkNorm = info.architecture === 'qwen3';
   const tokens = config.batch * config.maxLen;
-  // Per token per layer (dense_lora.cpp LayerSaved): x, xn1, x_mid, xn2; q, k, v, attn (and the
-  // unnormed q, k for qwen3); gate, up, h; x Aᵀ of each target; norm and softmax statistics.
-  const perLayer = 4 * H + 2 * QD + 2 * KD + (qkNorm ? QD + KD : 0) + 3 * F + config.targets.length * r + c.heads + 2;
-  // The backward's transients for one layer, the final norm, and the lm head's logits chunk.
-  const transient = tokens * (3 * F + 2 * H + 2 * QD + 2 * KD) + tokens * 3 * H + 2 * 64 * info.vocabSize;
-  const shape: Record<string, [number, number]> = {
-    q_proj: [H, QD], k_proj: [H, KD], v_proj: [H, KD], o_proj: [QD, H], gate_proj: [H, F], up_proj: [H, F], down_proj: [F, H],
-  };
-  const loraParams = L * config.targets.reduce((n, t) => n + (shape[t] ? r * (shape[t][0] + shape[t][1]) : 0), 0);
+  // Each adaptable module: its path in a layer, (in, out), and in how many layers it is.
+  let modules: { path: string; shape: [number, number]; layers: number }[];
+  let perLayer: number, transient: number;
+  if (c.deepseek) {
+    // deepseek_lora.cpp DsSaved: x, xn1, x_mid, xn2; the query path; kv_a's output, the latent,
+    // kv_b's output; attention's padded Q, K, V and output; attn; the MLP (dense layer or shared
+    // experts) or, in MoE layers, each routed expert's gate, up, h and output for top-k slots.
+    const d = c.deepseek, nh = c.heads, qk = d.qkNopeHeadDim + d.qkRopeHeadDim, D = Math.max(qk, d.vHeadDim), QD = nh * qk;
+    const KVA = d.kvLoraRank + d.qkRopeHeadDim, KVB = nh * (d.qkNopeHeadDim + d.vHeadDim), S = d.moeIntermediateSize * d.sharedExperts;
+    const moeLayers = d.routedExperts > 0 ? L - d.denseLayers : 0, denseLayers = L - moeLayers;
+    modules = [
+      ...(d.qLoraRank > 0
+        ? [{ path: 'self_attn.q_a_proj', shape: [H, d.qLoraRank] as [number, number], layers: L }, { path: 'self_attn.q_b_proj', shape: [d.qLoraRank, QD] as [number, number], layers: L }]
+        : [{ path: 'self_attn.q_proj', shape: [H, QD] as [number, number], layers: L }]),
+      { path: 'self_attn.kv_a_proj_with_mqa', shape: [H, KVA], layers: L },
+      { path: 'self_attn.kv_b_proj', shape: [d.kvLoraRank, KVB], layers: L },
+      { path: 'self_attn.o_proj', shape: [nh * d.vHeadDim, H], layers: L },
+      { path: 'mlp.gate_proj', shape: [H, F], layers: denseLayers },
+      { path: 'mlp.up_proj', shape: [H, F], layers: denseLayers },
+      { path: 'mlp.down_proj', shape: [F, H], layers: denseLayers },
+      ...(S > 0
+        ? (['gate_proj', 'up_proj', 'down_proj'] as const).map((m) => ({ path: `mlp.shared_experts.${m}`, shape: (m === 'down_proj' ? [S, H] : [H, S]) as [number, number], layers: moeLayers }))
+        : []),
+    ];
+    const attention = 4 * H + 2 * d.qLoraRank + QD + KVA + d.kvLoraRank + KVB + 4 * nh * D + nh * d.vHeadDim + nh + 4;
+    const ffn = (denseLayers * 3 * F + moeLayers * (3 * S + d.expertsPerToken * (3 * d.moeIntermediateSize + H) + d.routedExperts + 2 * d.expertsPerToken)) / L;
+    perLayer = attention + ffn;
+    transient = tokens * (3 * Math.max(F, S) + 2 * H + 4 * nh * D + KVB) + tokens * 3 * H + 2 * 64 * info.vocabSize;
+  } else {
+    // Per token per layer (dense_lora.cpp LayerSaved): x, xn1, x_mid, xn2; q, k, v, attn (and the
+    // unnormed q, k for qwen3); gate, up, h; x Aᵀ of each target; norm and softmax statistics.
+    const QD = c.heads * c.headDim, KD = c.kvHeads * c.headDim;
+    const qkNorm = info.architecture === 'qwen3';
+    modules = (
+      [['self_attn.q_proj', [H, QD]], ['self_attn.k_proj', [H, KD]], ['self_attn.v_proj', [H, KD]], ['self_attn.o_proj', [QD, H]],
+        ['mlp.gate_proj', [H, F]], ['mlp.up_proj', [H, F]], ['mlp.down_proj', [F, H]]] as [string, [number, number]][]
+    ).map(([path, shape]) => ({ path, shape, layers: L }));
+    perLayer = 4 * H + 2 * QD + 2 * KD + (qkNorm ? QD + KD : 0) + 3 * F + c.heads + 2;
+    // The backward's transients for one layer, the final norm, and the lm head's logits chunk.
+    transient = tokens * (3 * F + 2 * H + 2 * QD + 2 * KD) + tokens * 3 * H + 2 * 64 * info.vocabSize;
+  }
+  const adapted = modules.filter((m) => m.layers > 0 && config.targets.some((t) => names(t, m.path)));
+  perLayer += (adapted.length * r * adapted.reduce((n, m) => n + m.layers, 0)) / Math.max(1, adapted.length * L);  // x Aᵀ of each target
+  const loraParams = adapted.reduce((n, m) => n + m.layers * r * (m.shape[0] + m.shape[1]), 0);
   const f = 4;
   const est = {
     weights: info.weightBytes,

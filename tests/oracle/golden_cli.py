@@ -29,7 +29,7 @@ def drift(a, b, path, out, rel_tol, skip=()):
         out.append(f'{path}: committed {a!r}, now {b!r}')
 
 
-def run(argv, *, write, out_dir, gen, models, label, rel_tol, skip=()):
+def run(argv, *, write, out_dir, gen, models, label, rel_tol, skip=(), where=None):
     """`write(gen, folder, models)` makes `<model>.json` per model in `folder`.
     Arguments: [--check] [--gen DIR] [--models a,b]."""
     check = False
@@ -44,7 +44,8 @@ def run(argv, *, write, out_dir, gen, models, label, rel_tol, skip=()):
         else:
             print(f'unknown argument {a}', file=sys.stderr)
             return 2
-    missing = [m for m in models if not os.path.isdir(os.path.join(gen, m))]
+    where = where or (lambda g, m: os.path.join(g, m))
+    missing = [m for m in models if not os.path.isdir(where(gen, m))]
     if missing:
         print(f'missing generated models {missing} in {gen}: run node --import tsx tests/fixtures/make-tiny-models.ts', file=sys.stderr)
         return 2

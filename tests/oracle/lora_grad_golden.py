@@ -4,10 +4,17 @@
     .venv/bin/python tests/oracle/lora_grad_golden.py --check   # recompute; exit 1 on drift
     options: --gen DIR (the generated models; default tests/fixtures/generated), --models a,b
 
-Per model (qwen2-tiny, qwen3-tiny, llama-tiny), loaded with
+Per model (qwen2-tiny, qwen3-tiny, llama-tiny; deepseek-v2-lite-tiny and deepseek-v3-tiny from
+tests/fixtures/generated-deepseek), loaded with
 AutoModelForCausalLM.from_pretrained(dir, dtype=torch.float64, attn_implementation="eager") and
-wrapped by peft.get_peft_model with LoraConfig(r=4, lora_alpha=8, all seven projections,
-lora_dropout=0; qwen3-tiny with use_rslora):
+wrapped by peft.get_peft_model with LoraConfig(r=4, lora_alpha=8, lora_dropout=0; the dense
+models' seven projections; the deepseek models' q_proj or q_a_proj/q_b_proj, kv_a_proj_with_mqa,
+kv_b_proj, o_proj, and gate/up/down_proj, which by PEFT's suffix rule are the dense first layers'
+and the shared experts'; qwen3-tiny and deepseek-v3-tiny with use_rslora). PEFT 0.21 rewrites
+any gate_proj/up_proj/down_proj target of a transformers-5 DeepSeek (its v4 → v5 MoE conversion,
+_convert_peft_config_moe) into the fused routed experts' parameters, dropping the dense layers'
+and shared experts' Linear modules it names; that rewrite is switched off here so that PEFT adapts
+exactly the modules named, as the engine does:
 
   lora/<model>/adapter_config.json, adapter_model.safetensors
       the adapter both sides load: A and B drawn N(0, 0.05²) from a fixed torch seed (B non-zero,
@@ -34,11 +41,17 @@ from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
 
 import golden_cli
+import peft.utils.transformers_weight_conversion as peft_conversion
+
+peft_conversion._convert_peft_config_moe = lambda peft_config, model: None  # see the docstring
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GEN = os.path.join(ROOT, 'tests', 'fixtures', 'generated')
 OUT = os.path.join(ROOT, 'tests', 'fixtures', 'golden', 'lora')
-MODELS = ['qwen2-tiny', 'qwen3-tiny', 'llama-tiny']
+MODELS = ['qwen2-tiny', 'qwen3-tiny', 'llama-tiny', 'deepseek-v2-lite-tiny', 'deepseek-v3-tiny']
+RSLORA = {'qwen3-tiny', 'deepseek-v3-tiny'}
+DS_TARGETS = ['q_proj', 'q_a_proj', 'q_b_proj', 'kv_a_proj_with_mqa', 'kv_b_proj', 'o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj',
+              'shared_experts.gate_proj', 'shared_experts.up_proj', 'shared_experts.down_proj']
 TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']
 RANK, ALPHA = 4, 8
 N_SAMPLES = 48
@@ -55,16 +68,33 @@ def sample_indices(n):
     return sorted({(i * 7919 + 13) % n for i in range(min(n, N_SAMPLES))})
 
 
+def model_dir(gen, name):
+    """The dense tiny models live in `gen`, the deepseek ones beside it (make-tiny-deepseek.ts)."""
+    if name.startswith('deepseek'):
+        return os.path.join(os.path.dirname(gen), 'generated-deepseek', name)
+    return os.path.join(gen, name)
+
+
 def golden(gen, name, adapter_dir):
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(os.path.join(gen, name), dtype=torch.float64, attn_implementation='eager')
-    cfg = LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=TARGETS, lora_dropout=0.0, use_rslora=(name == 'qwen3-tiny'),
+    deepseek = name.startswith('deepseek')
+    # transformers' eager expert loop for the deepseek models (its default grouped_mm has no float64)
+    extra = {'experts_implementation': 'eager'} if deepseek else {}
+    model = AutoModelForCausalLM.from_pretrained(model_dir(gen, name), dtype=torch.float64, attn_implementation='eager', **extra)
+    cfg = LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=DS_TARGETS if deepseek else TARGETS, lora_dropout=0.0, use_rslora=(name in RSLORA),
                      task_type='CAUSAL_LM', base_model_name_or_path=name)
     model = get_peft_model(model, cfg)
     model.eval()
     g = torch.Generator().manual_seed(1234)
     lora = sorted((n, p) for n, p in model.named_parameters() if 'lora_' in n)
-    assert len(lora) == 2 * len(TARGETS) * model.config.num_hidden_layers, [n for n, _ in lora]
+    if deepseek:
+        c = model.config
+        per_attn = 5 if c.q_lora_rank else 4
+        dense = c.first_k_dense_replace
+        want = 2 * (per_attn * c.num_hidden_layers + 3 * dense + (3 if c.n_shared_experts else 0) * (c.num_hidden_layers - dense))
+        assert len(lora) == want, (len(lora), want, [n for n, _ in lora])
+    else:
+        assert len(lora) == 2 * len(TARGETS) * model.config.num_hidden_layers, [n for n, _ in lora]
     with torch.no_grad():
         for _, p in lora:
             p.copy_((torch.randn(p.shape, generator=g, dtype=torch.float32) * 0.05).double())
@@ -110,7 +140,7 @@ def golden(gen, name, adapter_dir):
         'peft': peft.__version__,
         'rank': RANK,
         'alpha': ALPHA,
-        'use_rslora': name == 'qwen3-tiny',
+        'use_rslora': name in RSLORA,
         'sequences': SEQUENCES,
         'loss': loss,
         'target_tokens': n_targets,
@@ -128,7 +158,8 @@ def write(gen, out, models):
 
 
 def main(argv):
-    return golden_cli.run(argv, write=write, out_dir=OUT, gen=GEN, models=MODELS, label='LoRA gradient', rel_tol=REL_TOL, skip=('transformers', 'torch', 'peft'))
+    return golden_cli.run(argv, write=write, out_dir=OUT, gen=GEN, models=MODELS, label='LoRA gradient', rel_tol=REL_TOL, skip=('transformers', 'torch', 'peft'),
+                          where=model_dir)
 
 
 if __name__ == '__main__':

@@ -160,6 +160,7 @@ struct AdapterInfo {
 
 class Engine;
 class DenseModel;
+class DeepseekModel;
 class LoraAdapter;
 class ThreadPool;
 
@@ -219,6 +220,8 @@ class Model {
 
   // The engine's parts, for the training engine (aha/train.h).
   const DenseModel& dense_model() const;       // throws for a model of another family
+  const DenseModel* dense_model_if() const;    // null for a model of another family
+  const DeepseekModel* deepseek_model_if() const;  // null for a model of another family
   ThreadPool& thread_pool();
 
  private:

@@ -12,13 +12,26 @@
 
 namespace aha {
 
-// The dense family's adapter targets, by their HF module names.
-enum class LoraTarget : int { QProj, KProj, VProj, OProj, GateProj, UpProj, DownProj };
-constexpr int kLoraTargets = 7;
-const char* lora_target_name(LoraTarget t);    // "q_proj"
-const char* lora_target_parent(LoraTarget t);  // "self_attn" or "mlp"
-// "q_proj" → QProj; throws aha::Error naming the supported names otherwise.
-LoraTarget lora_target_from_name(const std::string& name);
+// The adapter targets, by their HF module names: the dense family's seven projections, the
+// deepseek family's MLA projections (and its o_proj, q_proj, and gate/up/down of the dense first
+// layers), and its shared experts' projections. Routed experts are not targets yet.
+enum class LoraTarget : int {
+  QProj, KProj, VProj, OProj, GateProj, UpProj, DownProj,  // dense; deepseek: q_proj (no q_lora), o_proj, dense-layer MLP
+  QAProj, QBProj, KvAProj, KvBProj,                       // deepseek MLA
+  SharedGate, SharedUp, SharedDown,                       // deepseek MoE layers: mlp.shared_experts.*
+};
+constexpr int kLoraTargets = 14;
+const char* lora_target_name(LoraTarget t);  // "q_proj"; "gate_proj" for SharedGate too
+// The module's path within its decoder layer: "self_attn.q_proj", "mlp.shared_experts.gate_proj".
+const char* lora_target_path(LoraTarget t);
+// Whether a target_modules entry names the module, by PEFT's rule: the module's full name equals
+// the entry or ends with "." + entry ("gate_proj" is every gate_proj, "shared_experts.gate_proj"
+// only the shared experts').
+bool lora_entry_matches(const std::string& entry, LoraTarget t);
+// Whether layer l of the model has this module (k_proj: not in deepseek; q_a_proj: only with q_lora_rank; ...).
+bool lora_target_exists(const ModelConfig& c, int64_t layer, LoraTarget t);
+// (in, out) of the module in layer l of the model.
+std::pair<int64_t, int64_t> lora_module_shape(const ModelConfig& c, int64_t layer, LoraTarget t);
 
 // PEFT's LoraConfig (adapter_config.json), the fields the engine honours.
 struct LoraConfig {
@@ -30,7 +43,7 @@ struct LoraConfig {
   std::string base_model;            // base_model_name_or_path
 
   double scale() const;              // what B A x is multiplied by
-  bool targets(LoraTarget t) const;
+  bool targets(LoraTarget t) const;  // some entry matches it (PEFT's suffix rule); "all-linear" matches every target
   void validate() const;             // rank ≥ 1, alpha > 0, dropout in [0, 1), known unique targets
 };
 
@@ -53,13 +66,14 @@ struct LoraSet {
   std::vector<LoraPair<F>> mods;  // [n_layers * kLoraTargets]
 
   LoraSet() = default;
-  // Zero tensors of the right shapes for every targeted module of every layer.
+  // Zero tensors of the right shapes for every targeted module of every layer; an entry of
+  // target_modules that names no module of this model is an error.
   LoraSet(const ModelConfig& mc, const LoraConfig& lc);
   LoraPair<F>* find(int64_t layer, LoraTarget t);  // nullptr when not targeted
   const LoraPair<F>* find(int64_t layer, LoraTarget t) const;
 };
 
-// PEFT's tensor name: base_model.model.model.layers.<layer>.self_attn.q_proj.lora_A.weight
+// PEFT's tensor name: base_model.model.model.layers.<layer>.<lora_target_path>.lora_A.weight
 std::string lora_peft_name(int64_t layer, LoraTarget t, bool b);
 
 class LoraAdapter {

@@ -504,9 +504,6 @@ static void emit(const DumpHook* dump, const std::string& name, const float* d, 
   if (dump && *dump) (*dump)(name, d, rows, cols);
 }
 
-// The norms inside MLA (q_a_layernorm, kv_a_layernorm) are built with the RMSNorm default eps,
-// not the config's rms_norm_eps, in transformers and in DeepSeek's code alike.
-static constexpr float kMlaNormEps = 1e-6f;
 
 void DeepseekModel::forward(const ForwardBatch& b, MlaCache& cache, ThreadPool& pool, DeepseekWorkspace& w, float* logits, MlaAttention mode,
                             const DumpHook* dump) const {
@@ -527,8 +524,8 @@ void DeepseekModel::forward(const ForwardBatch& b, MlaCache& cache, ThreadPool& 
   emit(dump, "inp_embd", w.x.data(), T, H);
   for (int64_t l = 0; l < c_.num_hidden_layers; l++) {
     attention_block(l, b, cache, pool, w, mode, dump);
-    if (c_.deepseek.is_moe_layer(l)) moe_block(l, T, pool, w, dump);
-    else dense_ffn_block(l, T, pool, w, dump);
+    if (c_.deepseek.is_moe_layer(l)) moe_block(l, b, pool, w, dump);
+    else dense_ffn_block(l, b, pool, w, dump);
     emit(dump, "blk." + std::to_string(l) + ".out", w.x.data(), T, H);
   }
   const int64_t R = int64_t(b.logit_rows.size());
@@ -566,12 +563,15 @@ void DeepseekModel::attention_block(int64_t l, const ForwardBatch& b, MlaCache& 
   if (!L.wq) grow(w.q_a, size_t(T * d.q_lora_rank));
   const MatmulJob first[] = {{L.wq ? L.wq : L.wq_a, w.xn.data(), T, L.wq ? w.q.data() : w.q_a.data()}, {L.wkv_a, w.xn.data(), T, w.kv_a.data()}};
   matmul_many(first, 2, pool, w.mm);
+  add_lora(L.wq ? w.q.data() : w.q_a.data(), w.xn.data(), b, l, L.wq ? LoraTarget::QProj : LoraTarget::QAProj, T, pool);
+  add_lora(w.kv_a.data(), w.xn.data(), b, l, LoraTarget::KvAProj, T, pool);
   if (!L.wq) {
     for (int64_t t = 0; t < T; t++)
       ops.rmsnorm(w.q_a.data() + t * d.q_lora_rank, w.q_a.data() + t * d.q_lora_rank, static_cast<const float*>(L.q_a_norm->data), d.q_lora_rank,
                   kMlaNormEps);
     emit(dump, p + "q_a", w.q_a.data(), T, d.q_lora_rank);
     matmul(*L.wq_b, w.q_a.data(), T, w.q.data(), pool, w.mm);
+    add_lora(w.q.data(), w.q_a.data(), b, l, LoraTarget::QBProj, T, pool);
   }
   emit(dump, p + "q", w.q.data(), T, QD);
 
@@ -605,7 +605,12 @@ void DeepseekModel::attention_block(int64_t l, const ForwardBatch& b, MlaCache& 
   for (int64_t t0 = 0; t0 < T;) {
     int64_t t1 = t0 + 1;
     while (t1 < T && b.blocks[size_t(t1)] == b.blocks[size_t(t0)] && b.pos[size_t(t1)] == b.pos[size_t(t1 - 1)] + 1) t1++;
-    const bool absorbed = mode == MlaAttention::Absorbed || (mode == MlaAttention::Auto && (t1 - t0 == 1 || !expanded_ok_));
+    // An adapter on kv_b_proj changes W_UK and W_UV, whose absorbed copies are the base model's:
+    // such a layer runs expanded.
+    const bool kvb_adapted = b.lora && b.lora->find(l, LoraTarget::KvBProj);
+    if (kvb_adapted && !expanded_ok_)
+      throw Error("an adapter on kv_b_proj needs attn_kv_b, and this model stores only attn_k_b / attn_v_b");
+    const bool absorbed = !kvb_adapted && (mode == MlaAttention::Absorbed || (mode == MlaAttention::Auto && (t1 - t0 == 1 || !expanded_ok_)));
     if (absorbed) attend_absorbed(l, b, t0, t1, cache, pool, w);
     else attend_expanded(l, b, t0, t1, cache, pool, w);
     t0 = t1;
@@ -613,6 +618,7 @@ void DeepseekModel::attention_block(int64_t l, const ForwardBatch& b, MlaCache& 
   emit(dump, p + "kqv_out", w.attn.data(), T, VD);
 
   matmul(*L.wo, w.attn.data(), T, w.proj.data(), pool, w.mm);
+  add_lora(w.proj.data(), w.attn.data(), b, l, LoraTarget::OProj, T, pool);
   emit(dump, p + "attn_out", w.proj.data(), T, H);
   pool.parallel_for(T, [&](int64_t a, int64_t z, int) { ops.add(w.x.data() + a * H, w.proj.data() + a * H, (z - a) * H); });
 }
@@ -638,6 +644,7 @@ void DeepseekModel::attend_expanded(int64_t l, const ForwardBatch& b, int64_t t0
     }
   });
   matmul(*L.wkv_b, w.ctx_c.data(), n_ctx, w.ctx_kv.data(), pool, w.mm);  // [n_ctx, n_heads, nope + v]
+  add_lora(w.ctx_kv.data(), w.ctx_c.data(), b, l, LoraTarget::KvBProj, n_ctx, pool);
   // Per head, two f32 products on the weight kernels: scores = Q_h K_hᵀ (K_h gathered as the
   // "weight" [n_ctx, qk]: its nope part and the shared rope key), the causal mask and softmax
   // per row, then out = P V_h (V_hᵀ gathered as the weight [v, n_ctx]).
@@ -750,21 +757,28 @@ void DeepseekModel::attend_absorbed(int64_t l, const ForwardBatch& b, int64_t t0
   });
 }
 
-// SwiGLU MLP on `rows` rows of x: y = down(silu(gate(x)) * up(x)).
+// SwiGLU MLP on `rows` rows of x: y = down(silu(gate(x)) * up(x)); with an adapter batch `b`,
+// layer l's adapters on the three projections (targets first, first + 1, first + 2) join in.
 static void mlp(const Tensor& gate, const Tensor& up, const Tensor& down, const float* x, int64_t rows, float* y, ThreadPool& pool,
-                DeepseekWorkspace& w) {
+                DeepseekWorkspace& w, const ForwardBatch* b = nullptr, int64_t l = -1, LoraTarget first = LoraTarget::GateProj) {
   const int64_t F = gate.ne[1];
   grow(w.gate, size_t(rows * F));
   grow(w.up, size_t(rows * F));
   matmul(gate, x, rows, w.gate.data(), pool, w.mm);
   matmul(up, x, rows, w.up.data(), pool, w.mm);
+  if (b) {
+    add_lora(w.gate.data(), x, *b, l, first, rows, pool);
+    add_lora(w.up.data(), x, *b, l, LoraTarget(int(first) + 1), rows, pool);
+  }
   const CpuOps& ops = cpu_ops();
   pool.parallel_for(rows * F, [&](int64_t i0, int64_t i1, int) { ops.swiglu(w.gate.data() + i0, w.gate.data() + i0, w.up.data() + i0, i1 - i0); }, 16);
   matmul(down, w.gate.data(), rows, y, pool, w.mm);
+  if (b) add_lora(y, w.gate.data(), *b, l, LoraTarget(int(first) + 2), rows, pool);
 }
 
-void DeepseekModel::dense_ffn_block(int64_t l, int64_t T, ThreadPool& pool, DeepseekWorkspace& w, const DumpHook* dump) const {
+void DeepseekModel::dense_ffn_block(int64_t l, const ForwardBatch& b, ThreadPool& pool, DeepseekWorkspace& w, const DumpHook* dump) const {
   const DeepseekLayer& L = layers_[size_t(l)];
+  const int64_t T = int64_t(b.tokens.size());
   const int64_t H = c_.hidden_size;
   const CpuOps& ops = cpu_ops();
   const std::string p = "blk." + std::to_string(l) + ".";
@@ -773,7 +787,7 @@ void DeepseekModel::dense_ffn_block(int64_t l, int64_t T, ThreadPool& pool, Deep
       ops.rmsnorm(w.xn.data() + t * H, w.x.data() + t * H, static_cast<const float*>(L.ffn_norm->data), H, float(c_.rms_norm_eps));
   });
   emit(dump, p + "ffn_norm", w.xn.data(), T, H);
-  mlp(*L.w_gate, *L.w_up, *L.w_down, w.xn.data(), T, w.proj.data(), pool, w);
+  mlp(*L.w_gate, *L.w_up, *L.w_down, w.xn.data(), T, w.proj.data(), pool, w, &b, l, LoraTarget::GateProj);
   emit(dump, p + "ffn_out", w.proj.data(), T, H);
   pool.parallel_for(T, [&](int64_t a, int64_t z, int) { ops.add(w.x.data() + a * H, w.proj.data() + a * H, (z - a) * H); });
 }
@@ -781,8 +795,9 @@ void DeepseekModel::dense_ffn_block(int64_t l, int64_t T, ThreadPool& pool, Deep
 // MoE: the gate picks top_k experts per token; each expert then runs once over all the tokens
 // routed to it (grouped by expert), its output scaled by the token's gate weight; the shared
 // experts see every token.
-void DeepseekModel::moe_block(int64_t l, int64_t T, ThreadPool& pool, DeepseekWorkspace& w, const DumpHook* dump) const {
+void DeepseekModel::moe_block(int64_t l, const ForwardBatch& b, ThreadPool& pool, DeepseekWorkspace& w, const DumpHook* dump) const {
   const DeepseekLayer& L = layers_[size_t(l)];
+  const int64_t T = int64_t(b.tokens.size());
   const int64_t H = c_.hidden_size, E = c_.deepseek.n_routed_experts, K = L.gate.top_k;
   const CpuOps& ops = cpu_ops();
   const std::string p = "blk." + std::to_string(l) + ".";
@@ -820,11 +835,16 @@ void DeepseekModel::moe_block(int64_t l, int64_t T, ThreadPool& pool, DeepseekWo
       jobs.push_back({L.sh_up, w.xn.data(), T, w.up.data() + P * F});
     }
     matmul_many(jobs.data(), jobs.size(), pool, w.mm);
+    if (L.sh_gate) {
+      add_lora(w.gate.data() + P * F, w.xn.data(), b, l, LoraTarget::SharedGate, T, pool);
+      add_lora(w.up.data() + P * F, w.xn.data(), b, l, LoraTarget::SharedUp, T, pool);
+    }
     ops.swiglu(w.gate.data(), w.gate.data(), w.up.data(), P * F + T * SF);
     jobs.clear();
     for (int64_t i = 0; i < P; i++) jobs.push_back({L.exp_down[size_t(w.topk_i[size_t(i)])], w.gate.data() + i * F, 1, w.ye.data() + i * H});
     if (L.sh_gate) jobs.push_back({L.sh_down, w.gate.data() + P * F, T, w.proj.data()});
     matmul_many(jobs.data(), jobs.size(), pool, w.mm);
+    if (L.sh_gate) add_lora(w.proj.data(), w.gate.data() + P * F, b, l, LoraTarget::SharedDown, T, pool);
     std::fill(w.moe_out.begin(), w.moe_out.begin() + T * H, 0.0f);
     for (int64_t i = 0; i < P; i++) {
       float* out = w.moe_out.data() + (i / K) * H;
@@ -865,7 +885,7 @@ void DeepseekModel::moe_block(int64_t l, int64_t T, ThreadPool& pool, DeepseekWo
   }
   emit(dump, p + "ffn_moe_out", w.moe_out.data(), T, H);
   if (L.sh_gate) {
-    mlp(*L.sh_gate, *L.sh_up, *L.sh_down, w.xn.data(), T, w.proj.data(), pool, w);
+    mlp(*L.sh_gate, *L.sh_up, *L.sh_down, w.xn.data(), T, w.proj.data(), pool, w, &b, l, LoraTarget::SharedGate);
     emit(dump, p + "ffn_shexp", w.proj.data(), T, H);
     pool.parallel_for(T, [&](int64_t a, int64_t z, int) { ops.add(w.moe_out.data() + a * H, w.proj.data() + a * H, (z - a) * H); });
   }

@@ -91,6 +91,12 @@ class DeepseekModel {
   DeepseekModel(WeightStore& ws, int experts_per_token);
   const ModelConfig& config() const { return c_; }
   const DeepseekLayer& layer(int64_t l) const { return layers_[size_t(l)]; }
+  const Tensor& tok_embd() const { return *tok_embd_; }
+  const Tensor& output_norm() const { return *output_norm_; }
+  const Tensor& output() const { return *output_; }
+  // The norms inside MLA (q_a_layernorm, kv_a_layernorm) use the RMSNorm default eps, not the
+  // config's rms_norm_eps, in transformers and in DeepSeek's code alike.
+  static constexpr float kMlaNormEps = 1e-6f;
   float softmax_scale() const { return softmax_scale_; }
   float rope_attention_factor() const { return rope_mscale_; }
   const std::vector<float>& inv_freq() const { return inv_freq_; }
@@ -109,8 +115,8 @@ class DeepseekModel {
                        DeepseekWorkspace& w) const;
   void attend_absorbed(int64_t l, const ForwardBatch& b, int64_t t0, int64_t t1, const MlaCache& cache, ThreadPool& pool,
                        DeepseekWorkspace& w) const;
-  void dense_ffn_block(int64_t l, int64_t T, ThreadPool& pool, DeepseekWorkspace& w, const DumpHook* dump) const;
-  void moe_block(int64_t l, int64_t T, ThreadPool& pool, DeepseekWorkspace& w, const DumpHook* dump) const;
+  void dense_ffn_block(int64_t l, const ForwardBatch& b, ThreadPool& pool, DeepseekWorkspace& w, const DumpHook* dump) const;
+  void moe_block(int64_t l, const ForwardBatch& b, ThreadPool& pool, DeepseekWorkspace& w, const DumpHook* dump) const;
 
   ModelConfig c_;
   const Tensor* tok_embd_;     // {hidden, vocab}

@@ -61,8 +61,7 @@ static void add_bias(float* y, const Tensor* b, int64_t T, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[t * n + i] += bb[i];
 }
 
-// The adapter's term of one projection: y[T, out] += scale · (x Aᵀ) Bᵀ (nothing without an adapter).
-static void add_lora(float* y, const float* x, const ForwardBatch& b, int64_t l, LoraTarget t, int64_t T, ThreadPool& pool) {
+void add_lora(float* y, const float* x, const ForwardBatch& b, int64_t l, LoraTarget t, int64_t T, ThreadPool& pool) {
   if (!b.lora) return;
   if (const LoraPair<float>* p = b.lora->find(l, t))
     train::lora_add<float>(y, nullptr, x, p->A.data(), p->B.data(), b.lora_scale, T, p->in, p->out, b.lora->rank, &pool);

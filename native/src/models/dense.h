@@ -40,6 +40,10 @@ struct ForwardBatch {
   double lora_scale = 0;
 };
 
+// The adapter's term of one projection of layer l: y[T, out] += scale · (x Aᵀ) Bᵀ (nothing
+// without an adapter, or when it does not adapt that module).
+void add_lora(float* y, const float* x, const ForwardBatch& b, int64_t l, LoraTarget t, int64_t T, ThreadPool& pool);
+
 // Activations of one forward pass; grown on demand and reused.
 struct DenseWorkspace {
   std::vector<float> x;      // [T, hidden] residual stream

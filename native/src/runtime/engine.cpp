@@ -97,12 +97,7 @@ class Engine {
     return it->second;
   }
 
-  void require_dense_for_lora() const {
-    if (!model) throw Error(std::string("LoRA adapters are not supported for ") + arch_name(ws->config.arch) + " models yet");
-  }
-
   int add_adapter(const LoraAdapter& a, const std::string& name, const std::string& path) {
-    require_dense_for_lora();
     const ModelConfig& c = ws->config;
     if (a.weights().n_layers != c.num_hidden_layers)
       throw Error("the adapter has " + std::to_string(a.weights().n_layers) + " layers, the model " + std::to_string(c.num_hidden_layers));
@@ -429,7 +424,6 @@ void Model::set_threads(int n) { e_->pool = std::make_unique<ThreadPool>(n > 0 ?
 int Model::new_sequence(int adapter) { return e_->new_sequence(adapter); }
 int Model::sequence_adapter(int s) const { return e_->seq(s).adapter; }
 int Model::load_adapter(const std::string& dir, const std::string& name) {
-  e_->require_dense_for_lora();
   return e_->add_adapter(LoraAdapter::load(dir, e_->ws->config), name, dir);
 }
 int Model::add_adapter(const LoraAdapter& a, const std::string& name) { return e_->add_adapter(a, name, ""); }
@@ -454,6 +448,8 @@ const DenseModel& Model::dense_model() const {
   if (!e_->model) throw Error(std::string("the ") + arch_name(e_->ws->config.arch) + " family has no dense model");
   return *e_->model;
 }
+const DenseModel* Model::dense_model_if() const { return e_->model.get(); }
+const DeepseekModel* Model::deepseek_model_if() const { return e_->deepseek.get(); }
 ThreadPool& Model::thread_pool() { return *e_->pool; }
 
 std::vector<GenerateResult> Model::generate(const std::vector<GenerateRequest>& reqs, const std::function<bool(size_t, int32_t)>& on_token,

@@ -8,6 +8,8 @@
 
 #include "aha/error.h"
 #include "backends/cpu/matmul.h"
+#include "train/lora_linears.h"
+#include "train/lora_model.h"
 #include "train/ops.h"
 
 namespace aha::train {
@@ -15,8 +17,6 @@ namespace aha::train {
 namespace {
 
 constexpr int64_t kLogitChunk = 64;  // rows of logits [kLogitChunk, vocab] held at once
-
-const float* f32(const Tensor* t) { return t ? static_cast<const float*>(t->data) : nullptr; }
 
 // What one layer's backward reads.
 template <class F>
@@ -35,10 +35,13 @@ struct LayerSaved {
 };
 
 template <class F>
-class Runner {
+class Runner : LoraLinears<F> {
+  using B = LoraLinears<F>;
+  using B::ad_, B::b_, B::pool_, B::wg_, B::T_, B::r_, B::wgrad, B::linear, B::linear_backward;
+
  public:
   Runner(const DenseModel& m, const LoraSet<F>* ad, double scale, const PackedBatch& b, ThreadPool& pool, const WeightGrads<F>* wg = nullptr)
-      : m_(m), c_(m.config()), ad_(ad), scale_(scale), b_(b), pool_(pool), wg_(wg), T_(int64_t(b.tokens.size())), r_(ad ? ad->rank : 0) {}
+      : B(ad, scale, b, pool, wg), m_(m), c_(m.config()) {}
 
   void forward() {
     const int64_t H = c_.hidden_size;
@@ -84,32 +87,6 @@ class Runner {
   }
 
  private:
-  const LoraPair<F>* lora(int64_t l, LoraTarget t) const { return ad_ && l >= 0 ? ad_->find(l, t) : nullptr; }
-
-  // x [T, in] with LoRA dropout applied for layer l's target t (PackedBatch::lora_dropout): kept
-  // elements scaled by 1/(1 − p), the mask a hash of (seed, layer, target, element index).
-  std::vector<F> dropped(const std::vector<F>& x, int64_t l, LoraTarget t) const {
-    auto mix = [](uint64_t z) {  // splitmix64's finalizer
-      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-      z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-      return z ^ (z >> 31);
-    };
-    const double p = b_.lora_dropout;
-    const F keep = F(1.0 / (1.0 - p));
-    const uint64_t base = mix(b_.dropout_seed + 0x9e3779b97f4a7c15ULL * uint64_t(l * 16 + int64_t(t) + 1));
-    std::vector<F> d(x.size());
-    for (size_t i = 0; i < x.size(); i++) d[i] = double(mix(base + i) >> 11) * 0x1.0p-53 < p ? F(0) : x[i] * keep;
-    return d;
-  }
-
-  // Full training: where weight W's gradient accumulates; null for LoRA (frozen weights) or W null.
-  F* wgrad(const Tensor* W) const {
-    if (!wg_ || !W) return nullptr;
-    auto it = wg_->find(W->name);
-    if (it == wg_->end()) throw Error("full training: no gradient buffer for weight '" + W->name + "'");
-    return it->second;
-  }
-
   // From d loss / d the final norm's output [T, H] down through every layer (and, in full
   // training, into the embedding table). `grads`: the LoRA gradients, null in full training.
   void backward(const std::vector<F>& dxnf, LoraSet<F>* grads) {
@@ -134,55 +111,6 @@ class Runner {
     std::vector<F> in = std::move(saved_[size_t(l)].x);
     saved_[size_t(l)] = LayerSaved<F>();
     saved_[size_t(l)].x = std::move(in);
-  }
-
-  // y[T, out] = x Wᵀ + bias + scale · (x Aᵀ) Bᵀ, saving x Aᵀ in xa.
-  void linear(std::vector<F>& y, std::vector<F>& xa, const std::vector<F>& x, const Tensor& W, const Tensor* bias, int64_t l, LoraTarget t) {
-    const LoraPair<F>* p = lora(l, t);
-    const int64_t out = W.rows();
-    y.resize(size_t(T_ * out));
-    if (p) xa.resize(size_t(T_ * r_));
-    if (p && b_.lora_dropout > 0) {  // base on x, the adapter branch on dropout(x)
-      linear(y, xa, x, W, bias, -1, t);
-      const std::vector<F> xd = dropped(x, l, t);
-      lora_add(y.data(), xa.data(), xd.data(), p->A.data(), p->B.data(), scale_, T_, p->in, p->out, r_, &pool_);
-      return;
-    }
-    if constexpr (std::is_same_v<F, float>) {
-      matmul(W, x.data(), T_, y.data(), pool_, mm_);
-      if (bias)
-        for (int64_t t = 0; t < T_; t++)
-          for (int64_t j = 0; j < out; j++) y[size_t(t * out + j)] += f32(bias)[j];
-      if (p) lora_add(y.data(), xa.data(), x.data(), p->A.data(), p->B.data(), scale_, T_, p->in, p->out, r_, &pool_);
-    } else {
-      lora_linear_forward(y.data(), p ? xa.data() : nullptr, x.data(), W, f32(bias), p ? p->A.data() : nullptr, p ? p->B.data() : nullptr, scale_, T_,
-                          r_, &pool_);
-    }
-  }
-
-  // dx = dy W + LoRA terms (dx may be null), LoRA gradients into `g` (nullable); in full
-  // training also dW += dyᵀ x and dbias += Σ dy.
-  void linear_backward(F* dx, const std::vector<F>& dy, const std::vector<F>& x, const std::vector<F>& xa, const Tensor& W, const Tensor* bias,
-                       int64_t l, LoraTarget t, LoraSet<F>* g) {
-    const LoraPair<F>* p = lora(l, t);
-    LoraPair<F>* gp = p && g ? g->find(l, t) : nullptr;
-    if (p && b_.lora_dropout > 0) {
-      // dx = dy W + dropout'(scale (dy B) A): the adapter branch's input gradient goes back
-      // through the same mask; dA sees the dropped input.
-      if (dx) matmul_backward_input(dx, dy.data(), W, T_, &pool_);
-      const std::vector<F> xd = dropped(x, l, t);
-      std::vector<F> dl(dx ? x.size() : 0, F(0));
-      lora_linear_backward(dx ? dl.data() : nullptr, gp ? gp->A.data() : nullptr, gp ? gp->B.data() : nullptr, dy.data(), xd.data(), xa.data(), W,
-                           p->A.data(), p->B.data(), scale_, T_, r_, &pool_, false);
-      if (dx) {
-        const std::vector<F> dd = dropped(dl, l, t);
-        for (size_t i = 0; i < dd.size(); i++) dx[i] += dd[i];
-      }
-    } else {
-      lora_linear_backward(dx, gp ? gp->A.data() : nullptr, gp ? gp->B.data() : nullptr, dy.data(), x.data(), p ? xa.data() : nullptr, W,
-                           p ? p->A.data() : nullptr, p ? p->B.data() : nullptr, scale_, T_, r_, &pool_);
-    }
-    if (F* dW = wgrad(&W)) linear_backward_weight(dW, wgrad(bias), dy.data(), x.data(), T_, W.ne[0], W.rows(), &pool_);
   }
 
   void attention_forward_block(int64_t l, std::vector<F>& x) {
@@ -279,13 +207,6 @@ class Runner {
 
   const DenseModel& m_;
   const ModelConfig& c_;
-  const LoraSet<F>* ad_;
-  const double scale_;
-  const PackedBatch& b_;
-  ThreadPool& pool_;
-  const WeightGrads<F>* wg_;  // full training; null under LoRA
-  const int64_t T_, r_;
-  MatmulScratch mm_;
   std::vector<LayerSaved<F>> saved_;
   std::vector<F> xf_, rstdf_, xnf_;  // [T, H], [T], [T, H]: the final norm's input, saved rstd and output
 };
@@ -312,7 +233,8 @@ namespace {
 
 template <class F>
 void permute_qk_rows(LoraSet<F>& s, const ModelConfig& c, bool to_gguf) {
-  if (c.rope_neox) return;
+  // Only llama.cpp's converter permutes rows (llama-style GGUFs); deepseek2 keeps HF's order.
+  if (c.rope_neox || c.arch == Arch::DeepseekV2 || c.arch == Arch::DeepseekV3) return;
   for (int64_t l = 0; l < s.n_layers; l++)
     for (auto [t, heads] : {std::pair{LoraTarget::QProj, c.num_attention_heads}, std::pair{LoraTarget::KProj, c.num_key_value_heads}})
       if (LoraPair<F>* p = s.find(l, t)) permute_head_rows(p->B, heads, c.head_dim, s.rank, to_gguf);
@@ -436,7 +358,7 @@ LoraSet<F> zeros_like(const LoraSet<float>& s) {
 
 LoraLossAndGrads lora_loss_and_grads(Model& model, const LoraAdapter& adapter, const std::vector<TrainSequence>& batch, GradPrecision precision,
                                      bool checkpoint_layers, uint64_t dropout_seed) {
-  const DenseModel& dm = model.dense_model();
+  const train::LoraModel dm = train::LoraModel::of(model);
   const ModelConfig& c = dm.config();
   if (adapter.weights().n_layers != c.num_hidden_layers)
     throw Error("the adapter has " + std::to_string(adapter.weights().n_layers) + " layers, the model " + std::to_string(c.num_hidden_layers));
@@ -451,12 +373,12 @@ LoraLossAndGrads lora_loss_and_grads(Model& model, const LoraAdapter& adapter, c
   if (precision == GradPrecision::F64) {
     LoraSet<double> w = convert<double>(adapter.weights()), g = zeros_like<double>(adapter.weights());
     train::to_engine_order(w, c);
-    out.loss = train::dense_lora_loss<double>(dm, &w, adapter.scale(), b, &g, model.thread_pool());
+    out.loss = train::lora_loss<double>(dm, &w, adapter.scale(), b, &g, model.thread_pool());
     out.grads = std::move(g);
   } else {
     LoraSet<float> w = adapter.weights(), g = zeros_like<float>(adapter.weights());
     train::to_engine_order(w, c);
-    out.loss = train::dense_lora_loss<float>(dm, &w, adapter.scale(), b, &g, model.thread_pool());
+    out.loss = train::lora_loss<float>(dm, &w, adapter.scale(), b, &g, model.thread_pool());
     out.grads = convert<double>(g);
   }
   train::from_engine_order(out.grads, c);
@@ -464,7 +386,7 @@ LoraLossAndGrads lora_loss_and_grads(Model& model, const LoraAdapter& adapter, c
 }
 
 std::vector<std::vector<double>> completion_logprobs(Model& model, int adapter, const std::vector<ScoreSequence>& seqs) {
-  const DenseModel& dm = model.dense_model();
+  const train::LoraModel dm = train::LoraModel::of(model);
   const ModelConfig& c = dm.config();
   std::vector<TrainSequence> batch;
   for (size_t i = 0; i < seqs.size(); i++) {
@@ -488,7 +410,7 @@ std::vector<std::vector<double>> completion_logprobs(Model& model, int adapter, 
     scale = a.scale();
   }
   std::vector<double> losses(b.tokens.size());
-  train::dense_lora_token_losses<float>(dm, adapter != 0 ? &w : nullptr, scale, b, losses.data(), model.thread_pool());
+  train::lora_token_losses<float>(dm, adapter != 0 ? &w : nullptr, scale, b, losses.data(), model.thread_pool());
   std::vector<std::vector<double>> out(seqs.size());
   size_t t0 = 0;
   for (size_t i = 0; i < seqs.size(); i++) {

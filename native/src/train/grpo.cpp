@@ -1,7 +1,7 @@
 // GRPO's advantages, loss and LoRA gradients (see aha/grpo.h). Each token's loss is a function
 // of its log-prob only, ℓ_t = −min(ρA, clip(ρ)A) + β·k3, with a constant weight from the
 // normalization; so one train-mode forward gives every log-prob, d loss / d logp_t follows per
-// token, and one backward from the lm head (dense_lora_logprobs) gives the LoRA gradients.
+// token, and one backward from the lm head (lora_logprobs, either family) gives the LoRA gradients.
 #include "aha/grpo.h"
 
 #include <algorithm>
@@ -12,6 +12,7 @@
 #include "aha/error.h"
 #include "core/json.h"
 #include "train/dense_lora.h"
+#include "train/lora_model.h"
 
 namespace aha {
 
@@ -89,7 +90,7 @@ TokenLoss token_loss(double logp, double old_logp, double ref_logp, double A, co
 }
 
 template <class F>
-void run_micro_batch(const DenseModel& dm, const LoraSet<F>& w, double scale, const std::vector<GrpoSequence>& batch, const std::vector<size_t>& idx,
+void run_micro_batch(const train::LoraModel& dm, const LoraSet<F>& w, double scale, const std::vector<GrpoSequence>& batch, const std::vector<size_t>& idx,
                      const std::vector<double>& weight, const GrpoLossConfig& c, LoraSet<F>& grads, Tally& tally, GrpoLossAndGrads& out, ThreadPool& pool) {
   std::vector<TrainSequence> seqs;
   for (size_t i : idx) {
@@ -118,7 +119,7 @@ void run_micro_batch(const DenseModel& dm, const LoraSet<F>& w, double scale, co
   std::vector<double> ref(static_cast<size_t>(T)), logp(ref.size()), entropy(ref.size());
   if (c.beta != 0) {
     const auto t = std::chrono::steady_clock::now();
-    train::dense_lora_logprobs<F>(dm, nullptr, 0.0, b, c.temperature, ref.data(), nullptr, nullptr, nullptr, pool);
+    train::lora_logprobs<F>(dm, nullptr, 0.0, b, c.temperature, ref.data(), nullptr, nullptr, nullptr, pool);
     out.reference_seconds += seconds_since(t);
   }
   const train::LogprobGrad dloss = [&](int64_t n, const int64_t* rows, const double* lp, double* dlp) {
@@ -138,7 +139,7 @@ void run_micro_batch(const DenseModel& dm, const LoraSet<F>& w, double scale, co
     }
   };
   const auto t = std::chrono::steady_clock::now();
-  train::dense_lora_logprobs<F>(dm, &w, scale, b, c.temperature, logp.data(), entropy.data(), &dloss, &grads, pool);
+  train::lora_logprobs<F>(dm, &w, scale, b, c.temperature, logp.data(), entropy.data(), &dloss, &grads, pool);
   out.policy_seconds += seconds_since(t);
   for (int64_t r = 0; r < T; r++)
     if (row_seq[size_t(r)] >= 0) {
@@ -150,7 +151,7 @@ void run_micro_batch(const DenseModel& dm, const LoraSet<F>& w, double scale, co
 template <class F>
 LoraSet<double> run(Model& model, const LoraAdapter& adapter, const std::vector<GrpoSequence>& batch, const std::vector<std::vector<size_t>>& micro,
                     const std::vector<double>& weight, const GrpoLossConfig& c, Tally& tally, GrpoLossAndGrads& out) {
-  const DenseModel& dm = model.dense_model();
+  const train::LoraModel dm = train::LoraModel::of(model);
   LoraSet<F> w = convert<F>(adapter.weights(), false), g = convert<F>(adapter.weights(), true);
   train::to_engine_order(w, dm.config());
   for (auto& idx : micro) run_micro_batch<F>(dm, w, adapter.scale(), batch, idx, weight, c, g, tally, out, model.thread_pool());
@@ -219,7 +220,7 @@ void GrpoLossConfig::validate() const {
 GrpoLossAndGrads grpo_loss_and_grads(Model& model, const LoraAdapter& adapter, const std::vector<GrpoSequence>& batch, const GrpoLossConfig& c,
                                      GradPrecision precision, int64_t micro_batch_tokens) {
   c.validate();
-  const ModelConfig& mc = model.dense_model().config();
+  const ModelConfig& mc = train::LoraModel::of(model).config();
   if (adapter.weights().n_layers != mc.num_hidden_layers)
     throw Error("the adapter has " + std::to_string(adapter.weights().n_layers) + " layers, the model " + std::to_string(mc.num_hidden_layers));
   if (batch.empty()) throw Error("the GRPO batch has no sequences");

@@ -1,6 +1,7 @@
 // LoRA adapters in PEFT's layout: adapter_config.json + adapter_model.safetensors with tensors
 // base_model.model.model.layers.<l>.<self_attn|mlp>.<module>.lora_A.weight [r, in] and
 // .lora_B.weight [out, r]; PEFT's initialization and scale.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <regex>
@@ -18,27 +19,23 @@ namespace aha {
 
 namespace {
 
-constexpr const char* kNames[kLoraTargets] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+constexpr const char* kNames[kLoraTargets] = {"q_proj",   "k_proj",   "v_proj",   "o_proj",  "gate_proj", "up_proj", "down_proj",
+                                              "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "gate_proj", "up_proj", "down_proj"};
+constexpr const char* kPaths[kLoraTargets] = {
+    "self_attn.q_proj",   "self_attn.k_proj",   "self_attn.v_proj",           "self_attn.o_proj",           "mlp.gate_proj",
+    "mlp.up_proj",        "mlp.down_proj",      "self_attn.q_a_proj",         "self_attn.q_b_proj",         "self_attn.kv_a_proj_with_mqa",
+    "self_attn.kv_b_proj", "mlp.shared_experts.gate_proj", "mlp.shared_experts.up_proj", "mlp.shared_experts.down_proj"};
 
-// (in, out) of a target module in a dense model.
-std::pair<int64_t, int64_t> module_shape(const ModelConfig& c, LoraTarget t) {
-  const int64_t H = c.hidden_size, F = c.intermediate_size, QD = c.num_attention_heads * c.head_dim, KD = c.num_key_value_heads * c.head_dim;
-  switch (t) {
-    case LoraTarget::QProj: return {H, QD};
-    case LoraTarget::KProj:
-    case LoraTarget::VProj: return {H, KD};
-    case LoraTarget::OProj: return {QD, H};
-    case LoraTarget::GateProj:
-    case LoraTarget::UpProj: return {H, F};
-    case LoraTarget::DownProj: return {F, H};
-  }
-  return {0, 0};
-}
+bool is_deepseek(const ModelConfig& c) { return c.arch == Arch::DeepseekV2 || c.arch == Arch::DeepseekV3; }
 
+// The names a user may write, each once (gate_proj stands for the shared experts' too).
 std::string supported_names() {
   std::string s;
-  for (const char* n : kNames) s += (s.empty() ? "" : ", ") + std::string(n);
-  return s;
+  for (int i = 0; i < kLoraTargets; i++) {
+    if (i >= int(LoraTarget::SharedGate)) break;
+    s += (s.empty() ? "" : ", ") + std::string(kNames[i]);
+  }
+  return s + ", shared_experts.gate_proj, shared_experts.up_proj, shared_experts.down_proj, all-linear";
 }
 
 std::string number(double v) {
@@ -52,19 +49,85 @@ std::string number(double v) {
 }  // namespace
 
 const char* lora_target_name(LoraTarget t) { return kNames[int(t)]; }
-const char* lora_target_parent(LoraTarget t) { return int(t) < 4 ? "self_attn" : "mlp"; }
+const char* lora_target_path(LoraTarget t) { return kPaths[int(t)]; }
+
+bool lora_entry_matches(const std::string& entry, LoraTarget t) {
+  const std::string path = kPaths[int(t)];
+  if (entry == "all-linear" || entry == path) return true;
+  return path.size() > entry.size() && path.compare(path.size() - entry.size(), entry.size(), entry) == 0 && path[path.size() - entry.size() - 1] == '.';
+}
+
+bool lora_target_exists(const ModelConfig& c, int64_t layer, LoraTarget t) {
+  if (layer < 0 || layer >= c.num_hidden_layers) return false;
+  if (!is_deepseek(c)) return int(t) < int(LoraTarget::QAProj);
+  const DeepseekConfig& d = c.deepseek;
+  const bool moe = d.is_moe_layer(layer);
+  switch (t) {
+    case LoraTarget::QProj: return d.q_lora_rank == 0;
+    case LoraTarget::QAProj:
+    case LoraTarget::QBProj: return d.q_lora_rank > 0;
+    case LoraTarget::KvAProj:
+    case LoraTarget::KvBProj:
+    case LoraTarget::OProj: return true;
+    case LoraTarget::GateProj:
+    case LoraTarget::UpProj:
+    case LoraTarget::DownProj: return !moe;
+    case LoraTarget::SharedGate:
+    case LoraTarget::SharedUp:
+    case LoraTarget::SharedDown: return moe && d.n_shared_experts > 0;
+    case LoraTarget::KProj:
+    case LoraTarget::VProj: return false;
+  }
+  return false;
+}
+
+std::pair<int64_t, int64_t> lora_module_shape(const ModelConfig& c, int64_t layer, LoraTarget t) {
+  if (!lora_target_exists(c, layer, t)) throw Error(std::string("layer ") + std::to_string(layer) + " has no " + kPaths[int(t)]);
+  const int64_t H = c.hidden_size, F = c.intermediate_size;
+  if (!is_deepseek(c)) {
+    const int64_t QD = c.num_attention_heads * c.head_dim, KD = c.num_key_value_heads * c.head_dim;
+    switch (t) {
+      case LoraTarget::QProj: return {H, QD};
+      case LoraTarget::KProj:
+      case LoraTarget::VProj: return {H, KD};
+      case LoraTarget::OProj: return {QD, H};
+      case LoraTarget::GateProj:
+      case LoraTarget::UpProj: return {H, F};
+      case LoraTarget::DownProj: return {F, H};
+      default: break;
+    }
+  }
+  const DeepseekConfig& d = c.deepseek;
+  const int64_t nh = c.num_attention_heads, QD = nh * (d.qk_nope_head_dim + d.qk_rope_head_dim), S = d.moe_intermediate_size * d.n_shared_experts;
+  switch (t) {
+    case LoraTarget::QProj: return {H, QD};
+    case LoraTarget::QAProj: return {H, d.q_lora_rank};
+    case LoraTarget::QBProj: return {d.q_lora_rank, QD};
+    case LoraTarget::KvAProj: return {H, d.kv_lora_rank + d.qk_rope_head_dim};
+    case LoraTarget::KvBProj: return {d.kv_lora_rank, nh * (d.qk_nope_head_dim + d.v_head_dim)};
+    case LoraTarget::OProj: return {nh * d.v_head_dim, H};
+    case LoraTarget::GateProj:
+    case LoraTarget::UpProj: return {H, F};
+    case LoraTarget::DownProj: return {F, H};
+    case LoraTarget::SharedGate:
+    case LoraTarget::SharedUp: return {H, S};
+    case LoraTarget::SharedDown: return {S, H};
+    default: break;
+  }
+  return {0, 0};
+}
 
 LoraTarget lora_target_from_name(const std::string& name) {
   for (int i = 0; i < kLoraTargets; i++)
     if (name == kNames[i]) return LoraTarget(i);
-  throw Error("unknown LoRA target module '" + name + "' (the dense models have: " + supported_names() + ")");
+  throw Error("unknown LoRA target module '" + name + "' (the models have: " + supported_names() + ")");
 }
 
 double LoraConfig::scale() const { return use_rslora ? alpha / std::sqrt(double(rank)) : alpha / double(rank); }
 
 bool LoraConfig::targets(LoraTarget t) const {
   for (auto& n : target_modules)
-    if (n == kNames[int(t)]) return true;
+    if (lora_entry_matches(n, t)) return true;
   return false;
 }
 
@@ -75,7 +138,9 @@ void LoraConfig::validate() const {
   if (target_modules.empty()) throw Error("no LoRA target modules (choose from " + supported_names() + ")");
   std::set<std::string> seen;
   for (auto& n : target_modules) {
-    lora_target_from_name(n);
+    bool known = false;
+    for (int i = 0; i < kLoraTargets; i++) known = known || lora_entry_matches(n, LoraTarget(i));
+    if (!known) throw Error("unknown LoRA target module '" + n + "' (the models have: " + supported_names() + ")");
     if (!seen.insert(n).second) throw Error("LoRA target module '" + n + "' is listed twice");
   }
 }
@@ -104,7 +169,7 @@ LoraConfig lora_config_from_json(const std::string& text, const std::string& fil
     if (!t) fail_file(file, "no target_modules");
     c.target_modules.clear();
     if (t->is_string() && t->string() == "all-linear") {
-      for (const char* n : kNames) c.target_modules.push_back(n);
+      c.target_modules.push_back("all-linear");  // every linear layer the model has (but the lm head), as PEFT
     } else if (t->is_array()) {
       for (auto& x : t->array()) {
         if (!x.is_string()) fail_file(file, "target_modules must be a list of module names");
@@ -125,6 +190,7 @@ LoraConfig lora_config_from_json(const std::string& text, const std::string& fil
 std::string lora_config_to_json(const LoraConfig& c) {
   std::string t;
   for (auto& n : c.target_modules) t += (t.empty() ? "" : ", ") + json_quote(n);
+  t = c.target_modules.size() == 1 && c.target_modules[0] == "all-linear" ? t : "[" + t + "]";  // PEFT reads only the string form as the keyword
   return "{\n"
          "  \"alpha_pattern\": {},\n"
          "  \"base_model_name_or_path\": " + (c.base_model.empty() ? std::string("null") : json_quote(c.base_model)) + ",\n"
@@ -139,21 +205,50 @@ std::string lora_config_to_json(const LoraConfig& c) {
          "  \"peft_type\": \"LORA\",\n"
          "  \"r\": " + std::to_string(c.rank) + ",\n"
          "  \"rank_pattern\": {},\n"
-         "  \"target_modules\": [" + t + "],\n"
+         "  \"target_modules\": " + t + ",\n"
          "  \"task_type\": \"CAUSAL_LM\",\n"
          "  \"use_dora\": false,\n"
          "  \"use_rslora\": " + (c.use_rslora ? "true" : "false") + "\n"
          "}\n";
 }
 
+namespace {
+
+// The modules an entry of target_modules names in this model (layer, target), by PEFT's rule.
+bool entry_found(const ModelConfig& mc, const std::string& entry) {
+  for (int64_t l = 0; l < mc.num_hidden_layers; l++)
+    for (int i = 0; i < kLoraTargets; i++)
+      if (lora_target_exists(mc, l, LoraTarget(i)) && lora_entry_matches(entry, LoraTarget(i))) return true;
+  return false;
+}
+
+std::string model_modules(const ModelConfig& mc) {
+  std::string have;
+  for (int i = 0; i < kLoraTargets; i++)
+    for (int64_t l = 0; l < mc.num_hidden_layers; l++)
+      if (lora_target_exists(mc, l, LoraTarget(i))) {
+        have += (have.empty() ? "" : ", ") + std::string(kPaths[i]);
+        break;
+      }
+  return have;
+}
+
+}  // namespace
+
+// As PEFT: entries that name nothing in this model are passed over (an adapter may list q_proj
+// and q_a_proj for models with either), but one must name something. LoraAdapter::init, where a
+// user chooses the targets, is strict.
 template <class F>
 LoraSet<F>::LoraSet(const ModelConfig& mc, const LoraConfig& lc) : n_layers(mc.num_hidden_layers), rank(lc.rank) {
   lc.validate();
+  bool any = false;
+  for (auto& n : lc.target_modules) any = any || entry_found(mc, n);
+  if (!any) throw Error("none of the LoRA target modules is a module of this " + std::string(arch_name(mc.arch)) + " model (it has " + model_modules(mc) + ")");
   mods.resize(size_t(n_layers * kLoraTargets));
   for (int64_t l = 0; l < n_layers; l++)
     for (int i = 0; i < kLoraTargets; i++) {
-      if (!lc.targets(LoraTarget(i))) continue;
-      auto [in, out] = module_shape(mc, LoraTarget(i));
+      if (!lc.targets(LoraTarget(i)) || !lora_target_exists(mc, l, LoraTarget(i))) continue;
+      auto [in, out] = lora_module_shape(mc, l, LoraTarget(i));
       LoraPair<F>& p = mods[size_t(l * kLoraTargets + i)];
       p.in = in;
       p.out = out;
@@ -178,12 +273,32 @@ template struct LoraSet<float>;
 template struct LoraSet<double>;
 
 std::string lora_peft_name(int64_t layer, LoraTarget t, bool b) {
-  return "base_model.model.model.layers." + std::to_string(layer) + "." + lora_target_parent(t) + "." + lora_target_name(t) + (b ? ".lora_B.weight" : ".lora_A.weight");
+  return "base_model.model.model.layers." + std::to_string(layer) + "." + kPaths[int(t)] + (b ? ".lora_B.weight" : ".lora_A.weight");
 }
 
 LoraAdapter LoraAdapter::init(const ModelConfig& mc, const LoraConfig& lc, uint64_t seed) {
   LoraAdapter a;
   a.config_ = lc;
+  lc.validate();
+  for (auto& n : lc.target_modules)
+    if (!entry_found(mc, n))
+      throw Error("LoRA target module '" + n + "' is not a module of this " + arch_name(mc.arch) + " model (it has " + model_modules(mc) + ")");
+  // "all-linear" is written out as the modules it stands for here: PEFT resolves the keyword by
+  // its own rules, which for transformers' DeepSeek include the router and the routed experts.
+  // The deepseek family names each MLP kind by its parent, since PEFT 0.21 rewrites a bare
+  // gate_proj/up_proj/down_proj of a DeepSeek into the fused routed experts.
+  if (std::find(lc.target_modules.begin(), lc.target_modules.end(), "all-linear") != lc.target_modules.end()) {
+    const bool ds = is_deepseek(mc);
+    std::vector<std::string> names;
+    for (int i = 0; i < kLoraTargets; i++) {
+      bool exists = false;
+      for (int64_t l = 0; l < mc.num_hidden_layers; l++) exists = exists || lora_target_exists(mc, l, LoraTarget(i));
+      if (!exists) continue;
+      const std::string path = kPaths[i];
+      names.push_back(!ds || path.rfind("self_attn.", 0) == 0 ? kNames[i] : path.rfind("mlp.shared_experts.", 0) == 0 ? path.substr(4) : path);
+    }
+    a.config_.target_modules = names;
+  }
   a.weights_ = LoraSet<float>(mc, lc);
   // splitmix64: the same numbers on every platform (std's distributions are not portable).
   uint64_t s = seed;
@@ -212,23 +327,20 @@ LoraAdapter LoraAdapter::load(const std::string& dir, const ModelConfig& mc) {
   a.config_ = lora_config_from_json(read_text_file(cfg_path), cfg_path);
   a.weights_ = LoraSet<float>(mc, a.config_);
   MappedFile f(st_path);
-  static const std::regex key(R"(base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+)\.lora_([AB])\.weight)");
+  static const std::regex key(R"(base_model\.model\.model\.layers\.(\d+)\.([\w.]+)\.lora_([AB])\.weight)");
   std::set<std::string> seen;
   for (auto& t : parse_safetensors(f.data(), f.size(), st_path)) {
     std::smatch m;
-    if (!std::regex_match(t.name, m, key)) fail_file(st_path, "tensor '" + t.name + "' is not a LoRA weight of a dense model's layer");
+    if (!std::regex_match(t.name, m, key)) fail_file(st_path, "tensor '" + t.name + "' is not a LoRA weight of a decoder layer");
     const int64_t layer = std::stoll(m[1].str());
-    LoraTarget tg;
-    try {
-      tg = lora_target_from_name(m[3].str());
-    } catch (const Error& e) {
-      fail_file(st_path, "tensor '" + t.name + "': " + e.what());
-    }
-    if (m[2].str() != lora_target_parent(tg)) fail_file(st_path, "tensor '" + t.name + "': " + lora_target_name(tg) + " lives under " + lora_target_parent(tg));
+    int tg = 0;
+    while (tg < kLoraTargets && m[2].str() != kPaths[tg]) tg++;
+    if (tg == kLoraTargets) fail_file(st_path, "tensor '" + t.name + "': '" + m[2].str() + "' is not a module the engine adapts (" + supported_names() + ")");
     if (layer >= mc.num_hidden_layers) fail_file(st_path, "tensor '" + t.name + "': the model has " + std::to_string(mc.num_hidden_layers) + " layers");
-    LoraPair<float>* p = a.weights_.find(layer, tg);
-    if (!p) fail_file(st_path, "tensor '" + t.name + "': " + lora_target_name(tg) + " is not in target_modules");
-    const bool is_b = m[4].str() == "B";
+    if (!lora_target_exists(mc, layer, LoraTarget(tg))) fail_file(st_path, "tensor '" + t.name + "': layer " + std::to_string(layer) + " of this model has no " + kPaths[tg]);
+    LoraPair<float>* p = a.weights_.find(layer, LoraTarget(tg));
+    if (!p) fail_file(st_path, "tensor '" + t.name + "': " + kPaths[tg] + " is not in target_modules");
+    const bool is_b = m[3].str() == "B";
     // ggml order: ne = {cols, rows}
     const std::vector<int64_t> want = is_b ? std::vector<int64_t>{a.config_.rank, p->out} : std::vector<int64_t>{p->in, a.config_.rank};
     if (t.ne != want)
