@@ -124,12 +124,16 @@ export function promptTokens(p: GrpoPrompt, tokenizer: Tokenizer, template: Chat
 
 /**
  * KV cache tokens a step's rollouts need at most: all promptsPerStep × G completions at once, each
- * as long as the data's longest prompt plus maxCompletionTokens (a fresh load's default cache, two
- * contexts, is far too small for a group of a small model's completions).
+ * as long as the data's longest prompt plus maxCompletionTokens, in whole cache blocks (16 tokens;
+ * a completion forked from its prompt copies the prompt's last, partly filled block), and the
+ * prompts' own sequences beside them. A fresh load's default cache, two contexts, is far too small
+ * for a group of a small model's completions.
  */
 export function rolloutCacheTokens(dataText: string, tokenizer: Tokenizer, template: ChatTemplate, c: Pick<GrpoConfig, 'promptsPerStep' | 'numGenerations' | 'maxCompletionTokens'>): number {
+  const BLOCK = 16;
   const longest = readGrpoPrompts(dataText).prompts.reduce((m, p) => Math.max(m, promptTokens(p, tokenizer, template).length), 0);
-  return c.promptsPerStep * c.numGenerations * (longest + c.maxCompletionTokens);
+  const blocks = Math.ceil((longest + c.maxCompletionTokens) / BLOCK) + 1;
+  return c.promptsPerStep * (c.numGenerations + 1) * blocks * BLOCK;
 }
 
 function validate(c: GrpoConfig): void {

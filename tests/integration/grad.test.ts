@@ -20,15 +20,16 @@ interface Golden {
   grads: Record<string, { shape: number[]; norm: number; idx: number[]; val: number[] }>;
 }
 
-test('aha grad writes every LoRA gradient under its PEFT name, matching transformers + PEFT', () => {
+test('aha grad writes every LoRA gradient under its PEFT name, matching transformers + PEFT (dense and DeepSeek)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'aha-grad-'));
-  for (const name of ['qwen2-tiny', 'llama-tiny-f32.gguf']) {
-    const golden = JSON.parse(readFileSync(join(goldens, `${name.replace('-f32.gguf', '')}.json`), 'utf8')) as Golden;
+  for (const name of ['qwen2-tiny', 'llama-tiny-f32.gguf', 'deepseek-v3-tiny', 'deepseek-v2-lite-tiny-kv_b.gguf']) {
+    const golden = JSON.parse(readFileSync(join(goldens, `${name.replace(/-(f32|kv_b)\.gguf$/, '')}.json`), 'utf8')) as Golden;
+    const model = join(name.startsWith('deepseek') ? join(root, 'tests/fixtures/generated-deepseek') : gen, name);
     const sft = join(dir, 'batch.jsonl');
     writeFileSync(sft, golden.sequences.map((s) => JSON.stringify(s)).join('\n') + '\n');
     for (const [dtype, tol] of [['f64', 1e-6], ['f32', 1e-4]] as const) {
       const out = join(dir, `grads-${dtype}.safetensors`);
-      const r = aha('grad', '--model', join(gen, name), '--adapter', join(goldens, name.replace('-f32.gguf', '')), '--sft', sft, '--out', out, '--dtype', dtype, '--json', '--threads', '2');
+      const r = aha('grad', '--model', model, '--adapter', join(goldens, name.replace(/-(f32|kv_b)\.gguf$/, '')), '--sft', sft, '--out', out, '--dtype', dtype, '--json', '--threads', '2');
       assert.equal(r.code, 0, r.stderr);
       const j = JSON.parse(r.stdout) as { loss: number; target_tokens: number };
       assert.equal(j.target_tokens, golden.target_tokens);

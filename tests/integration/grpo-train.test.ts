@@ -64,3 +64,24 @@ test('aha train grpo: steps, checkpoints, the adapter, and an exact resume', () 
   assert.equal(noGrader.code, 2);
   assert.match(noGrader.stderr, /--grader LIST \(or --grader-config FILE\) is required/);
 });
+
+test('aha train grpo on a DeepSeek (MLA + MoE): rollouts with the adapter, steps with a gradient, an exact resume', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'aha-grpo-ds-'));
+  const data = join(dir, 'prompts.jsonl');
+  writeFileSync(data, [JSON.stringify({ prompt: 'What is 2 + 3?', reference: '5' }), JSON.stringify({ prompt: 'What is 9 - 1?', reference: '8' })].join('\n') + '\n');
+  const graders = join(dir, 'graders.json');
+  writeFileSync(graders, JSON.stringify([{ weight: 1, grader: { name: 'vowel', version: 1, kind: 'regex', options: { pattern: '[A-Z]' } } }]));  // a capital: in about half of its random completions
+  const common = ['--model', join(root, 'tests/fixtures/generated-deepseek/deepseek-v3-tiny'), '--data', data, '--grader-config', graders, '--num-generations', '4',
+    '--prompts-per-step', '2', '--max-tokens', '4', '--lr', '1e-2', '--seed', '3', '--json', '--threads', '2'];
+  const steps = (stdout: string) => stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.event === 'step') as StepEvent[];
+  const a = aha('train', 'grpo', ...common, '--out', join(dir, 'a'), '--steps', '3');
+  assert.equal(a.code, 0, a.stderr);
+  const sa = steps(a.stdout);
+  assert.deepEqual(sa.map((s) => s.step), [1, 2, 3]);
+  assert.ok(sa.some((s) => s.reward.std > 0 && s.gradNorm > 0), 'some step has a reward spread and a gradient');
+  const b1 = aha('train', 'grpo', ...common, '--out', join(dir, 'b'), '--steps', '1');
+  assert.equal(b1.code, 0, b1.stderr);
+  const b2 = aha('train', 'grpo', ...common, '--out', join(dir, 'b'), '--steps', '3', '--resume');
+  assert.equal(b2.code, 0, b2.stderr);
+  assert.deepEqual(steps(b2.stdout).map((s) => [s.step, s.loss, s.reward.mean]), sa.slice(1).map((s) => [s.step, s.loss, s.reward.mean]));
+});
