@@ -220,7 +220,7 @@ test('bad input: counted warnings for unusable and over-long rows, clear errors 
   assert.match(r.stderr, /1 example longer than --max-len 48 tokens was truncated/);
   const target = aha(...base, '--targets', 'q_proj,attn_qkv');
   assert.equal(target.code, 2);
-  assert.match(target.stderr, /--targets: unknown module 'attn_qkv' \(the dense models have: q_proj, /);
+  assert.match(target.stderr, /--targets: unknown module 'attn_qkv' \(the models have: q_proj, /);
   const rank = aha(...base, '--rank', '0');
   assert.equal(rank.code, 2);
   assert.match(rank.stderr, /--rank must be at least 1/);
