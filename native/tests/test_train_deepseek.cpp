@@ -116,7 +116,10 @@ TEST(train_deepseek_lora_grads_match_finite_differences) {
   for (const char* name : kDsModels) {
     auto m = load_ds(name);
     const bool rslora = std::string(name) == "deepseek-v3-tiny";
-    LoraAdapter ad = ds_adapter(m->config(), {"all-linear"}, rslora);
+    // every linear module, and on two of the four the routed experts too
+    const bool experts = std::string(name) == "deepseek-v3-tiny" || std::string(name) == "deepseek-v2-tiny";
+    LoraAdapter ad = ds_adapter(m->config(), experts ? std::vector<std::string>{"all-linear", "experts.gate_up_proj", "experts.down_proj"}
+                                                     : std::vector<std::string>{"all-linear"}, rslora);
     const LoraLossAndGrads g64 = lora_loss_and_grads(*m, ad, ds_batch(), GradPrecision::F64);
     const LoraLossAndGrads g32 = lora_loss_and_grads(*m, ad, ds_batch(), GradPrecision::F32);
     const train::PackedBatch b = train::pack_sequences(ds_batch(), m->config());
@@ -124,7 +127,7 @@ TEST(train_deepseek_lora_grads_match_finite_differences) {
     LoraSet<double> w;
     w.n_layers = ad.weights().n_layers;
     w.rank = ad.weights().rank;
-    for (auto& p : ad.weights().mods) w.mods.push_back({p.in, p.out, {p.A.begin(), p.A.end()}, {p.B.begin(), p.B.end()}});
+    for (auto& p : ad.weights().mods) w.mods.push_back({p.in, p.out, {p.A.begin(), p.A.end()}, {p.B.begin(), p.B.end()}, p.experts});
     std::vector<double> num, ana, all32, all64;
     const bool every = std::string(name) == "deepseek-v2-lite-tiny" || std::string(name) == "deepseek-v3-tiny";
     size_t k = 0, kinds = 0;
@@ -156,7 +159,7 @@ TEST(train_deepseek_lora_grads_match_finite_differences) {
     const DeepseekConfig& d = m->config().deepseek;
     size_t want = 0;
     for (int64_t l = 0; l < m->config().num_hidden_layers; l++)
-      want += (d.q_lora_rank > 0 ? 5 : 4) + (d.is_moe_layer(l) ? (d.n_shared_experts > 0 ? 3 : 0) : 3);
+      want += (d.q_lora_rank > 0 ? 5 : 4) + (d.is_moe_layer(l) ? (d.n_shared_experts > 0 ? 3 : 0) + (experts ? 2 : 0) : 3);
     CHECK_MSG(kinds == want, name << ": " << kinds << " adapted modules, expected " << want);
     const double e_fd = rel_err(ana, num), e_32 = rel_err(all32, all64);
     check::note(std::string(name) + ": loss " + std::to_string(g64.loss) + ", " + std::to_string(kinds) + " modules, FD error " + std::to_string(e_fd) +
@@ -172,7 +175,8 @@ TEST(train_deepseek_lora_grads_match_finite_differences) {
 // adapted; expanded prefill) equals the train-mode loss with it, and differs from the base's.
 TEST(train_deepseek_adapter_in_inference) {
   for (MlaAttention mode : {MlaAttention::Auto, MlaAttention::Absorbed, MlaAttention::Expanded})
-    for (auto targets : {std::vector<std::string>{"all-linear"}, std::vector<std::string>{"q_a_proj", "o_proj", "shared_experts.down_proj"}}) {
+    for (auto targets : {std::vector<std::string>{"all-linear", "experts.gate_up_proj", "experts.down_proj"},
+                         std::vector<std::string>{"q_a_proj", "o_proj", "shared_experts.down_proj", "experts.down_proj"}}) {
       auto m = load_ds("deepseek-v3-tiny", mode);
       LoraAdapter ad = ds_adapter(m->config(), targets, false);
       const int id = m->add_adapter(ad, "t");

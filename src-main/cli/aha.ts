@@ -133,7 +133,8 @@ const commands: Record<string, { summary: string; usage: string; options: Option
   --dropout P            LoRA dropout on the adapter's input, 0 ≤ P < 1 (default 0)
   --targets LIST         comma-separated modules, PEFT's names (default all-linear: q/k/v/o/gate/up/down_proj of a
                          dense model; q_proj or q_a_proj/q_b_proj, kv_a_proj_with_mqa, kv_b_proj, o_proj and the
-                         dense layers' and shared experts' gate/up/down_proj of a DeepSeek)
+                         dense layers' and shared experts' gate/up/down_proj of a DeepSeek); its routed experts
+                         only when named: experts.gate_up_proj,experts.down_proj
   --lr LR                peak learning rate (default 2e-4)
   --schedule S           cosine | linear | constant (default cosine)
   --warmup N             warmup steps (default 0)

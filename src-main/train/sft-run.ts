@@ -51,13 +51,15 @@ export interface SftConfig {
  * The dense family has the first seven; the deepseek family q_proj (or q_a_proj, q_b_proj),
  * kv_a_proj_with_mqa, kv_b_proj, o_proj, and gate/up/down_proj in its dense first layers
  * ("mlp.gate_proj") and shared experts ("shared_experts.gate_proj"); the bare names are both.
- * "all-linear" is every one the model has, written out in the adapter's config.
+ * Its routed experts only by their own names, experts.gate_up_proj and experts.down_proj (PEFT's
+ * target_parameters on transformers' fused expert weights). "all-linear" is every linear module
+ * the model has (not the routed experts), written out in the adapter's config.
  */
 export const LORA_TARGET_NAMES = [
   'q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj',
   'q_a_proj', 'q_b_proj', 'kv_a_proj_with_mqa', 'kv_b_proj',
   'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj', 'shared_experts.gate_proj', 'shared_experts.up_proj', 'shared_experts.down_proj',
-  'all-linear',
+  'experts.gate_up_proj', 'experts.down_proj', 'all-linear',
 ];
 
 export const SFT_DEFAULTS: SftConfig = {
@@ -258,13 +260,17 @@ export interface MemoryEstimate {
 }
 
 /** Whether a target entry names a module path by PEFT's rule (the full path, or a dot-suffix of it). */
-const names = (entry: string, path: string) => entry === 'all-linear' || path === entry || path.endsWith(`.${entry}`);
+const names = (entry: string, path: string) => {
+  const expert = (n: string) => /(^|\.)experts\.(gate_up_proj|down_proj)$/.test(n);
+  if (expert(entry) !== expert(path)) return false;  // the routed experts only by their own names
+  return entry === 'all-linear' || path === entry || path.endsWith(`.${entry}`);
+};
 
 export function loraMemoryEstimate(info: ModelInfo, config: SftConfig): MemoryEstimate {
   const c = info.config, H = c.hiddenSize, F = c.intermediateSize, L = c.layers, r = config.rank;
   const tokens = config.batch * config.maxLen;
   // Each adaptable module: its path in a layer, (in, out), and in how many layers it is.
-  let modules: { path: string; shape: [number, number]; layers: number }[];
+  let modules: { path: string; shape: [number, number]; layers: number; experts?: number }[];
   let perLayer: number, transient: number;
   if (c.deepseek) {
     // deepseek_lora.cpp DsSaved: x, xn1, x_mid, xn2; the query path; kv_a's output, the latent,
@@ -286,6 +292,8 @@ export function loraMemoryEstimate(info: ModelInfo, config: SftConfig): MemoryEs
       ...(S > 0
         ? (['gate_proj', 'up_proj', 'down_proj'] as const).map((m) => ({ path: `mlp.shared_experts.${m}`, shape: (m === 'down_proj' ? [S, H] : [H, S]) as [number, number], layers: moeLayers }))
         : []),
+      { path: 'mlp.experts.gate_up_proj', shape: [H, 2 * d.moeIntermediateSize], layers: moeLayers, experts: d.routedExperts },
+      { path: 'mlp.experts.down_proj', shape: [d.moeIntermediateSize, H], layers: moeLayers, experts: d.routedExperts },
     ];
     const attention = 4 * H + 2 * d.qLoraRank + QD + KVA + d.kvLoraRank + KVB + 4 * nh * D + nh * d.vHeadDim + nh + 4;
     const ffn = (denseLayers * 3 * F + moeLayers * (3 * S + d.expertsPerToken * (3 * d.moeIntermediateSize + H) + d.routedExperts + 2 * d.expertsPerToken)) / L;
@@ -306,7 +314,7 @@ export function loraMemoryEstimate(info: ModelInfo, config: SftConfig): MemoryEs
   }
   const adapted = modules.filter((m) => m.layers > 0 && config.targets.some((t) => names(t, m.path)));
   perLayer += (adapted.length * r * adapted.reduce((n, m) => n + m.layers, 0)) / Math.max(1, adapted.length * L);  // x Aᵀ of each target
-  const loraParams = adapted.reduce((n, m) => n + m.layers * r * (m.shape[0] + m.shape[1]), 0);
+  const loraParams = adapted.reduce((n, m) => n + m.layers * (m.experts ?? 1) * r * (m.shape[0] + m.shape[1]), 0);
   const f = 4;
   const est = {
     weights: info.weightBytes,

@@ -78,9 +78,15 @@ test('a tiny DeepSeek (MLA + MoE) memorizes too: every MLA, dense-layer and shar
     assert.equal(g.code, 0, g.stderr);
     assert.equal(JSON.parse(g.stdout).text, a);
   }
-  // checkpointing gives the same losses; a target the family lacks is a clear error
-  const a = run('--epochs', '2'), b = run('--epochs', '2', '--checkpoint-layers');
+  // the routed experts too, by their own names: checkpointing gives the same losses, the adapter
+  // names them as PEFT's target_parameters and loads back for generation
+  const experts = ['--targets', 'all-linear,experts.gate_up_proj,experts.down_proj'];
+  const a = run('--epochs', '2', ...experts), b = run('--epochs', '2', '--checkpoint-layers', ...experts);
+  assert.equal(a.r.code, 0, a.r.stderr);
   assert.deepEqual(steps(b.r.stdout).map((l) => l.loss), steps(a.r.stdout).map((l) => l.loss));
+  assert.deepEqual(JSON.parse(readFileSync(join(a.out, 'adapter_config.json'), 'utf8')).target_parameters, ['experts.gate_up_proj', 'experts.down_proj']);
+  const ge = aha('generate', '--model', model, '--adapter', a.out, '--chat', 'Hi', '--temperature', '0', '--max-tokens', '4', '--json', '--threads', '2');
+  assert.equal(ge.code, 0, ge.stderr);
   const bad = run('--epochs', '1', '--targets', 'q_a_proj,k_proj');
   assert.notEqual(bad.r.code, 0);
   assert.match(bad.r.stderr, /'k_proj' is not a module of this deepseek/);

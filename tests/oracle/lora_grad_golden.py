@@ -50,6 +50,10 @@ GEN = os.path.join(ROOT, 'tests', 'fixtures', 'generated')
 OUT = os.path.join(ROOT, 'tests', 'fixtures', 'golden', 'lora')
 MODELS = ['qwen2-tiny', 'qwen3-tiny', 'llama-tiny', 'deepseek-v2-lite-tiny', 'deepseek-v3-tiny']
 RSLORA = {'qwen3-tiny', 'deepseek-v3-tiny'}
+# deepseek-v3-tiny's routed experts too: PEFT's target_parameters on transformers' fused expert
+# weights (ParamWrapper: A [r·E, in], B [out, r·E], expert e's B in the columns k·E + e).
+ROUTED = {'deepseek-v3-tiny'}
+EXPERT_PARAMS = ['experts.gate_up_proj', 'experts.down_proj']
 DS_TARGETS = ['q_proj', 'q_a_proj', 'q_b_proj', 'kv_a_proj_with_mqa', 'kv_b_proj', 'o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj',
               'shared_experts.gate_proj', 'shared_experts.up_proj', 'shared_experts.down_proj']
 TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']
@@ -82,7 +86,7 @@ def golden(gen, name, adapter_dir):
     extra = {'experts_implementation': 'eager'} if deepseek else {}
     model = AutoModelForCausalLM.from_pretrained(model_dir(gen, name), dtype=torch.float64, attn_implementation='eager', **extra)
     cfg = LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=DS_TARGETS if deepseek else TARGETS, lora_dropout=0.0, use_rslora=(name in RSLORA),
-                     task_type='CAUSAL_LM', base_model_name_or_path=name)
+                     target_parameters=EXPERT_PARAMS if name in ROUTED else None, task_type='CAUSAL_LM', base_model_name_or_path=name)
     model = get_peft_model(model, cfg)
     model.eval()
     g = torch.Generator().manual_seed(1234)
@@ -91,7 +95,8 @@ def golden(gen, name, adapter_dir):
         c = model.config
         per_attn = 5 if c.q_lora_rank else 4
         dense = c.first_k_dense_replace
-        want = 2 * (per_attn * c.num_hidden_layers + 3 * dense + (3 if c.n_shared_experts else 0) * (c.num_hidden_layers - dense))
+        moe = c.num_hidden_layers - dense
+        want = 2 * (per_attn * c.num_hidden_layers + 3 * dense + ((3 if c.n_shared_experts else 0) + (2 if name in ROUTED else 0)) * moe)
         assert len(lora) == want, (len(lora), want, [n for n, _ in lora])
     else:
         assert len(lora) == 2 * len(TARGETS) * model.config.num_hidden_layers, [n for n, _ in lora]

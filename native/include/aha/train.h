@@ -14,13 +14,16 @@ namespace aha {
 
 // The adapter targets, by their HF module names: the dense family's seven projections, the
 // deepseek family's MLA projections (and its o_proj, q_proj, and gate/up/down of the dense first
-// layers), and its shared experts' projections. Routed experts are not targets yet.
+// layers), its shared experts' projections, and, when asked for by name, its routed experts as
+// transformers stores them (experts.gate_up_proj [E, 2·ffn, hidden], experts.down_proj [E, hidden,
+// ffn]: PEFT's target_parameters, one adapter pair holding every expert's factors).
 enum class LoraTarget : int {
   QProj, KProj, VProj, OProj, GateProj, UpProj, DownProj,  // dense; deepseek: q_proj (no q_lora), o_proj, dense-layer MLP
   QAProj, QBProj, KvAProj, KvBProj,                       // deepseek MLA
   SharedGate, SharedUp, SharedDown,                       // deepseek MoE layers: mlp.shared_experts.*
+  ExpertsGateUp, ExpertsDown,                             // deepseek MoE layers: mlp.experts.gate_up_proj, .down_proj
 };
-constexpr int kLoraTargets = 14;
+constexpr int kLoraTargets = 16;
 const char* lora_target_name(LoraTarget t);  // "q_proj"; "gate_proj" for SharedGate too
 // The module's path within its decoder layer: "self_attn.q_proj", "mlp.shared_experts.gate_proj".
 const char* lora_target_path(LoraTarget t);
@@ -50,13 +53,23 @@ struct LoraConfig {
 LoraConfig lora_config_from_json(const std::string& text, const std::string& file);
 std::string lora_config_to_json(const LoraConfig& c);
 
-// One adapted linear layer y = W x + scale · B (A x).
+// One adapted linear layer y = W x + scale · B (A x); for routed experts (experts > 1) PEFT's
+// ParamWrapper layout: A [rank·experts, in] holds expert e's A in rows [e·rank, (e+1)·rank), and
+// B [out, rank·experts] expert e's B in columns k·experts + e (see lora_expert_b).
 template <class F>
 struct LoraPair {
   int64_t in = 0, out = 0;
-  std::vector<F> A;  // [rank, in]
-  std::vector<F> B;  // [out, rank]
+  std::vector<F> A;  // [rank · experts, in]
+  std::vector<F> B;  // [out, rank · experts]
+  int64_t experts = 1;
 };
+
+// Expert e's B [out, rank] of a routed-experts pair, gathered from its interleaved columns; and
+// the scatter back (+=) of a gradient in that shape.
+template <class F>
+void lora_expert_b(const LoraPair<F>& p, int64_t rank, int64_t e, F* out);
+template <class F>
+void lora_expert_b_add(LoraPair<F>& p, int64_t rank, int64_t e, const F* g);
 
 // A LoRA tensor set over a model's layers (weights, or their gradients); untargeted modules are empty.
 template <class F>
@@ -73,7 +86,9 @@ struct LoraSet {
   const LoraPair<F>* find(int64_t layer, LoraTarget t) const;
 };
 
-// PEFT's tensor name: base_model.model.model.layers.<layer>.<lora_target_path>.lora_A.weight
+// PEFT's tensor name: base_model.model.model.layers.<layer>.<lora_target_path>.lora_A.weight; the
+// routed experts' pairs are PEFT's nested ParamWrappers: mlp.experts.base_layer (gate_up_proj) and
+// mlp.experts (down_proj).
 std::string lora_peft_name(int64_t layer, LoraTarget t, bool b);
 
 class LoraAdapter {
@@ -212,8 +227,8 @@ auto tensor_refs(S& s) {
     for (int64_t l = 0; l < s.n_layers; l++)
       for (int i = 0; i < kLoraTargets; i++)
         if (auto* p = s.find(l, LoraTarget(i))) {
-          out.push_back({lora_peft_name(l, LoraTarget(i), false), {s.rank, p->in}, &p->A, true});
-          out.push_back({lora_peft_name(l, LoraTarget(i), true), {p->out, s.rank}, &p->B, true});
+          out.push_back({lora_peft_name(l, LoraTarget(i), false), {s.rank * p->experts, p->in}, &p->A, true});
+          out.push_back({lora_peft_name(l, LoraTarget(i), true), {p->out, s.rank * p->experts}, &p->B, true});
         }
   } else {
     for (auto& t : s.tensors) out.push_back({t.name, t.shape, &t.values, t.decay});

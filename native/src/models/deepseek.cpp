@@ -17,6 +17,7 @@
 #include "aha/error.h"
 #include "aha/kernels.h"
 #include "backends/cpu/ops.h"
+#include "train/ops.h"
 
 namespace aha {
 
@@ -757,23 +758,52 @@ void DeepseekModel::attend_absorbed(int64_t l, const ForwardBatch& b, int64_t t0
   });
 }
 
+// Routed expert e's adapters (PEFT's ParamWrapper layout: one pair over the fused [gate | up]
+// rows, one over down): gate, up [rows, F] += the gate_up term of x [rows, H]; y [rows, H] += the
+// down term of h [rows, F].
+static void add_expert_lora_gate_up(float* gate, float* up, const float* x, int64_t rows, const ForwardBatch& b, int64_t l, int64_t e,
+                                    ThreadPool& pool) {
+  const LoraPair<float>* p = b.lora ? b.lora->find(l, LoraTarget::ExpertsGateUp) : nullptr;
+  if (!p) return;
+  const int64_t r = b.lora->rank, H = p->in, F2 = p->out, F = F2 / 2;
+  std::vector<float> be(size_t(F2 * r)), gu(size_t(rows * F2), 0.0f);
+  lora_expert_b(*p, r, e, be.data());
+  train::lora_add<float>(gu.data(), nullptr, x, p->A.data() + e * r * H, be.data(), b.lora_scale, rows, H, F2, r, &pool);
+  for (int64_t i = 0; i < rows; i++)
+    for (int64_t j = 0; j < F; j++) gate[i * F + j] += gu[size_t(i * F2 + j)], up[i * F + j] += gu[size_t(i * F2 + F + j)];
+}
+
+static void add_expert_lora_down(float* y, const float* h, int64_t rows, const ForwardBatch& b, int64_t l, int64_t e, ThreadPool& pool) {
+  const LoraPair<float>* p = b.lora ? b.lora->find(l, LoraTarget::ExpertsDown) : nullptr;
+  if (!p) return;
+  const int64_t r = b.lora->rank, F = p->in, H = p->out;
+  std::vector<float> be(size_t(H * r));
+  lora_expert_b(*p, r, e, be.data());
+  train::lora_add<float>(y, nullptr, h, p->A.data() + e * r * F, be.data(), b.lora_scale, rows, F, H, r, &pool);
+}
+
 // SwiGLU MLP on `rows` rows of x: y = down(silu(gate(x)) * up(x)); with an adapter batch `b`,
-// layer l's adapters on the three projections (targets first, first + 1, first + 2) join in.
+// layer l's adapters on the three projections (targets first, first + 1, first + 2) join in, or
+// with expert ≥ 0 routed expert `expert`'s.
 static void mlp(const Tensor& gate, const Tensor& up, const Tensor& down, const float* x, int64_t rows, float* y, ThreadPool& pool,
-                DeepseekWorkspace& w, const ForwardBatch* b = nullptr, int64_t l = -1, LoraTarget first = LoraTarget::GateProj) {
+                DeepseekWorkspace& w, const ForwardBatch* b = nullptr, int64_t l = -1, LoraTarget first = LoraTarget::GateProj,
+                int64_t expert = -1) {
   const int64_t F = gate.ne[1];
   grow(w.gate, size_t(rows * F));
   grow(w.up, size_t(rows * F));
   matmul(gate, x, rows, w.gate.data(), pool, w.mm);
   matmul(up, x, rows, w.up.data(), pool, w.mm);
-  if (b) {
+  if (b && expert >= 0) {
+    add_expert_lora_gate_up(w.gate.data(), w.up.data(), x, rows, *b, l, expert, pool);
+  } else if (b) {
     add_lora(w.gate.data(), x, *b, l, first, rows, pool);
     add_lora(w.up.data(), x, *b, l, LoraTarget(int(first) + 1), rows, pool);
   }
   const CpuOps& ops = cpu_ops();
   pool.parallel_for(rows * F, [&](int64_t i0, int64_t i1, int) { ops.swiglu(w.gate.data() + i0, w.gate.data() + i0, w.up.data() + i0, i1 - i0); }, 16);
   matmul(down, w.gate.data(), rows, y, pool, w.mm);
-  if (b) add_lora(y, w.gate.data(), *b, l, LoraTarget(int(first) + 2), rows, pool);
+  if (b && expert >= 0) add_expert_lora_down(y, w.gate.data(), rows, *b, l, expert, pool);
+  else if (b) add_lora(y, w.gate.data(), *b, l, LoraTarget(int(first) + 2), rows, pool);
 }
 
 void DeepseekModel::dense_ffn_block(int64_t l, const ForwardBatch& b, ThreadPool& pool, DeepseekWorkspace& w, const DumpHook* dump) const {
@@ -839,12 +869,15 @@ void DeepseekModel::moe_block(int64_t l, const ForwardBatch& b, ThreadPool& pool
       add_lora(w.gate.data() + P * F, w.xn.data(), b, l, LoraTarget::SharedGate, T, pool);
       add_lora(w.up.data() + P * F, w.xn.data(), b, l, LoraTarget::SharedUp, T, pool);
     }
+    for (int64_t i = 0; i < P; i++)
+      add_expert_lora_gate_up(w.gate.data() + i * F, w.up.data() + i * F, w.xn.data() + (i / K) * H, 1, b, l, w.topk_i[size_t(i)], pool);
     ops.swiglu(w.gate.data(), w.gate.data(), w.up.data(), P * F + T * SF);
     jobs.clear();
     for (int64_t i = 0; i < P; i++) jobs.push_back({L.exp_down[size_t(w.topk_i[size_t(i)])], w.gate.data() + i * F, 1, w.ye.data() + i * H});
     if (L.sh_gate) jobs.push_back({L.sh_down, w.gate.data() + P * F, T, w.proj.data()});
     matmul_many(jobs.data(), jobs.size(), pool, w.mm);
     if (L.sh_gate) add_lora(w.proj.data(), w.gate.data() + P * F, b, l, LoraTarget::SharedDown, T, pool);
+    for (int64_t i = 0; i < P; i++) add_expert_lora_down(w.ye.data() + i * H, w.gate.data() + i * F, 1, b, l, w.topk_i[size_t(i)], pool);
     std::fill(w.moe_out.begin(), w.moe_out.begin() + T * H, 0.0f);
     for (int64_t i = 0; i < P; i++) {
       float* out = w.moe_out.data() + (i / K) * H;
@@ -875,7 +908,7 @@ void DeepseekModel::moe_block(int64_t l, const ForwardBatch& b, ThreadPool& pool
     grow(w.xe, size_t(n * H));
     grow(w.ye, size_t(n * H));
     for (int64_t i = 0; i < n; i++) std::memcpy(w.xe.data() + i * H, w.xn.data() + rows[size_t(i)].first * H, size_t(H) * 4);
-    mlp(*L.exp_gate[size_t(e)], *L.exp_up[size_t(e)], *L.exp_down[size_t(e)], w.xe.data(), n, w.ye.data(), pool, w);
+    mlp(*L.exp_gate[size_t(e)], *L.exp_up[size_t(e)], *L.exp_down[size_t(e)], w.xe.data(), n, w.ye.data(), pool, w, &b, l, LoraTarget::GateProj, e);
     for (int64_t i = 0; i < n; i++) {
       float* out = w.moe_out.data() + rows[size_t(i)].first * H;
       const float* y = w.ye.data() + i * H;

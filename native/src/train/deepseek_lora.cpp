@@ -36,12 +36,23 @@ struct DsSaved {
   std::vector<int32_t> topk_i;                 // [T, K]
   std::vector<std::vector<int64_t>> slots;     // per routed expert: the (t·K + k) slots routed to it
   std::vector<std::vector<F>> eg, eu, eh, eo;  // per routed expert: gate, up, silu(gate)·up, its output
+  std::vector<std::vector<F>> xa_gu, xa_d;     // per routed expert: x Aₑᵀ of its gate_up and down adapters
 };
+
+// A dims-only descriptor of a product [rows, in] → [rows, out] (lora_linear_backward with base
+// false reads only the shape of W).
+inline Tensor shape_of(int64_t in, int64_t out) {
+  Tensor t;
+  t.dtype = DType::F32;
+  t.ne = {in, out};
+  t.row_bytes = size_t(in) * 4;
+  return t;
+}
 
 template <class F>
 class DsRunner : LoraLinears<F> {
   using B = LoraLinears<F>;
-  using B::b_, B::pool_, B::T_, B::mm_, B::linear, B::linear_backward;
+  using B::b_, B::pool_, B::T_, B::r_, B::scale_, B::mm_, B::lora, B::linear, B::linear_backward;
 
  public:
   DsRunner(const DeepseekModel& m, const LoraSet<F>* ad, double scale, const PackedBatch& b, ThreadPool& pool)
@@ -344,6 +355,10 @@ class DsRunner : LoraLinears<F> {
     S.eu.assign(size_t(E), {});
     S.eh.assign(size_t(E), {});
     S.eo.assign(size_t(E), {});
+    S.xa_gu.assign(size_t(E), {});
+    S.xa_d.assign(size_t(E), {});
+    const LoraPair<F>* pgu = lora(l, LoraTarget::ExpertsGateUp);
+    const LoraPair<F>* pd = lora(l, LoraTarget::ExpertsDown);
     std::vector<F> out(x.size(), F(0));
     for (int64_t e = 0; e < E; e++) {
       const auto& sl = S.slots[size_t(e)];
@@ -358,8 +373,22 @@ class DsRunner : LoraLinears<F> {
       o.resize(size_t(n * H));
       product(g.data(), xe.data(), *L.exp_gate[size_t(e)], n);
       product(u.data(), xe.data(), *L.exp_up[size_t(e)], n);
+      if (pgu) {  // one adapter over the fused [gate | up] rows, as transformers stores them
+        std::vector<F> be(size_t(2 * FF * r_)), gu(size_t(n * 2 * FF), F(0));
+        lora_expert_b(*pgu, r_, e, be.data());
+        S.xa_gu[size_t(e)].resize(size_t(n * r_));
+        lora_add<F>(gu.data(), S.xa_gu[size_t(e)].data(), xe.data(), pgu->A.data() + e * r_ * H, be.data(), scale_, n, H, 2 * FF, r_, &pool_);
+        for (int64_t i = 0; i < n; i++)
+          for (int64_t j = 0; j < FF; j++) g[size_t(i * FF + j)] += gu[size_t(i * 2 * FF + j)], u[size_t(i * FF + j)] += gu[size_t(i * 2 * FF + FF + j)];
+      }
       swiglu_forward(h.data(), g.data(), u.data(), int64_t(h.size()));
       product(o.data(), h.data(), *L.exp_down[size_t(e)], n);
+      if (pd) {
+        std::vector<F> be(size_t(H * r_));
+        lora_expert_b(*pd, r_, e, be.data());
+        S.xa_d[size_t(e)].resize(size_t(n * r_));
+        lora_add<F>(o.data(), S.xa_d[size_t(e)].data(), h.data(), pd->A.data() + e * r_ * FF, be.data(), scale_, n, FF, H, r_, &pool_);
+      }
       for (int64_t i = 0; i < n; i++) {
         const int64_t t = sl[size_t(i)] / K;
         const F w = S.topk_w[size_t(sl[size_t(i)])];
@@ -380,8 +409,12 @@ class DsRunner : LoraLinears<F> {
     std::vector<F> dxn2(dx.size(), F(0)), dw(size_t(T_ * K), F(0));
     if (L.sh_gate)
       mlp_backward(l, S, dx, dxn2, *L.sh_gate, *L.sh_up, *L.sh_down, LoraTarget::SharedGate, LoraTarget::SharedUp, LoraTarget::SharedDown, g);
-    // Routed experts (frozen): d routing weight = dy · the expert's output; the input gradient
-    // through down, SwiGLU, gate and up, scattered back to the tokens.
+    // Routed experts (frozen, or adapted): d routing weight = dy · the expert's output; the input
+    // gradient through down, SwiGLU, gate and up, scattered back to the tokens.
+    const LoraPair<F>* pgu = lora(l, LoraTarget::ExpertsGateUp);
+    const LoraPair<F>* pd = lora(l, LoraTarget::ExpertsDown);
+    LoraPair<F>* ggu = pgu && g ? g->find(l, LoraTarget::ExpertsGateUp) : nullptr;
+    LoraPair<F>* gd = pd && g ? g->find(l, LoraTarget::ExpertsDown) : nullptr;
     for (int64_t e = 0; e < E; e++) {
       const auto& sl = S.slots[size_t(e)];
       if (sl.empty()) continue;
@@ -399,9 +432,28 @@ class DsRunner : LoraLinears<F> {
         dw[size_t(sl[size_t(i)])] = dot;
       }
       matmul_backward_input(dh.data(), dy.data(), *L.exp_down[size_t(e)], n, &pool_);
+      if (pd) {
+        std::vector<F> be(size_t(H * r_)), gb(size_t(H * r_), F(0));
+        lora_expert_b(*pd, r_, e, be.data());
+        lora_linear_backward<F>(dh.data(), gd ? gd->A.data() + e * r_ * FF : nullptr, gd ? gb.data() : nullptr, dy.data(), S.eh[size_t(e)].data(),
+                                S.xa_d[size_t(e)].data(), shape_of(FF, H), pd->A.data() + e * r_ * FF, be.data(), scale_, n, r_, &pool_, false);
+        if (gd) lora_expert_b_add(*gd, r_, e, gb.data());
+      }
       swiglu_backward(dg.data(), du.data(), dh.data(), gt.data(), u.data(), int64_t(dh.size()));
       matmul_backward_input(dxe.data(), dg.data(), *L.exp_gate[size_t(e)], n, &pool_);
       matmul_backward_input(tmp.data(), du.data(), *L.exp_up[size_t(e)], n, &pool_);
+      if (pgu) {
+        std::vector<F> be(size_t(2 * FF * r_)), gb(be.size(), F(0)), dgu(size_t(n * 2 * FF)), xe(size_t(n * H));
+        lora_expert_b(*pgu, r_, e, be.data());
+        for (int64_t i = 0; i < n; i++) {
+          std::copy_n(dg.begin() + i * FF, FF, dgu.begin() + i * 2 * FF);
+          std::copy_n(du.begin() + i * FF, FF, dgu.begin() + i * 2 * FF + FF);
+          std::copy_n(S.xn2.begin() + (sl[size_t(i)] / K) * H, H, xe.begin() + i * H);
+        }
+        lora_linear_backward<F>(dxe.data(), ggu ? ggu->A.data() + e * r_ * H : nullptr, ggu ? gb.data() : nullptr, dgu.data(), xe.data(),
+                                S.xa_gu[size_t(e)].data(), shape_of(H, 2 * FF), pgu->A.data() + e * r_ * H, be.data(), scale_, n, r_, &pool_, false);
+        if (ggu) lora_expert_b_add(*ggu, r_, e, gb.data());
+      }
       for (int64_t i = 0; i < n; i++) {
         const int64_t t = sl[size_t(i)] / K;
         for (int64_t j = 0; j < H; j++) dxn2[size_t(t * H + j)] += dxe[size_t(i * H + j)] + tmp[size_t(i * H + j)];

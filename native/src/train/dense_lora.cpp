@@ -338,6 +338,7 @@ LoraSet<G> convert(const LoraSet<F>& s) {
   for (size_t i = 0; i < s.mods.size(); i++) {
     o.mods[i].in = s.mods[i].in;
     o.mods[i].out = s.mods[i].out;
+    o.mods[i].experts = s.mods[i].experts;
     o.mods[i].A.assign(s.mods[i].A.begin(), s.mods[i].A.end());
     o.mods[i].B.assign(s.mods[i].B.begin(), s.mods[i].B.end());
   }

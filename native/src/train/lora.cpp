@@ -20,11 +20,30 @@ namespace aha {
 namespace {
 
 constexpr const char* kNames[kLoraTargets] = {"q_proj",   "k_proj",   "v_proj",   "o_proj",  "gate_proj", "up_proj", "down_proj",
-                                              "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "gate_proj", "up_proj", "down_proj"};
+                                              "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "gate_proj", "up_proj", "down_proj",
+                                              "experts.gate_up_proj", "experts.down_proj"};
+// What target_modules entries match (PEFT's suffix rule).
 constexpr const char* kPaths[kLoraTargets] = {
     "self_attn.q_proj",   "self_attn.k_proj",   "self_attn.v_proj",           "self_attn.o_proj",           "mlp.gate_proj",
     "mlp.up_proj",        "mlp.down_proj",      "self_attn.q_a_proj",         "self_attn.q_b_proj",         "self_attn.kv_a_proj_with_mqa",
-    "self_attn.kv_b_proj", "mlp.shared_experts.gate_proj", "mlp.shared_experts.up_proj", "mlp.shared_experts.down_proj"};
+    "self_attn.kv_b_proj", "mlp.shared_experts.gate_proj", "mlp.shared_experts.up_proj", "mlp.shared_experts.down_proj",
+    "mlp.experts.gate_up_proj", "mlp.experts.down_proj"};
+// Where PEFT keeps the pair in the state dict: the routed experts' two parameters are nested
+// ParamWrappers on the experts module, gate_up_proj the inner one (base_layer).
+constexpr const char* kPeftPaths[kLoraTargets] = {
+    "self_attn.q_proj",   "self_attn.k_proj",   "self_attn.v_proj",           "self_attn.o_proj",           "mlp.gate_proj",
+    "mlp.up_proj",        "mlp.down_proj",      "self_attn.q_a_proj",         "self_attn.q_b_proj",         "self_attn.kv_a_proj_with_mqa",
+    "self_attn.kv_b_proj", "mlp.shared_experts.gate_proj", "mlp.shared_experts.up_proj", "mlp.shared_experts.down_proj",
+    "mlp.experts.base_layer", "mlp.experts"};
+
+bool is_expert_target(LoraTarget t) { return t == LoraTarget::ExpertsGateUp || t == LoraTarget::ExpertsDown; }
+// experts.gate_up_proj, mlp.experts.down_proj, ... (not shared_experts.down_proj).
+bool is_expert_entry(const std::string& n) {
+  const size_t p = n.rfind("experts.");
+  if (p == std::string::npos || (p > 0 && n[p - 1] != '.')) return false;
+  const std::string tail = n.substr(p + 8);
+  return tail == "gate_up_proj" || tail == "down_proj";
+}
 
 bool is_deepseek(const ModelConfig& c) { return c.arch == Arch::DeepseekV2 || c.arch == Arch::DeepseekV3; }
 
@@ -35,7 +54,7 @@ std::string supported_names() {
     if (i >= int(LoraTarget::SharedGate)) break;
     s += (s.empty() ? "" : ", ") + std::string(kNames[i]);
   }
-  return s + ", shared_experts.gate_proj, shared_experts.up_proj, shared_experts.down_proj, all-linear";
+  return s + ", shared_experts.gate_proj, shared_experts.up_proj, shared_experts.down_proj, experts.gate_up_proj, experts.down_proj, all-linear";
 }
 
 std::string number(double v) {
@@ -53,6 +72,9 @@ const char* lora_target_path(LoraTarget t) { return kPaths[int(t)]; }
 
 bool lora_entry_matches(const std::string& entry, LoraTarget t) {
   const std::string path = kPaths[int(t)];
+  // The routed experts are parameters, not Linear modules: only their own names reach them
+  // (not "all-linear", not a bare down_proj), as PEFT's target_parameters.
+  if (is_expert_target(t) != is_expert_entry(entry)) return false;
   if (entry == "all-linear" || entry == path) return true;
   return path.size() > entry.size() && path.compare(path.size() - entry.size(), entry.size(), entry) == 0 && path[path.size() - entry.size() - 1] == '.';
 }
@@ -75,6 +97,8 @@ bool lora_target_exists(const ModelConfig& c, int64_t layer, LoraTarget t) {
     case LoraTarget::SharedGate:
     case LoraTarget::SharedUp:
     case LoraTarget::SharedDown: return moe && d.n_shared_experts > 0;
+    case LoraTarget::ExpertsGateUp:
+    case LoraTarget::ExpertsDown: return moe;
     case LoraTarget::KProj:
     case LoraTarget::VProj: return false;
   }
@@ -112,6 +136,8 @@ std::pair<int64_t, int64_t> lora_module_shape(const ModelConfig& c, int64_t laye
     case LoraTarget::SharedGate:
     case LoraTarget::SharedUp: return {H, S};
     case LoraTarget::SharedDown: return {S, H};
+    case LoraTarget::ExpertsGateUp: return {H, 2 * d.moe_intermediate_size};
+    case LoraTarget::ExpertsDown: return {d.moe_intermediate_size, H};
     default: break;
   }
   return {0, 0};
@@ -136,6 +162,10 @@ void LoraConfig::validate() const {
   if (!(alpha > 0) || !std::isfinite(alpha)) throw Error("LoRA alpha must be a positive number, got " + number(alpha));
   if (!(dropout >= 0 && dropout < 1)) throw Error("LoRA dropout must be in [0, 1), got " + number(dropout));
   if (target_modules.empty()) throw Error("no LoRA target modules (choose from " + supported_names() + ")");
+  if (dropout > 0)
+    for (auto& n : target_modules)
+      if (is_expert_entry(n))
+        throw Error("LoRA dropout cannot apply to the routed experts (" + n + "): their adapter is folded into the weight, as PEFT's ParamWrapper does, which has no dropout either");
   std::set<std::string> seen;
   for (auto& n : target_modules) {
     bool known = false;
@@ -178,6 +208,14 @@ LoraConfig lora_config_from_json(const std::string& text, const std::string& fil
     } else {
       fail_file(file, "target_modules must be a list of module names or \"all-linear\" (regular expressions are not supported)");
     }
+    if (const Json* tp = j.find("target_parameters"); tp && !tp->is_null()) {
+      if (!tp->is_array()) fail_file(file, "target_parameters must be a list of parameter names");
+      for (auto& x : tp->array()) {
+        if (!x.is_string() || !is_expert_entry(x.string()))
+          fail_file(file, "target_parameters: only the routed experts' experts.gate_up_proj and experts.down_proj are supported");
+        c.target_modules.push_back(x.string());
+      }
+    }
     c.validate();
   } catch (const Error& e) {
     std::string m = e.what();
@@ -188,8 +226,9 @@ LoraConfig lora_config_from_json(const std::string& text, const std::string& fil
 }
 
 std::string lora_config_to_json(const LoraConfig& c) {
-  std::string t;
-  for (auto& n : c.target_modules) t += (t.empty() ? "" : ", ") + json_quote(n);
+  std::string t, tp;
+  for (auto& n : c.target_modules) (is_expert_entry(n) ? tp : t) += ((is_expert_entry(n) ? tp : t).empty() ? "" : ", ") + json_quote(n);
+  tp = tp.empty() ? "null" : "[" + tp + "]";
   t = c.target_modules.size() == 1 && c.target_modules[0] == "all-linear" ? t : "[" + t + "]";  // PEFT reads only the string form as the keyword
   return "{\n"
          "  \"alpha_pattern\": {},\n"
@@ -206,6 +245,7 @@ std::string lora_config_to_json(const LoraConfig& c) {
          "  \"r\": " + std::to_string(c.rank) + ",\n"
          "  \"rank_pattern\": {},\n"
          "  \"target_modules\": " + t + ",\n"
+         "  \"target_parameters\": " + tp + ",\n"
          "  \"task_type\": \"CAUSAL_LM\",\n"
          "  \"use_dora\": false,\n"
          "  \"use_rslora\": " + (c.use_rslora ? "true" : "false") + "\n"
@@ -252,8 +292,9 @@ LoraSet<F>::LoraSet(const ModelConfig& mc, const LoraConfig& lc) : n_layers(mc.n
       LoraPair<F>& p = mods[size_t(l * kLoraTargets + i)];
       p.in = in;
       p.out = out;
-      p.A.assign(size_t(rank * in), F(0));
-      p.B.assign(size_t(out * rank), F(0));
+      p.experts = is_expert_target(LoraTarget(i)) ? mc.deepseek.n_routed_experts : 1;
+      p.A.assign(size_t(rank * p.experts * in), F(0));
+      p.B.assign(size_t(out * rank * p.experts), F(0));
     }
 }
 
@@ -272,8 +313,27 @@ const LoraPair<F>* LoraSet<F>::find(int64_t layer, LoraTarget t) const {
 template struct LoraSet<float>;
 template struct LoraSet<double>;
 
+template <class F>
+void lora_expert_b(const LoraPair<F>& p, int64_t rank, int64_t e, F* out) {
+  const int64_t E = p.experts;
+  for (int64_t o = 0; o < p.out; o++)
+    for (int64_t k = 0; k < rank; k++) out[o * rank + k] = p.B[size_t(o * rank * E + k * E + e)];
+}
+
+template <class F>
+void lora_expert_b_add(LoraPair<F>& p, int64_t rank, int64_t e, const F* g) {
+  const int64_t E = p.experts;
+  for (int64_t o = 0; o < p.out; o++)
+    for (int64_t k = 0; k < rank; k++) p.B[size_t(o * rank * E + k * E + e)] += g[o * rank + k];
+}
+
+template void lora_expert_b<float>(const LoraPair<float>&, int64_t, int64_t, float*);
+template void lora_expert_b<double>(const LoraPair<double>&, int64_t, int64_t, double*);
+template void lora_expert_b_add<float>(LoraPair<float>&, int64_t, int64_t, const float*);
+template void lora_expert_b_add<double>(LoraPair<double>&, int64_t, int64_t, const double*);
+
 std::string lora_peft_name(int64_t layer, LoraTarget t, bool b) {
-  return "base_model.model.model.layers." + std::to_string(layer) + "." + kPaths[int(t)] + (b ? ".lora_B.weight" : ".lora_A.weight");
+  return "base_model.model.model.layers." + std::to_string(layer) + "." + kPeftPaths[int(t)] + (b ? ".lora_B.weight" : ".lora_A.weight");
 }
 
 LoraAdapter LoraAdapter::init(const ModelConfig& mc, const LoraConfig& lc, uint64_t seed) {
@@ -293,10 +353,12 @@ LoraAdapter LoraAdapter::init(const ModelConfig& mc, const LoraConfig& lc, uint6
     for (int i = 0; i < kLoraTargets; i++) {
       bool exists = false;
       for (int64_t l = 0; l < mc.num_hidden_layers; l++) exists = exists || lora_target_exists(mc, l, LoraTarget(i));
-      if (!exists) continue;
+      if (!exists || is_expert_target(LoraTarget(i))) continue;  // routed experts only by their own names
       const std::string path = kPaths[i];
       names.push_back(!ds || path.rfind("self_attn.", 0) == 0 ? kNames[i] : path.rfind("mlp.shared_experts.", 0) == 0 ? path.substr(4) : path);
     }
+    for (auto& n : lc.target_modules)
+      if (n != "all-linear" && std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
     a.config_.target_modules = names;
   }
   a.weights_ = LoraSet<float>(mc, lc);
@@ -334,7 +396,7 @@ LoraAdapter LoraAdapter::load(const std::string& dir, const ModelConfig& mc) {
     if (!std::regex_match(t.name, m, key)) fail_file(st_path, "tensor '" + t.name + "' is not a LoRA weight of a decoder layer");
     const int64_t layer = std::stoll(m[1].str());
     int tg = 0;
-    while (tg < kLoraTargets && m[2].str() != kPaths[tg]) tg++;
+    while (tg < kLoraTargets && m[2].str() != kPeftPaths[tg]) tg++;
     if (tg == kLoraTargets) fail_file(st_path, "tensor '" + t.name + "': '" + m[2].str() + "' is not a module the engine adapts (" + supported_names() + ")");
     if (layer >= mc.num_hidden_layers) fail_file(st_path, "tensor '" + t.name + "': the model has " + std::to_string(mc.num_hidden_layers) + " layers");
     if (!lora_target_exists(mc, layer, LoraTarget(tg))) fail_file(st_path, "tensor '" + t.name + "': layer " + std::to_string(layer) + " of this model has no " + kPaths[tg]);
@@ -342,10 +404,12 @@ LoraAdapter LoraAdapter::load(const std::string& dir, const ModelConfig& mc) {
     if (!p) fail_file(st_path, "tensor '" + t.name + "': " + kPaths[tg] + " is not in target_modules");
     const bool is_b = m[3].str() == "B";
     // ggml order: ne = {cols, rows}
-    const std::vector<int64_t> want = is_b ? std::vector<int64_t>{a.config_.rank, p->out} : std::vector<int64_t>{p->in, a.config_.rank};
+    const int64_t rows = a.config_.rank * p->experts;
+    const std::vector<int64_t> want = is_b ? std::vector<int64_t>{rows, p->out} : std::vector<int64_t>{p->in, rows};
     if (t.ne != want)
       fail_file(st_path, "tensor '" + t.name + "' has shape [" + std::to_string(t.ne.size() > 1 ? t.ne[1] : 1) + ", " + std::to_string(t.ne[0]) +
-                             "], expected [" + std::to_string(want[1]) + ", " + std::to_string(want[0]) + "] (r = " + std::to_string(a.config_.rank) + ")");
+                             "], expected [" + std::to_string(want[1]) + ", " + std::to_string(want[0]) + "] (r = " + std::to_string(a.config_.rank) +
+                             (p->experts > 1 ? ", " + std::to_string(p->experts) + " experts" : "") + ")");
     std::vector<float>& dst = is_b ? p->B : p->A;
     dequantize_row(t.dtype, t.data, dst.data(), int64_t(dst.size()));
     for (float x : dst)
@@ -382,8 +446,8 @@ std::vector<SafetensorsEntry> entries(const LoraSet<F>& s) {
   for (int64_t l = 0; l < s.n_layers; l++)
     for (int i = 0; i < kLoraTargets; i++)
       if (const LoraPair<F>* p = s.find(l, LoraTarget(i))) {
-        out.push_back(entry<F, G>(lora_peft_name(l, LoraTarget(i), false), p->A, {s.rank, p->in}));
-        out.push_back(entry<F, G>(lora_peft_name(l, LoraTarget(i), true), p->B, {p->out, s.rank}));
+        out.push_back(entry<F, G>(lora_peft_name(l, LoraTarget(i), false), p->A, {s.rank * p->experts, p->in}));
+        out.push_back(entry<F, G>(lora_peft_name(l, LoraTarget(i), true), p->B, {p->out, s.rank * p->experts}));
       }
   return out;
 }
