@@ -236,17 +236,20 @@ TEST(train_adapter_generation_cache_isolation) {
 
 // Adapters our engine wrote (`aha train sft`), loaded by PEFT onto transformers in float64
 // (tests/fixtures/golden/lora-logits, made by tests/oracle/lora_logits_golden.py): the engine's
-// unmerged forward with the same files gives PEFT's logits (HF folders, llama's GGUF copy).
+// unmerged forward with the same files gives PEFT's logits (HF folders, GGUF copies; a DeepSeek
+// adapter on every MLA, dense-layer, shared- and routed-expert projection).
 TEST(train_adapter_logits_match_peft) {
   for (auto [golden, path] : {std::pair{"qwen2-tiny", "qwen2-tiny"}, std::pair{"qwen3-tiny", "qwen3-tiny"}, std::pair{"llama-tiny", "llama-tiny"},
-                              std::pair{"llama-tiny", "llama-tiny-f32.gguf"}, std::pair{"qwen2-tiny", "qwen2-tiny-f32.gguf"}}) {
+                              std::pair{"llama-tiny", "llama-tiny-f32.gguf"}, std::pair{"qwen2-tiny", "qwen2-tiny-f32.gguf"},
+                              std::pair{"deepseek-v3-tiny", "deepseek-v3-tiny"}, std::pair{"deepseek-v3-tiny", "deepseek-v3-tiny-kv_b.gguf"}}) {
     const std::string gpath = fixtures_dir() + "/golden/lora-logits/" + golden + ".json";
     std::ifstream in(gpath);
     if (!in) check::fail(__FILE__, __LINE__, "missing golden " + gpath + " (make it with tests/oracle/lora_logits_golden.py)");
     std::stringstream ss;
     ss << in.rdbuf();
     Json g = Json::parse(ss.str(), gpath);
-    auto m = load(tiny(path));
+    const bool ds = std::string(path).rfind("deepseek", 0) == 0;
+    auto m = load(ds ? fixtures_dir() + "/generated-deepseek/" + path : tiny(path));
     const int id = m->load_adapter(fixtures_dir() + "/golden/lora-logits/" + golden);
     std::vector<int32_t> tokens;
     for (auto& t : g.find("tokens")->array()) tokens.push_back(int32_t(t.integer()));

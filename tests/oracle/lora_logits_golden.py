@@ -7,9 +7,14 @@ PEFT reads our adapter files and that the engine's unmerged LoRA forward compute
 Inputs (committed): tests/fixtures/golden/lora-logits/<model>/ — adapter_config.json and
 adapter_model.safetensors written by `aha train sft` (six steps on lora-logits/train.jsonl, so
 B ≠ 0): qwen2-tiny r=8 all seven projections; qwen3-tiny r=4 rsLoRA on q/v/o/down; llama-tiny r=8
-all seven. Each is loaded with peft.PeftModel.from_pretrained onto
-AutoModelForCausalLM.from_pretrained(model, dtype=float64, attn_implementation="eager"); the
-script checks that every tensor of the file landed in a LoRA layer (and that B is non-zero).
+all seven; deepseek-v3-tiny r=4 on every linear module and the routed experts
+(--targets all-linear,experts.gate_up_proj,experts.down_proj). Each is loaded with
+peft.PeftModel.from_pretrained onto AutoModelForCausalLM.from_pretrained(model, dtype=float64,
+attn_implementation="eager"; the DeepSeek with transformers' eager expert loop); the script checks
+that every tensor of the file landed in a LoRA layer (and that B is non-zero). PEFT 0.21 would
+rewrite the DeepSeek adapter's mlp.gate_proj-style targets into the fused routed experts (its
+v4 → v5 MoE conversion, _convert_peft_config_moe): switched off here, as a PEFT user must for such
+an adapter (attention-only and routed-expert adapters load as they are).
 
 Output <model>.json: format, versions, tokens, and per position: logsumexp over the vocabulary,
 the top 16 [id, logit], and the logits at `probe_ids` (64 spread ids); base_logsumexp (the same
@@ -28,17 +33,23 @@ import transformers
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
+import peft.utils.transformers_weight_conversion as peft_conversion
+
+peft_conversion._convert_peft_config_moe = lambda peft_config, model: None  # see the docstring
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GEN = os.path.join(ROOT, 'tests', 'fixtures', 'generated')
 DIR = os.path.join(ROOT, 'tests', 'fixtures', 'golden', 'lora-logits')
-MODELS = ['qwen2-tiny', 'qwen3-tiny', 'llama-tiny']
+MODELS = ['qwen2-tiny', 'qwen3-tiny', 'llama-tiny', 'deepseek-v3-tiny']
+GEN_DS = os.path.join(ROOT, 'tests', 'fixtures', 'generated-deepseek')
 TOKENS = [9707, 11, 1879, 0, 374, 264, 1273, 315, 279, 40, 1079, 16]
 REL_TOL = 1e-9
 
 
 def golden(name):
-    base = AutoModelForCausalLM.from_pretrained(os.path.join(GEN, name), dtype=torch.float64, attn_implementation='eager')
+    ds = name.startswith('deepseek')
+    base = AutoModelForCausalLM.from_pretrained(os.path.join(GEN_DS if ds else GEN, name), dtype=torch.float64, attn_implementation='eager',
+                                                **({'experts_implementation': 'eager'} if ds else {}))
     base.eval()
     with torch.no_grad():
         base_logits = base(input_ids=torch.tensor([TOKENS])).logits[0]
