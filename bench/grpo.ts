@@ -5,8 +5,8 @@
 //  - one GRPO step as the loop runs it: G = 8 × 128-token completions of 4 prompts sampled with
 //    the adapter on, rewards (a stand-in rule: a grader's cost is the TS loop's, not the engine's),
 //    then the engine's step (the policy's forward and backward, the reference pass when β > 0,
-//    AdamW), with the time split into rollout, scoring (reference pass), policy forward+backward
-//    and optimizer; peak RSS. Writes bench/results/grpo-<date>.json.
+//    AdamW), with the time split into rollout, scoring (reference pass), the policy's forward, its
+//    backward (with the lm head's log-probs) and optimizer; peak RSS. Writes bench/results/grpo-<date>.json.
 //
 //   node --import tsx bench/grpo.ts [--type f16|q8_0] [--prompts 4] [--g 8] [--len 128] [--beta 0] [--threads 2]
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -94,7 +94,8 @@ const result = {
     rollout_seconds: rolloutSeconds,
     grading_seconds: gradingSeconds,
     scoring_seconds: step.referenceSeconds,
-    forward_backward_seconds: step.policySeconds,
+    forward_seconds: step.forwardSeconds,
+    backward_seconds: step.policySeconds - step.forwardSeconds,
     optimizer_seconds: step.optimizerSeconds,
     other_seconds: stepSeconds - step.referenceSeconds - step.policySeconds - step.optimizerSeconds,
     loss: step.loss,
@@ -105,7 +106,7 @@ const st = result.step;
 console.log(
   `rollout ${result.rollout.one_sequence_tps.toFixed(1)} t/s alone, ${result.rollout.group_tps.toFixed(1)} t/s for G = ${G} (${result.rollout.speedup.toFixed(2)}x); ` +
     `GRPO step ${st.seconds.toFixed(1)} s = rollout ${st.rollout_seconds.toFixed(1)} + grading ${st.grading_seconds.toFixed(3)} + scoring ${st.scoring_seconds.toFixed(1)} ` +
-    `+ forward/backward ${st.forward_backward_seconds.toFixed(1)} + optimizer ${st.optimizer_seconds.toFixed(3)} (+ ${st.other_seconds.toFixed(2)}), peak RSS ${rssMiB.toFixed(0)} MiB`,
+    `+ forward ${st.forward_seconds.toFixed(1)} + backward ${st.backward_seconds.toFixed(1)} + optimizer ${st.optimizer_seconds.toFixed(3)} (+ ${st.other_seconds.toFixed(2)}), peak RSS ${rssMiB.toFixed(0)} MiB`,
 );
 await model.unload();
 mkdirSync(join(here, 'results'), { recursive: true });

@@ -569,6 +569,7 @@ Napi::Object grpo_result_to_js(Napi::Env env, const aha::GrpoLossAndGrads& g) {
   o.Set("clipHighMax", g.clip_high_max);
   o.Set("referenceSeconds", g.reference_seconds);
   o.Set("policySeconds", g.policy_seconds);
+  o.Set("forwardSeconds", g.forward_seconds);
   return o;
 }
 

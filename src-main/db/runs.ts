@@ -203,8 +203,10 @@ export interface RunStepMetrics {
   gradingSeconds: number | null;
   /** The reference's log-probs (the adapter off; 0 with beta 0). */
   scoringSeconds: number | null;
-  /** The policy's forward and backward (one engine call: not split). */
+  /** The policy's forward and backward together (one engine call), and each of them apart. */
   forwardBackwardSeconds: number | null;
+  forwardSeconds: number | null;
+  backwardSeconds: number | null;
   optimizerSeconds: number | null;
 }
 
@@ -239,6 +241,8 @@ const METRIC_COLUMNS: readonly (readonly [ScalarMetric, string])[] = [
   ['gradingSeconds', 'grading_s'],
   ['scoringSeconds', 'scoring_s'],
   ['forwardBackwardSeconds', 'forward_backward_s'],
+  ['forwardSeconds', 'forward_s'],
+  ['backwardSeconds', 'backward_s'],
   ['optimizerSeconds', 'optimizer_s'],
 ];
 

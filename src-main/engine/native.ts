@@ -144,6 +144,8 @@ export interface GrpoLossResult {
   /** The adapter-off pass (beta > 0) and the forward + backward with the adapter. */
   referenceSeconds: number;
   policySeconds: number;
+  /** Of policySeconds, the train-mode forward alone (the rest: the lm head's log-probs and the backward). */
+  forwardSeconds: number;
   /** [prompts][G] */
   advantages: number[][];
   fracRewardZeroStd: number;

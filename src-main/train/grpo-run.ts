@@ -98,7 +98,8 @@ export interface GrpoStepMetrics {
   /** Generated tokens per second of the rollout, and trained tokens per second of the step. */
   rolloutTokensPerSecond: number;
   trainTokensPerSecond: number;
-  seconds: { rollout: number; grading: number; reference: number; policy: number; optimizer: number; total: number };
+  /** policy = forward + backward: the train-mode forward with the adapter, then the lm head's log-probs and the backward. */
+  seconds: { rollout: number; grading: number; reference: number; policy: number; forward: number; backward: number; optimizer: number; total: number };
 }
 
 export interface GrpoContext {
@@ -209,6 +210,8 @@ export async function grpoStep(ctx: GrpoContext, config: GrpoConfig, items: Grpo
     grading: (t2 - t1) / 1000,
     reference: r.referenceSeconds,
     policy: r.policySeconds,
+    forward: r.forwardSeconds,
+    backward: Math.max(0, r.policySeconds - r.forwardSeconds),
     optimizer: r.optimizerSeconds,
     total: (t3 - t0) / 1000,
   };

@@ -55,6 +55,8 @@ export function sftStepRow(m: StepMetrics): RunStepMetrics {
     tokens: m.tokens,
     targetTokens: m.targetTokens,
     forwardBackwardSeconds: null,
+    forwardSeconds: null,
+    backwardSeconds: null,
     optimizerSeconds: null,
   };
 }
@@ -90,6 +92,8 @@ export function grpoStepRow(m: GrpoStepMetrics): RunStepMetrics {
     gradingSeconds: m.seconds.grading,
     scoringSeconds: m.seconds.reference,
     forwardBackwardSeconds: m.seconds.policy,
+    forwardSeconds: m.seconds.forward,
+    backwardSeconds: m.seconds.backward,
     optimizerSeconds: m.seconds.optimizer,
   };
 }

@@ -114,7 +114,7 @@ test('pause, resume and stop a GRPO run in process; the rows in the database agr
       const { metrics: want } = seen[i];
       assert.deepEqual(s, { ...grpoStepRow(want), kl: null, clipLowMin: Number.isFinite(want.clipRatio.lowMin) ? want.clipRatio.lowMin : null, clipHighMax: Number.isFinite(want.clipRatio.highMax) ? want.clipRatio.highMax : null });
       assert.deepEqual(Object.keys(s.rewards!).sort(), ['letters', 'math']);
-      for (const k of ['rewardMean', 'rewardStd', 'fracRewardZeroStd', 'completionLengthMean', 'completionClippedShare', 'entropy', 'gradNorm', 'rolloutTokensPerSecond', 'rolloutSeconds', 'gradingSeconds', 'forwardBackwardSeconds', 'optimizerSeconds'] as const)
+      for (const k of ['rewardMean', 'rewardStd', 'fracRewardZeroStd', 'completionLengthMean', 'completionClippedShare', 'entropy', 'gradNorm', 'rolloutTokensPerSecond', 'rolloutSeconds', 'gradingSeconds', 'forwardBackwardSeconds', 'forwardSeconds', 'backwardSeconds', 'optimizerSeconds'] as const)
         assert.ok(typeof s[k] === 'number' && Number.isFinite(s[k]), `${k} of step ${s.step}: ${s[k]}`);
       assert.equal(s.scoringSeconds, 0, 'beta 0: no reference pass');
     }

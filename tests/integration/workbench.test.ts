@@ -112,7 +112,7 @@ test('runs: listed newest first, metrics after a step, rollouts paged by step; u
     rewardMean: null, rewardStd: null, rewards: null, fracRewardZeroStd: null, completionLengthMean: null, completionLengthMin: null,
     completionLengthMax: null, completionClippedShare: null, clipLowMean: null, clipHighMean: null, clipRegionMean: null, clipLowMin: null,
     clipHighMax: null, kl: null, entropy: null, rolloutTokensPerSecond: null, rolloutSeconds: null, gradingSeconds: null, scoringSeconds: null,
-    forwardBackwardSeconds: null, optimizerSeconds: null,
+    forwardBackwardSeconds: null, forwardSeconds: null, backwardSeconds: null, optimizerSeconds: null,
   });
   const sft = createRun(app.db, { kind: 'sft', model: '/m', dataset: '/d.jsonl', config: { rank: 8 }, outDir: '/o1' }, 1000);
   for (const n of [1, 2, 3]) recordRunStep(app.db, sft.id, step(n));

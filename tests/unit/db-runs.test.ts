@@ -58,6 +58,8 @@ const grpoStep = (step: number, over: Partial<RunStepMetrics> = {}): RunStepMetr
   gradingSeconds: 0.01,
   scoringSeconds: 0,
   forwardBackwardSeconds: 1.2,
+  forwardSeconds: 0.4,
+  backwardSeconds: 0.8,
   optimizerSeconds: 0.05,
   ...over,
 });
@@ -119,7 +121,7 @@ test('SFT steps leave the GRPO metrics null; NaN is stored as null; a step recor
     epoch: 0.5, tokens: 120, targetTokens: 40, rewardMean: null, rewardStd: null, rewards: null, fracRewardZeroStd: null, completionLengthMean: null,
     completionLengthMin: null, completionLengthMax: null, completionClippedShare: null, clipLowMean: null, clipHighMean: null, clipRegionMean: null,
     clipLowMin: null, clipHighMax: null, entropy: null, rolloutTokensPerSecond: null, rolloutSeconds: null, gradingSeconds: null, scoringSeconds: null,
-    forwardBackwardSeconds: null, optimizerSeconds: null,
+    forwardBackwardSeconds: null, forwardSeconds: null, backwardSeconds: null, optimizerSeconds: null,
   });
   recordRunStep(db, run.id, sft);
   assert.deepEqual(listRunMetrics(db, run.id), [sft]);
@@ -210,7 +212,7 @@ test('a database of schema 3 gains the runs\' owner; a run recorded before reads
   db.prepare(
     `INSERT INTO runs (kind, model, dataset, config, status, out_dir, started_at) VALUES ('sft', '/m', 'd.jsonl', '{}', 'running', '/runs/old', 5)`,
   ).run();
-  migrate(db, migrations);
+  migrate(db, migrations.slice(0, 4));
   assert.equal(db.pragma('user_version', { simple: true }), 4);
   assert.equal(migrations[3].name, 'run-owner');
   const [old] = listRuns(db, () => false);
@@ -219,6 +221,23 @@ test('a database of schema 3 gains the runs\' owner; a run recorded before reads
   assert.throws(() => db.prepare('UPDATE runs SET host = ? WHERE id = ?').run('h', old.id), /CHECK constraint failed/);
   assert.throws(() => db.prepare('UPDATE runs SET pid = 0, host = ? WHERE id = ?').run('h', old.id), /CHECK constraint failed/);
   assert.throws(() => db.prepare('UPDATE runs SET process_start = ? WHERE id = ?').run('b:1', old.id), /CHECK constraint failed/);
+  db.close();
+});
+
+test('schema 5 times the policy\'s forward and backward apart; steps recorded before read them as null', () => {
+  const db = new BetterSqlite3(':memory:');
+  db.pragma('foreign_keys = ON');
+  migrate(db, migrations.slice(0, 4));
+  const run = createRun(db, newRun());
+  db.prepare('INSERT INTO run_metrics (run_id, step, loss, lr, grad_norm, tokens_per_s, step_s, recorded_at) VALUES (?, 1, 0.5, 1e-5, 1, 100, 2, 7)').run(run.id);
+  migrate(db, migrations);
+  assert.equal(db.pragma('user_version', { simple: true }), 5);
+  const [old] = listRunMetrics(db, run.id);
+  assert.deepEqual([old.forwardBackwardSeconds, old.forwardSeconds, old.backwardSeconds], [null, null, null]);
+  recordRunStep(db, run.id, grpoStep(2));
+  const fresh = listRunMetrics(db, run.id).find((m) => m.step === 2)!;
+  assert.deepEqual([fresh.forwardSeconds, fresh.backwardSeconds], [0.4, 0.8]);
+  assert.throws(() => db.prepare('UPDATE run_metrics SET backward_s = -1 WHERE step = 2').run(), /CHECK constraint failed/);
   db.close();
 });
 

@@ -68,6 +68,7 @@ struct GrpoLossAndGrads {
   double clip_low_min = 0, clip_high_max = 0;                         // min / max over sequences of their share
   std::vector<std::vector<double>> logprobs;  // the policy's per completion token (empty for masked sequences)
   double reference_seconds = 0, policy_seconds = 0;  // the adapter-off pass; forward and backward with the adapter
+  double forward_seconds = 0;                         // of policy_seconds, the train-mode forward (the rest: log-probs and backward)
 };
 
 // The loss and its LoRA gradients over `batch` (the whole generation batch: the normalizations

@@ -5,6 +5,7 @@
 // is discrete), shared experts and the dense first layers adaptable.
 // One block per function pair, in the order of the inference forward (models/deepseek.cpp).
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -519,9 +520,11 @@ void deepseek_lora_token_losses(const DeepseekModel& model, const LoraSet<F>* ad
 
 template <class F>
 void deepseek_lora_logprobs(const DeepseekModel& model, const LoraSet<F>* adapter, double scale, const PackedBatch& b, double temperature,
-                            double* logp, double* entropy, const LogprobGrad* dloss, LoraSet<F>* grads, ThreadPool& pool) {
+                            double* logp, double* entropy, const LogprobGrad* dloss, LoraSet<F>* grads, ThreadPool& pool, double* forward_seconds) {
   DsRunner<F> r(model, adapter, scale, b, pool);
+  const auto t0 = std::chrono::steady_clock::now();
   r.forward();
+  if (forward_seconds) *forward_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.logprobs_and_backward(logp, entropy, temperature, dloss, grads);
 }
 
@@ -549,18 +552,18 @@ void lora_token_losses(const LoraModel& m, const LoraSet<F>* adapter, double sca
 
 template <class F>
 void lora_logprobs(const LoraModel& m, const LoraSet<F>* adapter, double scale, const PackedBatch& b, double temperature, double* logp, double* entropy,
-                   const LogprobGrad* dloss, LoraSet<F>* grads, ThreadPool& pool) {
-  if (m.dense) dense_lora_logprobs<F>(*m.dense, adapter, scale, b, temperature, logp, entropy, dloss, grads, pool);
-  else deepseek_lora_logprobs<F>(*m.deepseek, adapter, scale, b, temperature, logp, entropy, dloss, grads, pool);
+                   const LogprobGrad* dloss, LoraSet<F>* grads, ThreadPool& pool, double* forward_seconds) {
+  if (m.dense) dense_lora_logprobs<F>(*m.dense, adapter, scale, b, temperature, logp, entropy, dloss, grads, pool, forward_seconds);
+  else deepseek_lora_logprobs<F>(*m.deepseek, adapter, scale, b, temperature, logp, entropy, dloss, grads, pool, forward_seconds);
 }
 
 #define AHA_INSTANTIATE(F)                                                                                                                    \
   template double deepseek_lora_loss<F>(const DeepseekModel&, const LoraSet<F>*, double, const PackedBatch&, LoraSet<F>*, ThreadPool&);       \
   template void deepseek_lora_logprobs<F>(const DeepseekModel&, const LoraSet<F>*, double, const PackedBatch&, double, double*, double*,      \
-                                          const LogprobGrad*, LoraSet<F>*, ThreadPool&);                                                      \
+                                          const LogprobGrad*, LoraSet<F>*, ThreadPool&, double*);                                             \
   template double lora_loss<F>(const LoraModel&, const LoraSet<F>*, double, const PackedBatch&, LoraSet<F>*, ThreadPool&);                    \
   template void lora_logprobs<F>(const LoraModel&, const LoraSet<F>*, double, const PackedBatch&, double, double*, double*, const LogprobGrad*, \
-                                 LoraSet<F>*, ThreadPool&);
+                                 LoraSet<F>*, ThreadPool&, double*);
 AHA_INSTANTIATE(float)
 AHA_INSTANTIATE(double)
 #undef AHA_INSTANTIATE

@@ -3,6 +3,7 @@
 // One block per function pair, in the order of the inference forward (models/dense.cpp).
 #include "train/dense_lora.h"
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -300,9 +301,11 @@ void dense_lora_token_losses(const DenseModel& model, const LoraSet<F>* adapter,
 
 template <class F>
 void dense_lora_logprobs(const DenseModel& model, const LoraSet<F>* adapter, double scale, const PackedBatch& b, double temperature, double* logp,
-                         double* entropy, const LogprobGrad* dloss, LoraSet<F>* grads, ThreadPool& pool) {
+                         double* entropy, const LogprobGrad* dloss, LoraSet<F>* grads, ThreadPool& pool, double* forward_seconds) {
   Runner<F> r(model, adapter, scale, b, pool);
+  const auto t0 = std::chrono::steady_clock::now();
   r.forward();
+  if (forward_seconds) *forward_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.logprobs_and_backward(logp, entropy, temperature, dloss, grads);
 }
 
@@ -316,9 +319,9 @@ double dense_full_loss(const DenseModel& model, const PackedBatch& b, const Weig
 template double dense_full_loss<float>(const DenseModel&, const PackedBatch&, const WeightGrads<float>&, ThreadPool&);
 template double dense_full_loss<double>(const DenseModel&, const PackedBatch&, const WeightGrads<double>&, ThreadPool&);
 template void dense_lora_logprobs<float>(const DenseModel&, const LoraSet<float>*, double, const PackedBatch&, double, double*, double*, const LogprobGrad*,
-                                         LoraSet<float>*, ThreadPool&);
+                                         LoraSet<float>*, ThreadPool&, double*);
 template void dense_lora_logprobs<double>(const DenseModel&, const LoraSet<double>*, double, const PackedBatch&, double, double*, double*,
-                                          const LogprobGrad*, LoraSet<double>*, ThreadPool&);
+                                          const LogprobGrad*, LoraSet<double>*, ThreadPool&, double*);
 template void dense_lora_token_losses<float>(const DenseModel&, const LoraSet<float>*, double, const PackedBatch&, double*, ThreadPool&);
 template double dense_lora_loss<float>(const DenseModel&, const LoraSet<float>*, double, const PackedBatch&, LoraSet<float>*, ThreadPool&);
 template double dense_lora_loss<double>(const DenseModel&, const LoraSet<double>*, double, const PackedBatch&, LoraSet<double>*, ThreadPool&);

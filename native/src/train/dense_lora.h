@@ -76,6 +76,6 @@ void dense_lora_token_losses(const DenseModel& model, const LoraSet<F>* adapter,
 // to it (+=) for a loss that is a sum of per-token functions of logp (see lm_head_logprobs).
 template <class F>
 void dense_lora_logprobs(const DenseModel& model, const LoraSet<F>* adapter, double scale, const PackedBatch& b, double temperature, double* logp,
-                         double* entropy, const LogprobGrad* dloss, LoraSet<F>* grads, ThreadPool& pool);
+                         double* entropy, const LogprobGrad* dloss, LoraSet<F>* grads, ThreadPool& pool, double* forward_seconds = nullptr);
 
 }  // namespace aha::train

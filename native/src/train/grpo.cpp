@@ -140,7 +140,7 @@ void run_micro_batch(const train::LoraModel& dm, const LoraSet<F>& w, double sca
     }
   };
   const auto t = std::chrono::steady_clock::now();
-  train::lora_logprobs<F>(dm, &w, scale, b, c.temperature, logp.data(), entropy.data(), &dloss, &grads, pool);
+  train::lora_logprobs<F>(dm, &w, scale, b, c.temperature, logp.data(), entropy.data(), &dloss, &grads, pool, &out.forward_seconds);
   out.policy_seconds += seconds_since(t);
   for (int64_t r = 0; r < T; r++)
     if (row_seq[size_t(r)] >= 0) {

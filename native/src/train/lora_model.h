@@ -24,9 +24,11 @@ template <class F>
 double lora_loss(const LoraModel& m, const LoraSet<F>* adapter, double scale, const PackedBatch& b, LoraSet<F>* grads, ThreadPool& pool);
 template <class F>
 void lora_token_losses(const LoraModel& m, const LoraSet<F>* adapter, double scale, const PackedBatch& b, double* losses, ThreadPool& pool);
+// forward_seconds (nullable): the time of the train-mode forward alone (the rest of the call is
+// the lm head's log-probs and the backward).
 template <class F>
 void lora_logprobs(const LoraModel& m, const LoraSet<F>* adapter, double scale, const PackedBatch& b, double temperature, double* logp, double* entropy,
-                   const LogprobGrad* dloss, LoraSet<F>* grads, ThreadPool& pool);
+                   const LogprobGrad* dloss, LoraSet<F>* grads, ThreadPool& pool, double* forward_seconds = nullptr);
 
 // The deepseek family's own entry points (the same contracts).
 template <class F>
@@ -36,6 +38,7 @@ void deepseek_lora_token_losses(const DeepseekModel& model, const LoraSet<F>* ad
                                 ThreadPool& pool);
 template <class F>
 void deepseek_lora_logprobs(const DeepseekModel& model, const LoraSet<F>* adapter, double scale, const PackedBatch& b, double temperature,
-                            double* logp, double* entropy, const LogprobGrad* dloss, LoraSet<F>* grads, ThreadPool& pool);
+                            double* logp, double* entropy, const LogprobGrad* dloss, LoraSet<F>* grads, ThreadPool& pool,
+                            double* forward_seconds = nullptr);
 
 }  // namespace aha::train

@@ -6,6 +6,7 @@ import { initial } from './0001-initial.ts';
 import { datasets } from './0002-datasets.ts';
 import { runs } from './0003-runs.ts';
 import { runOwner } from './0004-run-owner.ts';
+import { stepBackward } from './0005-step-backward.ts';
 
 export interface Migration {
   version: number;
@@ -13,4 +14,4 @@ export interface Migration {
   up(db: Database): void;
 }
 
-export const migrations: readonly Migration[] = [initial, datasets, runs, runOwner];
+export const migrations: readonly Migration[] = [initial, datasets, runs, runOwner, stepBackward];
