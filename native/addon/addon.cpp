@@ -1046,6 +1046,14 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
       else throw Napi::Error::New(env, "mlaAttention must be auto, absorbed or expanded, not " + k);
     }
     opts.experts_per_token = int(num(o, "expertsPerToken", 0));
+    if (o.Has("fp8As") && o.Get("fp8As").IsString()) {
+      std::string k = o.Get("fp8As").ToString();
+      if (k == "fp8") opts.fp8_as = aha::DType::FP8_B128;
+      else if (k == "bf16") opts.fp8_as = aha::DType::BF16;
+      else if (k == "q8_0") opts.fp8_as = aha::DType::Q8_0;
+      else if (k == "q4_K") opts.fp8_as = aha::DType::Q4_K;
+      else throw Napi::Error::New(env, "fp8As must be fp8, bf16, q8_0 or q4_K, not " + k);
+    }
   }
   Napi::Function cb = info.Length() > 2 && info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function::New(env, [](const Napi::CallbackInfo&) {});
   auto d = Napi::Promise::Deferred::New(env);

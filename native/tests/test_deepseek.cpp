@@ -22,6 +22,7 @@
 #include "models/deepseek.h"
 #include "models/loader.h"
 #include "runtime/mla_cache.h"
+#include "formats/safetensors_writer.h"
 
 using namespace aha;
 
@@ -507,4 +508,98 @@ TEST(deepseek_bad_configs_are_clear_errors) {
   std::remove((dir + "/model.safetensors").c_str());
   std::remove((dir + "/config.json").c_str());
   ::rmdir(dir.c_str());
+}
+
+// ---------------------------------------------------------------- FP8 weights
+
+namespace {
+
+std::vector<float> fp8_logits(const std::string& name, DType fp8_as, bool step_by_step, ModelInfo* info = nullptr) {
+  LoadOptions o;
+  o.threads = 2;
+  o.kv_dtype = DType::F32;
+  o.context = 64;
+  o.fp8_as = fp8_as;
+  auto m = Model::load(tiny_deepseek(name), o);
+  if (info) *info = m->info();
+  return run(*m, {1, 17, 300, 4000, 25, 9, 2048, 77, 3}, step_by_step);
+}
+
+double rel_max(const std::vector<float>& a, const std::vector<float>& b) {
+  double err = 0, ref = 0;
+  for (size_t i = 0; i < a.size(); i++) err = std::max(err, double(std::fabs(a[i] - b[i]))), ref = std::max(ref, double(std::fabs(b[i])));
+  return err / ref;
+}
+
+}  // namespace
+
+// DeepSeek-V3's FP8 checkpoint layout (make-tiny-deepseek.ts: F8_E4M3 linear weights with 128 ×
+// 128 weight_scale_inv blocks, the rest BF16) runs on its codes as they are, dequantized inside
+// the kernels: the same logits as the F32 copy of the very numbers they stand for, in prefill
+// and in decode. Converted at load to bf16, q8_0 or q4_K on request, close to them.
+TEST(deepseek_fp8_weights_are_used_as_stored) {
+  ModelInfo info;
+  const std::vector<float> want = fp8_logits("deepseek-v3-tiny-128-fp8-f32", DType::FP8_B128, false);
+  const std::vector<float> got = fp8_logits("deepseek-v3-tiny-128-fp8", DType::FP8_B128, false, &info);
+  const std::vector<float> dec = fp8_logits("deepseek-v3-tiny-128-fp8", DType::FP8_B128, true);
+  CHECK(info.dtype_mix.count("fp8_b128") && info.dtype_mix.at("fp8_b128") > 0);
+  CHECK_MSG(rel_max(got, want) < 1e-5, "fp8 prefill vs its f32 copy: " << rel_max(got, want));
+  CHECK_MSG(rel_max(dec, want) < 1e-5, "fp8 decode vs its f32 copy: " << rel_max(dec, want));
+  for (auto [dt, tol] : {std::pair{DType::BF16, 2e-2}, std::pair{DType::Q8_0, 6e-2}, std::pair{DType::Q4_K, 0.2}}) {
+    ModelInfo ci;
+    const std::vector<float> c = fp8_logits("deepseek-v3-tiny-128-fp8", dt, false, &ci);
+    const double e = rel_max(c, want);
+    check::note(std::string("fp8 as ") + dtype_name(dt) + ": " + std::to_string(e) + " of the max logit");
+    CHECK_MSG(e < tol && e > 0, dtype_name(dt) << ": " << e);
+    CHECK(ci.dtype_mix.count(dtype_name(dt)) && !ci.dtype_mix.count("fp8_b128"));  // (q4_K: rows of 128 take q8_0, as llama.cpp does)
+  }
+}
+
+// A missing or misshapen weight_scale_inv, a block size other than 128 × 128, rows that are not
+// whole 128-blocks, a conversion to a dtype FP8 does not convert to: clear errors.
+TEST(deepseek_fp8_bad_files_are_clear_errors) {
+  char tmpl[] = "/tmp/aha-fp8-XXXXXX";
+  CHECK(mkdtemp(tmpl) != nullptr);
+  const std::string dir = tmpl;
+  std::ifstream cin(tiny_deepseek("deepseek-v3-tiny-128-fp8") + "/config.json");
+  std::stringstream cs;
+  cs << cin.rdbuf();
+  const std::string config = cs.str();
+  auto write = [&](const std::string& cfg, std::vector<SafetensorsEntry> e) {
+    std::ofstream(dir + "/config.json") << cfg;
+    write_safetensors(dir + "/model.safetensors", std::move(e), {{"format", "pt"}});
+  };
+  auto codes = [](int64_t rows, int64_t cols) { return SafetensorsEntry{"model.layers.0.self_attn.o_proj.weight", "F8_E4M3", {rows, cols}, std::vector<uint8_t>(size_t(rows * cols), 0x38)}; };
+  auto scales = [](int64_t r, int64_t c) {
+    std::vector<uint8_t> b(size_t(r * c) * 4);
+    const float one = 1.0f;
+    for (size_t i = 0; i < size_t(r * c); i++) std::memcpy(b.data() + 4 * i, &one, 4);
+    return SafetensorsEntry{"model.layers.0.self_attn.o_proj.weight_scale_inv", "F32", {r, c}, b};
+  };
+  auto load_err = [&](DType as = DType::FP8_B128) {
+    LoadOptions o;
+    o.threads = 1;
+    o.fp8_as = as;
+    try {
+      Model::load(dir, o);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(loaded)");
+  };
+  write(config, {codes(128, 128)});
+  CHECK_MSG(load_err().find("has no model.layers.0.self_attn.o_proj.weight_scale_inv beside it") != std::string::npos, load_err());
+  write(config, {codes(256, 128), scales(1, 1)});
+  CHECK_MSG(load_err().find("expected [2, 1] (one scale per 128 × 128 block)") != std::string::npos, load_err());
+  write(config, {codes(128, 96), scales(1, 1)});
+  CHECK_MSG(load_err().find("whole 128-element scale blocks") != std::string::npos, load_err());
+  write(config, {codes(128, 128), scales(1, 1)});
+  CHECK_MSG(load_err(DType::Q4_0).find("FP8 weights convert to bf16, q8_0 or q4_K") != std::string::npos, load_err(DType::Q4_0));
+  CHECK_MSG(load_err(DType::Q4_K).find("has no model.layers.0") == std::string::npos, load_err(DType::Q4_K));  // converts; fails later, elsewhere
+  std::string bad = config;
+  const size_t at = bad.find("\"weight_block_size\"");
+  CHECK(at != std::string::npos);
+  bad.replace(bad.find("128", at), 3, "64");
+  write(bad, {codes(128, 128), scales(1, 1)});
+  CHECK_MSG(load_err().find("weight_block_size must be [128, 128]") != std::string::npos, load_err());
 }

@@ -294,6 +294,38 @@ TEST(quant_bf16_edge_cases) {
   }
 }
 
+// float8_e4m3fn, every code, against values written out by hand from the format (1 sign, 4
+// exponent bits with bias 7, 3 mantissa bits, no infinities, S.1111.111 NaN): the extremes, the
+// subnormals, and that the code order is the value order.
+TEST(quant_e4m3_every_code) {
+  CHECK(e4m3_to_f32(0x00) == 0.0f && std::signbit(e4m3_to_f32(0x80)));
+  CHECK(e4m3_to_f32(0x01) == 0.001953125f);   // smallest subnormal: 2^-9
+  CHECK(e4m3_to_f32(0x07) == 0.013671875f);   // largest subnormal: 7/8 · 2^-6
+  CHECK(e4m3_to_f32(0x08) == 0.015625f);      // smallest normal: 2^-6
+  CHECK(e4m3_to_f32(0x38) == 1.0f);
+  CHECK(e4m3_to_f32(0x3C) == 1.5f);
+  CHECK(e4m3_to_f32(0x7E) == 448.0f);         // largest finite
+  CHECK(e4m3_to_f32(0xFE) == -448.0f);
+  CHECK(std::isnan(e4m3_to_f32(0x7F)) && std::isnan(e4m3_to_f32(0xFF)));
+  for (int b = 1; b < 0x7F; b++) {
+    CHECK(e4m3_to_f32(uint8_t(b)) > e4m3_to_f32(uint8_t(b - 1)));
+    CHECK(e4m3_to_f32(uint8_t(b | 0x80)) == -e4m3_to_f32(uint8_t(b)));
+  }
+  // An FP8_B128 row: each 128-block's codes times its scale.
+  std::vector<uint8_t> row(2 * 132);
+  const float s0 = 0.5f, s1 = -3.0f;
+  std::memcpy(row.data(), &s0, 4);
+  std::memcpy(row.data() + 132, &s1, 4);
+  for (int j = 0; j < 128; j++) row[size_t(4 + j)] = uint8_t(j), row[size_t(136 + j)] = uint8_t(0x80 | (j % 0x7F));
+  std::vector<float> out(256);
+  dequantize_row(DType::FP8_B128, row.data(), out.data(), 256);
+  for (int j = 0; j < 128; j++) {
+    CHECK(out[size_t(j)] == e4m3_to_f32(uint8_t(j)) * s0 || (j == 0x7F && std::isnan(out[size_t(j)])));
+    CHECK(out[size_t(128 + j)] == e4m3_to_f32(uint8_t(0x80 | (j % 0x7F))) * s1);
+  }
+  CHECK(row_bytes(DType::FP8_B128, 256) == 264);
+}
+
 TEST(quant_dtype_table) {
   DType t;
   CHECK(dtype_from_name("q4_K", &t) && t == DType::Q4_K);

@@ -15,6 +15,7 @@ const common: Options = {
   kv: { type: 'string' },
   mla: { type: 'string' },
   experts: { type: 'string' },
+  'fp8-as': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 };
@@ -41,6 +42,7 @@ const commands: Record<string, { summary: string; usage: string; options: Option
   --kv f16|f32         KV cache dtype (default f16)
   --mla auto|absorbed|expanded   DeepSeek's MLA attention form (default auto: expanded prefill, absorbed decode)
   --experts N          DeepSeek MoE: routed experts per token (default: the model's)
+  --fp8-as bf16|q8_0|q4_K   an FP8 checkpoint's weights converted at load (default: used as stored)
   --adapter DIR        a PEFT LoRA adapter folder, applied without merging
   --json               print one JSON object instead of streaming text`,
     options: {
@@ -70,7 +72,7 @@ const commands: Record<string, { summary: string; usage: string; options: Option
   },
   bench: {
     summary: 'measure prompt processing and generation speed against the memory bound',
-    usage: `aha bench --model PATH [--pp 512] [--tg 128] [--threads N] [--repeats R] [--mla auto|absorbed|expanded] [--experts N] [--json]`,
+    usage: `aha bench --model PATH [--pp 512] [--tg 128] [--threads N] [--repeats R] [--mla auto|absorbed|expanded] [--experts N] [--fp8-as T] [--json]`,
     options: { pp: { type: 'string' }, tg: { type: 'string' }, repeats: { type: 'string' } },
     run: bench,
   },
@@ -273,12 +275,15 @@ function loadOptions(v: Values): LoadOptions {
   const mla = v.mla as string | undefined;
   if (mla !== undefined && mla !== 'auto' && mla !== 'absorbed' && mla !== 'expanded')
     throw new UsageError(`--mla must be auto, absorbed or expanded, got '${mla}'`);
+  const fp8 = v['fp8-as'] as string | undefined;
+  if (fp8 !== undefined && !['fp8', 'bf16', 'q8_0', 'q4_K'].includes(fp8)) throw new UsageError(`--fp8-as must be bf16, q8_0 or q4_K, got '${fp8}'`);
   return {
     threads: int(v, 'threads', 0, 1),
     context: int(v, 'ctx', 0, 1),
     kvType: kv as 'f16' | 'f32' | undefined,
     mlaAttention: mla as LoadOptions['mlaAttention'],
     expertsPerToken: int(v, 'experts', 0, 1),
+    fp8As: fp8 as LoadOptions['fp8As'],
   };
 }
 

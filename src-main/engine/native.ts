@@ -15,6 +15,8 @@ export interface LoadOptions {
   mlaAttention?: 'auto' | 'absorbed' | 'expanded';
   /** MoE: routed experts per token; default the model's num_experts_per_tok. */
   expertsPerToken?: number;
+  /** FP8 checkpoints (DeepSeek-V3's block-scaled e4m3): 'fp8' uses the weights as stored (the default); the others convert them once at load. */
+  fp8As?: 'fp8' | 'bf16' | 'q8_0' | 'q4_K';
 }
 
 export interface LoadProgress {

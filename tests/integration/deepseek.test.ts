@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { native } from '../../src-main/engine/native.ts';
+import { aha } from './helpers.ts';
 
 const root = resolve(import.meta.dirname, '../..');
 const model = join(root, 'tests/fixtures/generated-deepseek/deepseek-v3-tiny');
@@ -61,4 +62,29 @@ test('the MLA switch and the experts-per-token override reach the engine', async
   assert.notDeepEqual(Array.from(fewer.at(-1)!), Array.from(a.at(-1)!));
   await assert.rejects(async () => native().loadModel(model, { expertsPerToken: 9 }), /experts per token = 9 is more than the 8 experts/);
   await assert.rejects(async () => native().loadModel(model, { mlaAttention: 'latent' as 'auto' }), /mlaAttention must be auto, absorbed or expanded/);
+});
+
+test('an FP8 checkpoint (DeepSeek-V3 layout) runs as stored (the logits of its F32 copy) or converted at load, its dtypes in aha info', () => {
+  const dir = join(root, 'tests/fixtures/generated-deepseek');
+  const info = aha('info', '--model', join(dir, 'deepseek-v3-tiny-128-fp8'), '--json');
+  assert.equal(info.code, 0, info.stderr);
+  assert.ok(JSON.parse(info.stdout).dtypeMix.fp8_b128 > 0);
+  const conv = aha('info', '--model', join(dir, 'deepseek-v3-tiny-128-fp8'), '--fp8-as', 'q8_0', '--json');
+  assert.equal(conv.code, 0, conv.stderr);
+  const mix = JSON.parse(conv.stdout).dtypeMix;
+  assert.ok(mix.q8_0 > 0 && !mix.fp8_b128, JSON.stringify(mix));
+  const bad = aha('info', '--model', join(dir, 'deepseek-v3-tiny-128-fp8'), '--fp8-as', 'q4_0');
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--fp8-as must be bf16, q8_0 or q4_K/);
+  // the logits through the CLI: the FP8 weights as stored give those of the F32 copy
+  const logits = (name: string, ...extra: string[]) => {
+    const r = aha('logits', '--model', join(dir, name), '--tokens', '1,17,300,4000,25', '--all', '--kv', 'f32', '--threads', '2', '--json', ...extra);
+    assert.equal(r.code, 0, r.stderr);
+    return (JSON.parse(r.stdout) as { logits: number[][] }).logits.flat();
+  };
+  const want = logits('deepseek-v3-tiny-128-fp8-f32'), got = logits('deepseek-v3-tiny-128-fp8'), bf16 = logits('deepseek-v3-tiny-128-fp8', '--fp8-as', 'bf16');
+  const maxAbs = Math.max(...want.map(Math.abs));
+  const err = (a: number[]) => Math.max(...a.map((x, i) => Math.abs(x - want[i]))) / maxAbs;
+  assert.ok(err(got) < 1e-5, `fp8 as stored: ${err(got)}`);
+  assert.ok(err(bf16) > 0 && err(bf16) < 2e-2, `fp8 as bf16: ${err(bf16)}`);
 });

@@ -9,7 +9,15 @@ namespace aha {
 enum class DType : uint32_t {
   F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8,
   Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15, BF16 = 30,
+  // Not GGUF types (ids no GGUF uses; a GGUF naming them is rejected): FP8 as DeepSeek-V3 ships
+  // it. F8_E4M3: safetensors' element type (float8_e4m3fn: 1 sign, 4 exponent bits with bias 7,
+  // 3 mantissa bits; S.1111.111 is NaN, no infinities), scaled per 128 × 128 block by a separate
+  // weight_scale_inv tensor. FP8_B128: the engine's row layout of such a weight, each row a
+  // self-contained run of 128-element blocks of an f32 scale (the block's weight_scale_inv) then
+  // 128 e4m3 bytes, so the kernels dequantize it as they read it.
+  F8_E4M3 = 1000, FP8_B128 = 1001,
 };
+constexpr uint32_t kFirstInternalDType = 1000;
 
 struct DTypeTraits {
   const char* name;  // GGUF / llama.cpp spelling: "f32", "q4_K", ...
@@ -35,5 +43,7 @@ inline float bf16_to_f32(uint16_t h) {
   return f;
 }
 uint16_t f32_to_bf16(float f);
+// float8_e4m3fn → f32, exactly (NaN for S.1111.111).
+float e4m3_to_f32(uint8_t b);
 
 }  // namespace aha

@@ -97,6 +97,10 @@ struct LoadOptions {
   int64_t kv_cache_tokens = 0;       // total cache capacity (all sequences); 0: 2 × context
   MlaAttention mla_attention = MlaAttention::Auto;
   int experts_per_token = 0;         // MoE: routed experts per token; 0: the model's num_experts_per_tok
+  // FP8 checkpoints (DeepSeek-V3's e4m3 weights with 128 × 128 weight_scale_inv blocks): FP8_B128
+  // uses them as they are (the kernels dequantize while they read); BF16, Q8_0 or Q4_K converts
+  // each such weight once at load.
+  DType fp8_as = DType::FP8_B128;
   std::function<void(const LoadProgress&)> progress;
 };
 

@@ -22,6 +22,7 @@ constexpr Entry kTable[] = {
     {0, {"f32", 1, 4}},       {1, {"f16", 1, 2}},       {2, {"q4_0", 32, 18}},   {3, {"q4_1", 32, 20}},
     {6, {"q5_0", 32, 22}},    {7, {"q5_1", 32, 24}},    {8, {"q8_0", 32, 34}},   {12, {"q4_K", 256, 144}},
     {13, {"q5_K", 256, 176}}, {14, {"q6_K", 256, 210}}, {15, {"q8_K", 256, 292}}, {30, {"bf16", 1, 2}},
+    {1000, {"f8_e4m3", 1, 1}}, {1001, {"fp8_b128", 128, 132}},
 };
 
 uint32_t f32_bits(float f) {
@@ -42,6 +43,14 @@ const DTypeTraits* dtype_traits(uint32_t ggml_type_id) {
   for (const Entry& e : kTable)
     if (e.id == ggml_type_id) return &e.t;
   return nullptr;
+}
+
+float e4m3_to_f32(uint8_t b) {
+  const int e = (b >> 3) & 15, m = b & 7;
+  if (e == 15 && m == 7) return __builtin_nanf("");
+  // normal: (1 + m/8) · 2^(e − 7); subnormal (e = 0): m/8 · 2^−6
+  const float v = e ? float(8 + m) * float(1 << e) / 1024.0f : float(m) / 512.0f;
+  return b & 0x80 ? -v : v;
 }
 
 const DTypeTraits& traits(DType t) {

@@ -537,6 +537,20 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
       }
       return;
     }
+    case DType::F8_E4M3: {
+      const uint8_t* p = static_cast<const uint8_t*>(src);
+      for (int64_t i = 0; i < n; i++) dst[i] = e4m3_to_f32(p[i]);
+      return;
+    }
+    case DType::FP8_B128: {
+      const uint8_t* p = static_cast<const uint8_t*>(src);
+      for (int64_t b = 0; b < nb; b++, p += 132) {
+        float scale;
+        std::memcpy(&scale, p, 4);
+        for (int j = 0; j < 128; j++) dst[b * 128 + j] = e4m3_to_f32(p[4 + j]) * scale;
+      }
+      return;
+    }
     case DType::Q4_0: return dequant_q4_0(static_cast<const block_q4_0*>(src), dst, nb);
     case DType::Q4_1: return dequant_q4_1(static_cast<const block_q4_1*>(src), dst, nb);
     case DType::Q5_0: return dequant_q5_0(static_cast<const block_q5_0*>(src), dst, nb);

@@ -186,7 +186,7 @@ void parse_gguf(const uint8_t* base, size_t size, const std::string& name, uint3
       n *= int64_t(e);
     }
     uint32_t type = c.read<uint32_t>("tensor type");
-    const DTypeTraits* tr = dtype_traits(type);
+    const DTypeTraits* tr = type < kFirstInternalDType ? dtype_traits(type) : nullptr;  // the engine's own layouts are not GGUF types
     if (!tr) c.fail("tensor '" + t.name + "': unknown or unsupported dtype id " + std::to_string(type));
     t.dtype = DType(type);
     if (t.ne[0] % tr->block != 0)

@@ -45,7 +45,8 @@ std::vector<SafeTensor> parse_safetensors(const uint8_t* base, size_t size, cons
     if (d == "F32") t.dtype = DType::F32, esize = 4;
     else if (d == "F16") t.dtype = DType::F16, esize = 2;
     else if (d == "BF16") t.dtype = DType::BF16, esize = 2;
-    else bad("unsupported dtype " + d + " (F32, F16 and BF16 are read)");
+    else if (d == "F8_E4M3") t.dtype = DType::F8_E4M3, esize = 1;  // DeepSeek-V3's block-scaled weights
+    else bad("unsupported dtype " + d + " (F32, F16, BF16 and F8_E4M3 are read)");
     int64_t count = 1;
     auto& dims = shape->array();
     if (dims.size() > 4) bad("more than 4 dimensions");

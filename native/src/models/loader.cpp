@@ -273,7 +273,56 @@ static void add_tensor(WeightStore& ws, const std::string& name, DType dt, const
   ws.tensors[name] = std::move(t);
 }
 
-std::unique_ptr<WeightStore> load_weights(const std::string& path, const std::function<void(const LoadProgress&)>& progress) {
+std::vector<uint8_t> convert_fp8_weight(const uint8_t* codes, const float* scale_inv, int64_t rows, int64_t cols, DType& as, const std::string& what) {
+  if (cols % 128) fail_file(what, "FP8 rows of " + std::to_string(cols) + " elements: the engine needs whole 128-element scale blocks");
+  const int64_t sc = cols / 128;
+  if (as == DType::FP8_B128) {
+    std::vector<uint8_t> out(size_t(rows * sc) * 132);
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t b = 0; b < sc; b++) {
+        uint8_t* dst = out.data() + size_t(r * sc + b) * 132;
+        std::memcpy(dst, &scale_inv[(r / 128) * sc + b], 4);
+        std::memcpy(dst + 4, codes + r * cols + b * 128, 128);
+      }
+    return out;
+  }
+  if (as != DType::F32 && as != DType::BF16 && as != DType::Q8_0 && as != DType::Q4_K)
+    fail_file(what, std::string("FP8 weights convert to bf16, q8_0 or q4_K (or stay fp8), not ") + dtype_name(as));
+  // As llama.cpp's quantizer: a row too short for q4_K's 256-element super-blocks takes q8_0.
+  if (as == DType::Q4_K && cols % 256) as = DType::Q8_0;
+  if (cols % traits(as).block) fail_file(what, "rows of " + std::to_string(cols) + " elements are not whole " + dtype_name(as) + " blocks");
+  const size_t rb = row_bytes(as, cols);
+  std::vector<uint8_t> out(rb * size_t(rows));
+  std::vector<float> row(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; r++) {
+    for (int64_t c = 0; c < cols; c++) row[size_t(c)] = e4m3_to_f32(codes[r * cols + c]) * scale_inv[(r / 128) * sc + c / 128];
+    if (as == DType::F32) std::memcpy(out.data() + size_t(r) * rb, row.data(), rb);
+    else quantize_row(as, row.data(), out.data() + size_t(r) * rb, cols);
+  }
+  return out;
+}
+
+namespace {
+
+// DeepSeek-V3's FP8 checkpoints: config.json's quantization_config must say e4m3 with 128 × 128
+// blocks, the only layout the engine reads.
+void check_fp8_config(const std::string& cfg_path) {
+  const Json j = Json::parse(read_text_file(cfg_path), cfg_path);
+  const Json* q = j.find("quantization_config");
+  if (!q || !q->is_object()) return;
+  const std::string method = q->get_string("quant_method", "");
+  if (method != "fp8") fail_file(cfg_path, "quantization_config: quant_method '" + method + "' is not supported (only DeepSeek's fp8)");
+  if (std::string fmt = q->get_string("fmt", "e4m3"); fmt != "e4m3") fail_file(cfg_path, "quantization_config: fp8 format '" + fmt + "' is not supported (only e4m3)");
+  if (const Json* b = q->find("weight_block_size")) {
+    if (!b->is_array() || b->array().size() != 2 || !b->array()[0].is_number() || !b->array()[1].is_number() || b->array()[0].integer() != 128 ||
+        b->array()[1].integer() != 128)
+      fail_file(cfg_path, "quantization_config: weight_block_size must be [128, 128]");
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<WeightStore> load_weights(const std::string& path, const std::function<void(const LoadProgress&)>& progress, DType fp8_as) {
   auto ws = std::make_unique<WeightStore>();
   ws->path = path;
   auto report = [&](double f, const char* stage) {
@@ -284,12 +333,37 @@ std::unique_ptr<WeightStore> load_weights(const std::string& path, const std::fu
     ws->format = "safetensors";
     std::string cfg = path + "/config.json";
     ws->config = config_from_hf_json(read_text_file(cfg), cfg);
+    check_fp8_config(cfg);
     SafetensorsModel st(path);
     ws->files = st.files();
+    std::map<std::string, const SafeTensor*> by_name;
+    for (auto& t : st.tensors()) by_name[t.name] = &t;
     for (auto& t : st.tensors()) {
       std::string n = canonical_name_from_hf(t.name);
-      if (n.empty()) continue;  // rotary inv_freq buffers and the like
-      add_tensor(*ws, n, t.dtype, t.ne, t.data);
+      if (n.empty()) continue;  // rotary inv_freq buffers, FP8 scales (read with their weight) and the like
+      if (t.dtype != DType::F8_E4M3) {
+        add_tensor(*ws, n, t.dtype, t.ne, t.data);
+        continue;
+      }
+      // An FP8 weight: its codes and the f32 scale of each 128 × 128 block, as the rows the kernels read.
+      const std::string where = t.file + ": tensor '" + t.name + "'";
+      auto it = by_name.find(t.name + "_scale_inv");
+      if (it == by_name.end()) fail_file(where, "is FP8 (F8_E4M3) but has no " + t.name + "_scale_inv beside it");
+      const SafeTensor& s = *it->second;
+      if (t.ne.size() != 2) fail_file(where, "an FP8 tensor must be a 2-D weight");
+      const int64_t rows = t.ne[1], cols = t.ne[0], sr = (rows + 127) / 128, sc = (cols + 127) / 128;
+      if (s.ne.size() != 2 || s.ne[1] != sr || s.ne[0] != sc)
+        fail_file(where, "its weight_scale_inv has shape [" + std::to_string(s.ne.size() > 1 ? s.ne[1] : 1) + ", " + std::to_string(s.ne[0]) +
+                             "], expected [" + std::to_string(sr) + ", " + std::to_string(sc) + "] (one scale per 128 × 128 block)");
+      std::vector<float> scale(size_t(sr * sc));
+      if (s.dtype != DType::F32 && s.dtype != DType::BF16) fail_file(where, "its weight_scale_inv must be F32 or BF16");
+      dequantize_row(s.dtype, s.data, scale.data(), sr * sc);
+      for (float x : scale)
+        if (!std::isfinite(x)) fail_file(where, "its weight_scale_inv holds a NaN or infinity");
+      DType as = fp8_as;
+      auto buf = std::make_unique<std::vector<uint8_t>>(convert_fp8_weight(t.data, scale.data(), rows, cols, as, where));
+      add_tensor(*ws, n, as, t.ne, buf->data());
+      ws->owned.push_back(std::move(buf));
     }
     size_t slash = path.find_last_of('/', path.size() > 1 ? path.size() - 2 : 0);
     ws->name = slash == std::string::npos ? path : path.substr(slash + 1);

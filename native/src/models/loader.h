@@ -35,7 +35,15 @@ struct WeightStore {
   const Tensor& get_f32(const std::string& name, std::vector<int64_t> expected_ne);
 };
 
-std::unique_ptr<WeightStore> load_weights(const std::string& path, const std::function<void(const LoadProgress&)>& progress);
+// fp8_as: what an FP8 checkpoint's block-scaled e4m3 weights become (LoadOptions::fp8_as).
+std::unique_ptr<WeightStore> load_weights(const std::string& path, const std::function<void(const LoadProgress&)>& progress,
+                                          DType fp8_as = DType::FP8_B128);
+
+// An FP8 weight [rows, cols] (e4m3 codes, row-major) with its weight_scale_inv [⌈rows/128⌉,
+// ⌈cols/128⌉] (f32) as rows of `as` (FP8_B128, BF16, Q8_0, Q4_K, F32); cols a multiple of 128.
+// Q4_K rows that are not whole 256-element super-blocks take Q8_0 (`as` says which was used).
+// Errors name `what`.
+std::vector<uint8_t> convert_fp8_weight(const uint8_t* codes, const float* scale_inv, int64_t rows, int64_t cols, DType& as, const std::string& what);
 
 // HF tensor name -> canonical name ("" when the tensor is not one the engine uses).
 std::string canonical_name_from_hf(const std::string& hf);

@@ -34,7 +34,7 @@ const char* finish_reason_name(FinishReason r) {
 class Engine {
  public:
   Engine(const std::string& path, const LoadOptions& o) {
-    ws = load_weights(path, o.progress);
+    ws = load_weights(path, o.progress, o.fp8_as);
     if (o.progress) o.progress({0.96, "binding weights"});
     const ModelConfig& c = ws->config;
     const bool mla = c.arch == Arch::DeepseekV2 || c.arch == Arch::DeepseekV3;

@@ -136,6 +136,8 @@ const WeightKernel* weight_kernel(DType weight, Isa isa) {
   for (int i = 0; i < t.n; i++)
     if (t.kernels[i].weight == weight) return &t.kernels[i];
   if (clamp(isa) == Isa::Amx) return weight_kernel(weight, Isa::Avx512Vnni);  // the float dtypes
+  // A dtype this ISA has no kernel for runs on the scalar reference: slow, never wrong.
+  if (clamp(isa) != Isa::Scalar) return weight_kernel(weight, Isa::Scalar);
   return nullptr;
 }
 

@@ -388,6 +388,56 @@ struct MicroF {
   }
 };
 
+// ---- FP8 rows (FP8_B128) over f32 activations: per 128-element block an f32 scale, then 128
+// e4m3 codes. An e4m3fn code b is the fp16 number with bits (b & 0x80) << 8 | (b & 0x7F) << 7,
+// times 2^8 (the exponent biases differ by 8; subnormals map to subnormals), so 16 codes widen
+// with one shift pair and a vcvtph2ps, and the 2^8 folds into the block's scale. (The NaN code
+// would read as ±480; DeepSeek's checkpoints hold none.)
+struct FP8 {
+  static constexpr int kRW = 4, kRA = 4, kRW1 = 8;
+  static __m512 load16(const uint8_t* p) {
+    const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x80)), 8),
+                                      _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x7F)), 7));
+    return _mm512_cvtph_ps(h);
+  }
+};
+
+template <class K, int RW, int RA>
+struct MicroFp8 {
+  static void run(int64_t k, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
+    __m512 acc[RW][RA];
+    for (auto& row : acc)
+      for (auto& v : row) v = _mm512_setzero_ps();
+    for (int64_t b = 0; b < k / 128; b++) {
+      __m512 part[RW][RA];
+      for (auto& row : part)
+        for (auto& v : row) v = _mm512_setzero_ps();
+      const uint8_t* wb = w + size_t(b) * 132;
+#pragma GCC unroll 2
+      for (int j = 0; j < 128; j += 16) {
+        __m512 wv[RW];
+#pragma GCC unroll 8
+        for (int r = 0; r < RW; r++) wv[r] = K::load16(wb + size_t(r) * ws + 4 + size_t(j));
+#pragma GCC unroll 8
+        for (int c = 0; c < RA; c++) {
+          const __m512 av = _mm512_loadu_ps(a + size_t(c) * as + size_t(b * 128 + j) * 4);
+#pragma GCC unroll 8
+          for (int r = 0; r < RW; r++) part[r][c] = _mm512_fmadd_ps(wv[r], av, part[r][c]);
+        }
+      }
+      for (int r = 0; r < RW; r++) {
+        float scale;
+        std::memcpy(&scale, wb + size_t(r) * ws, 4);
+        const __m512 sv = _mm512_set1_ps(scale * 256.0f);
+        for (int c = 0; c < RA; c++) acc[r][c] = _mm512_fmadd_ps(part[r][c], sv, acc[r][c]);
+      }
+    }
+    for (int r = 0; r < RW; r++)
+      for (int c = 0; c < RA; c++) y[size_t(c) * ys + size_t(r)] = _mm512_reduce_add_ps(acc[r][c]);
+  }
+};
+
 // ---- K-quants over q8_K activations. A super-block of 256 is 4 chunks of 64 values; per chunk
 // a weight row gives 64 unsigned quants and the s16 scale of each pair of them. K has S (per-row
 // super-block state), prep(block) -> S, start(acc, S, act block) -> initial s32 sums (and the
@@ -849,6 +899,7 @@ const WeightKernel kKernels[] = {
     {DType::F32, DType::F32, tile<MicroF, F32>},
     {DType::F16, DType::F32, tile<MicroF, F16>},
     {DType::BF16, DType::F32, tile<MicroF, BF16>},
+    {DType::FP8_B128, DType::F32, tile<MicroFp8, FP8>},
     {DType::Q4_0, DType::Q8_0, tile_q<QSym<false>>},
     {DType::Q4_1, DType::Q8_0, tile_q<QMin<false>>},
     {DType::Q5_0, DType::Q8_0, tile_q<QSym<true>>},

@@ -40,6 +40,23 @@ float dot_half(int64_t k, const uint8_t* w, const uint8_t* a) {
   return float(s);
 }
 
+// FP8 rows (FP8_B128): per 128-element block an f32 scale, then 128 e4m3 codes.
+float dot_fp8_b128(int64_t k, const uint8_t* w, const uint8_t* a) {
+  double s = 0;
+  for (int64_t b = 0; b < k / 128; b++, w += 132) {
+    float scale;
+    std::memcpy(&scale, w, 4);
+    double sb = 0;
+    for (int j = 0; j < 128; j++) {
+      float y;
+      std::memcpy(&y, a + 4 * (b * 128 + j), 4);
+      sb += double(e4m3_to_f32(w[4 + j])) * y;
+    }
+    s += sb * scale;
+  }
+  return float(s);
+}
+
 // Sum of the 32 int8 activation quants of a q8_0 block.
 int qsum(const block_q8_0& b) {
   int s = 0;
@@ -187,6 +204,7 @@ const WeightKernel kKernels[] = {
     {DType::F32, DType::F32, tile<dot_f32>},
     {DType::F16, DType::F32, tile<dot_half<false>>},
     {DType::BF16, DType::F32, tile<dot_half<true>>},
+    {DType::FP8_B128, DType::F32, tile<dot_fp8_b128>},
     {DType::Q4_0, DType::Q8_0, tile<dot_q4_0>},
     {DType::Q4_1, DType::Q8_0, tile<dot_q4_1>},
     {DType::Q5_0, DType::Q8_0, tile<dot_q5_0>},
