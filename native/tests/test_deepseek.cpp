@@ -32,14 +32,6 @@ const char* const kModels[] = {"deepseek-v2-lite-tiny", "deepseek-v2-tiny", "dee
 // bf16 weights (the released dtype): its own golden, since transformers' float64 holds bf16 exactly.
 const char* const kGoldenModels[] = {"deepseek-v2-lite-tiny", "deepseek-v2-tiny", "deepseek-v3-tiny", "deepseek-v3-tiny-dense2", "deepseek-v3-tiny-bf16"};
 
-std::string tiny_deepseek(const std::string& name) {
-  std::string p = fixtures_dir() + "/generated-deepseek/" + name;
-  struct stat st;
-  if (::stat(p.c_str(), &st) != 0)
-    check::fail(__FILE__, __LINE__, "missing fixture " + p + " (generate with: node --import tsx tests/fixtures/make-tiny-deepseek.ts)");
-  return p;
-}
-
 std::unique_ptr<Model> load(const std::string& name, MlaAttention mode, DType kv = DType::F32, int experts = 0) {
   LoadOptions o;
   o.threads = 2;

@@ -21,21 +21,13 @@ using namespace aha;
 
 namespace {
 
-std::string tiny_ds(const std::string& name) {
-  std::string p = fixtures_dir() + "/generated-deepseek/" + name;
-  struct stat st;
-  if (::stat(p.c_str(), &st) != 0)
-    check::fail(__FILE__, __LINE__, "missing fixture " + p + " (generate with: node --import tsx tests/fixtures/make-tiny-deepseek.ts)");
-  return p;
-}
-
 std::unique_ptr<Model> load_ds(const std::string& name, MlaAttention mode = MlaAttention::Auto) {
   LoadOptions o;
   o.threads = 2;
   o.kv_dtype = DType::F32;
   o.context = 64;
   o.mla_attention = mode;
-  return Model::load(tiny_ds(name), o);
+  return Model::load(tiny_deepseek(name), o);
 }
 
 std::vector<TrainSequence> ds_batch() {
