@@ -1,6 +1,7 @@
 // The Node addon: a thin layer over the engine's C++ API. Long work (load, prefill,
 // generation, benchmarks) runs on worker threads; tokens stream back through a
 // thread-safe queue, so the event loop never blocks. Engine errors become JS errors.
+#include <algorithm>
 #include <napi.h>
 
 #include <atomic>
@@ -133,6 +134,7 @@ aha::GenerateRequest request_from(Napi::Env env, const Napi::Object& o) {
   if (o.Has("stopTokens") && !o.Get("stopTokens").IsUndefined()) r.stop_tokens = tokens_from(env, o.Get("stopTokens"), "stopTokens");
   r.ignore_eos = o.Has("ignoreEos") && o.Get("ignoreEos").ToBoolean();
   r.adapter = int(num(o, "adapter", 0));
+  r.mtp = o.Has("mtp") && o.Get("mtp").ToBoolean();
   return r;
 }
 
@@ -323,11 +325,21 @@ class GenerateWorker : public Napi::AsyncProgressQueueWorker<TokenEvent> {
       std::lock_guard<std::mutex> lk(h_->mu);
       if (!h_->model) throw aha::Error("the model was unloaded");
       h_->cancel = false;
-      res_ = h_->model->generate(reqs_, [&](size_t i, int32_t tok) {
-        TokenEvent ev{uint32_t(i), tok};
-        p.Send(&ev, 1);
-        return true;
-      }, &h_->cancel);
+      const bool mtp = std::any_of(reqs_.begin(), reqs_.end(), [](const aha::GenerateRequest& r) { return r.mtp; });
+      if (mtp && reqs_.size() != 1) throw aha::Error("MTP drafting takes one request at a time");
+      if (mtp) {
+        res_ = {h_->model->generate_mtp(reqs_[0], [&](int32_t tok) {
+          TokenEvent ev{0, tok};
+          p.Send(&ev, 1);
+          return true;
+        }, &h_->cancel)};
+      } else {
+        res_ = h_->model->generate(reqs_, [&](size_t i, int32_t tok) {
+          TokenEvent ev{uint32_t(i), tok};
+          p.Send(&ev, 1);
+          return true;
+        }, &h_->cancel);
+      }
     } catch (const std::exception& e) {
       SetError(e.what());
     }
@@ -350,6 +362,10 @@ class GenerateWorker : public Napi::AsyncProgressQueueWorker<TokenEvent> {
       o.Set("cachedTokens", double(res_[i].cached_tokens));
       o.Set("prefillSeconds", res_[i].prefill_seconds);
       o.Set("decodeSeconds", res_[i].decode_seconds);
+      if (reqs_[i].mtp) {
+        o.Set("drafted", double(res_[i].drafted));
+        o.Set("accepted", double(res_[i].accepted));
+      }
       arr.Set(uint32_t(i), o);
     }
     d_.Resolve(arr);

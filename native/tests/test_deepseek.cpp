@@ -595,3 +595,46 @@ TEST(deepseek_fp8_bad_files_are_clear_errors) {
   write(bad, {codes(128, 128), scales(1, 1)});
   CHECK_MSG(load_err().find("weight_block_size must be [128, 128]") != std::string::npos, load_err());
 }
+
+// ---------------------------------------------------------------- MTP
+
+// DeepSeek-V3's multi-token-prediction module drafts a token, the main model checks it in the
+// forward of its next step: the tokens are plain greedy decoding's whatever the drafts are worth,
+// from an F32 and an FP8 checkpoint. The tiny random module's drafts are almost never kept, so
+// the accept path is driven with drafts of known quality through the test hook: the right token
+// every time (every draft kept, about two tokens per forward), or a wrong one every time.
+TEST(deepseek_mtp_keeps_greedy_output) {
+  for (const char* name : {"deepseek-v3-tiny-128", "deepseek-v3-tiny-128-fp8"}) {
+    LoadOptions o;
+    o.threads = 2;
+    o.kv_dtype = DType::F32;
+    o.context = 128;
+    auto m = Model::load(tiny_deepseek(name), o);
+    GenerateRequest r;
+    r.prompt = {1, 17, 300, 4000, 25, 9};
+    r.max_tokens = 60;
+    r.ignore_eos = true;
+    r.sampler.temperature = 0;
+    const GenerateResult plain = m->generate({r}, nullptr)[0];
+    std::vector<int32_t> streamed;
+    const GenerateResult mtp = m->generate_mtp(r, [&](int32_t t) { streamed.push_back(t); return true; });
+    CHECK_MSG(mtp.tokens == plain.tokens, name << ": MTP decoding gave other tokens than plain greedy decoding");
+    CHECK(streamed == mtp.tokens && mtp.finish == FinishReason::Length);
+    CHECK(mtp.drafted > 0 && mtp.accepted <= mtp.drafted);
+    CHECK(mtp.drafted + mtp.accepted == int64_t(mtp.tokens.size()) - 1 || mtp.drafted + mtp.accepted == int64_t(mtp.tokens.size()));
+    check::note(std::string(name) + ": the module's own drafts: " + std::to_string(mtp.accepted) + " of " + std::to_string(mtp.drafted) + " kept");
+    const std::function<int32_t(size_t, int32_t)> right = [&](size_t i, int32_t) { return i < plain.tokens.size() ? plain.tokens[i] : 0; };
+    const std::function<int32_t(size_t, int32_t)> wrong = [&](size_t i, int32_t) { return i < plain.tokens.size() ? (plain.tokens[i] + 1) % 4096 : 0; };
+    const GenerateResult all = m->generate_mtp(r, nullptr, nullptr, &right), none = m->generate_mtp(r, nullptr, nullptr, &wrong);
+    CHECK_MSG(all.tokens == plain.tokens && none.tokens == plain.tokens, name << ": kept or rejected drafts changed the output");
+    CHECK_MSG(all.accepted == all.drafted && all.drafted <= 31, name << ": right drafts: " << all.accepted << " of " << all.drafted << " kept");
+    CHECK(none.accepted == 0 && none.drafted == int64_t(plain.tokens.size()) - 1);
+    r.sampler.temperature = 0.7f;
+    CHECK_THROWS(m->generate_mtp(r, nullptr), "MTP drafting is greedy");
+  }
+  auto none = load("deepseek-v3-tiny", MlaAttention::Auto);
+  GenerateRequest r;
+  r.prompt = {1, 2, 3};
+  r.sampler.temperature = 0;
+  CHECK_THROWS(none->generate_mtp(r, nullptr), "needs a model with its multi-token-prediction module");
+}

@@ -44,6 +44,8 @@ const commands: Record<string, { summary: string; usage: string; options: Option
   --experts N          DeepSeek MoE: routed experts per token (default: the model's)
   --fp8-as bf16|q8_0|q4_K   an FP8 checkpoint's weights converted at load (default: used as stored)
   --adapter DIR        a PEFT LoRA adapter folder, applied without merging
+  --mtp                DeepSeek-V3: its multi-token-prediction module drafts a token ahead for the model
+                       to check (greedy: temperature 0); reports how many drafts were kept
   --json               print one JSON object instead of streaming text`,
     options: {
       prompt: { type: 'string', short: 'p' },
@@ -58,6 +60,7 @@ const commands: Record<string, { summary: string; usage: string; options: Option
       seed: { type: 'string' },
       stop: { type: 'string', multiple: true },
       adapter: { type: 'string' },
+      mtp: { type: 'boolean' },
     },
     run: generate,
   },
@@ -331,7 +334,7 @@ async function generate(v: Values): Promise<void> {
       {
         prompt,
         maxTokens: int(v, 'max-tokens', 256),
-        temperature: float(v, 'temperature', 0.6),
+        temperature: float(v, 'temperature', v.mtp ? 0 : 0.6),
         topP: float(v, 'top-p', 0.95),
         topK: int(v, 'top-k', 0),
         minP: float(v, 'min-p', 0),
@@ -339,6 +342,7 @@ async function generate(v: Values): Promise<void> {
         seed: int(v, 'seed', 0),
         stop: (v.stop as string[] | undefined) ?? [],
         adapter,
+        mtp: !!v.mtp,
       },
       json ? undefined : (d) => process.stdout.write(d),
     );
@@ -353,12 +357,14 @@ async function generate(v: Values): Promise<void> {
           prefill_seconds: res.prefillSeconds,
           decode_seconds: res.decodeSeconds,
           tokens_per_second: tps,
+          ...(v.mtp ? { mtp: { drafted: res.drafted, accepted: res.accepted, acceptance_rate: (res.accepted ?? 0) / Math.max(res.drafted ?? 0, 1) } } : {}),
         }) + '\n',
       );
     } else {
       process.stdout.write('\n');
+      const mtp = v.mtp ? ` · MTP drafts kept ${res.accepted} of ${res.drafted} (${((100 * (res.accepted ?? 0)) / Math.max(res.drafted ?? 0, 1)).toFixed(1)}%)` : '';
       process.stderr.write(
-        `[${res.promptTokens} prompt tokens in ${res.prefillSeconds.toFixed(2)} s · ${res.tokens.length} tokens at ${tps.toFixed(1)} t/s · ${res.finishReason}]\n`,
+        `[${res.promptTokens} prompt tokens in ${res.prefillSeconds.toFixed(2)} s · ${res.tokens.length} tokens at ${tps.toFixed(1)} t/s · ${res.finishReason}${mtp}]\n`,
       );
     }
   } finally {

@@ -83,6 +83,8 @@ export interface GenerateRequest extends SamplerOptions {
   prompt: number[] | Int32Array;
   /** A loaded LoRA adapter's id (loadAdapter); 0 or absent: the base model. */
   adapter?: number;
+  /** DeepSeek-V3's MTP module drafts a token ahead for the main model to check (greedy, one request, no adapter): the same tokens, fewer forwards. */
+  mtp?: boolean;
   maxTokens?: number;
   stopTokens?: number[];
   ignoreEos?: boolean;
@@ -97,6 +99,9 @@ export interface GenerateResult {
   cachedTokens: number;
   prefillSeconds: number;
   decodeSeconds: number;
+  /** MTP drafting (request.mtp): drafts made, and drafts the main model kept. */
+  drafted?: number;
+  accepted?: number;
 }
 
 export interface LoraGradOptions {

@@ -88,3 +88,24 @@ test('an FP8 checkpoint (DeepSeek-V3 layout) runs as stored (the logits of its F
   assert.ok(err(got) < 1e-5, `fp8 as stored: ${err(got)}`);
   assert.ok(err(bf16) > 0 && err(bf16) < 2e-2, `fp8 as bf16: ${err(bf16)}`);
 });
+
+test('aha generate --mtp: DeepSeek-V3\'s MTP module drafts, the output is plain greedy decoding\'s, the acceptance rate is reported', () => {
+  const dir = join(root, 'tests/fixtures/generated-deepseek');
+  for (const name of ['deepseek-v3-tiny-128', 'deepseek-v3-tiny-128-fp8']) {
+    const run = (...extra: string[]) => {
+      const r = aha('generate', '--model', join(dir, name), '--prompt', 'Hi there', '--max-tokens', '24', '--temperature', '0', '--json', '--threads', '2', ...extra);
+      assert.equal(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout) as { tokens: number[]; mtp?: { drafted: number; accepted: number; acceptance_rate: number } };
+    };
+    const plain = run(), mtp = run('--mtp');
+    assert.deepEqual(mtp.tokens, plain.tokens);
+    assert.ok(mtp.mtp && mtp.mtp.drafted > 0 && mtp.mtp.accepted <= mtp.mtp.drafted && mtp.mtp.acceptance_rate === mtp.mtp.accepted / mtp.mtp.drafted);
+    assert.equal(plain.mtp, undefined);
+  }
+  const none = aha('generate', '--model', join(dir, 'deepseek-v3-tiny'), '--prompt', 'Hi', '--max-tokens', '4', '--mtp', '--threads', '2');
+  assert.notEqual(none.code, 0);
+  assert.match(none.stderr, /--mtp needs a model with its multi-token-prediction module/);
+  const hot = aha('generate', '--model', join(dir, 'deepseek-v3-tiny-128'), '--prompt', 'Hi', '--max-tokens', '4', '--mtp', '--temperature', '0.8', '--threads', '2');
+  assert.notEqual(hot.code, 0);
+  assert.match(hot.stderr, /MTP drafting is greedy/);
+});

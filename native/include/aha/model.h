@@ -139,6 +139,7 @@ struct GenerateRequest {
   SamplerParams sampler;
   std::vector<int32_t> stop_tokens;  // besides the model's eos tokens
   bool ignore_eos = false;
+  bool mtp = false;                  // DeepSeek-V3's MTP module drafts (Model::generate_mtp; one greedy request)
 };
 
 enum class FinishReason { Length, Stop, Cancelled, Context };
@@ -149,6 +150,7 @@ struct GenerateResult {
   FinishReason finish = FinishReason::Length;
   int64_t prompt_tokens = 0, cached_tokens = 0;
   double prefill_seconds = 0, decode_seconds = 0;
+  int64_t drafted = 0, accepted = 0;  // MTP drafting (generate_mtp): drafts made, drafts the main model kept
 };
 
 // A LoRA adapter held by a Model (applied in the forward, never merged into the weights).
@@ -215,6 +217,13 @@ class Model {
 
   // Generation for one or several requests decoded together (continuous batching).
   // on_token(request index, token) returns false to stop that request.
+  // Greedy decoding of one request with DeepSeek-V3's MTP module drafting a token ahead, checked
+  // by the main model (the tokens of plain greedy decoding; GenerateResult counts the drafts made
+  // and kept). Errors for a model without the module, a sampling temperature or an adapter.
+  // draft_hook (tests): given the index in the output the draft would take and the module's draft,
+  // returns the draft to check instead.
+  GenerateResult generate_mtp(const GenerateRequest& req, const std::function<bool(int32_t)>& on_token, const std::atomic<bool>* cancel = nullptr,
+                              const std::function<int32_t(size_t, int32_t)>* draft_hook = nullptr);
   std::vector<GenerateResult> generate(const std::vector<GenerateRequest>& reqs,
                                        const std::function<bool(size_t, int32_t)>& on_token,
                                        const std::atomic<bool>* cancel = nullptr);

@@ -377,7 +377,12 @@ DeepseekModel::DeepseekModel(WeightStore& ws, int experts_per_token) : c_(ws.con
   output_norm_ = &ws.get_f32("output_norm.weight", {H});
   output_ = ws.find("output.weight") ? &ws.get("output.weight", {H, V}) : tok_embd_;
   std::vector<const Tensor*> mats = {output_};
-  for (int64_t l = 0; l < c_.num_hidden_layers; l++) {
+  // DeepSeek-V3's MTP module, when the checkpoint carries it: layer num_hidden_layers, bound like
+  // any layer (never run by the main forward), plus its own norms, projection and head.
+  const int64_t N = c_.num_hidden_layers;
+  const std::string mtp_prefix = "blk." + std::to_string(N) + ".nextn.";
+  const bool mtp = d.num_nextn_predict_layers > 0 && ws.find(mtp_prefix + "eh_proj.weight");
+  for (int64_t l = 0; l < N + (mtp ? 1 : 0); l++) {
     auto n = [&](const std::string& s) { return "blk." + std::to_string(l) + "." + s; };
     DeepseekLayer L;
     L.attn_norm = &ws.get_f32(n("attn_norm.weight"), {H});
@@ -481,6 +486,15 @@ DeepseekModel::DeepseekModel(WeightStore& ws, int experts_per_token) : c_(ws.con
     }
     layers_.push_back(std::move(L));
   }
+  if (mtp) {
+    mtp_.enorm = &ws.get_f32(mtp_prefix + "enorm.weight", {H});
+    mtp_.hnorm = &ws.get_f32(mtp_prefix + "hnorm.weight", {H});
+    mtp_.eh_proj = &ws.get(mtp_prefix + "eh_proj.weight", {2 * H, H});
+    mtp_.head_norm = &ws.get_f32(mtp_prefix + "shared_head_norm.weight", {H});
+    mtp_.head = ws.find(mtp_prefix + "shared_head_head.weight") ? &ws.get(mtp_prefix + "shared_head_head.weight", {H, V}) : output_;
+    mtp_.embed = ws.find(mtp_prefix + "embed_tokens.weight") ? &ws.get(mtp_prefix + "embed_tokens.weight", {H, V}) : tok_embd_;
+    mats.insert(mats.end(), {mtp_.eh_proj, mtp_.head});
+  }
   for (const Tensor* t : mats)
     if (!weight_kernel(t->dtype)) fail_file(ws.path, "tensor '" + t->name + "': dtype " + dtype_name(t->dtype) + " has no matmul kernel");
   inv_freq_ = yarn_inv_freq(c_);
@@ -531,12 +545,44 @@ void DeepseekModel::forward(const ForwardBatch& b, MlaCache& cache, ThreadPool& 
   }
   const int64_t R = int64_t(b.logit_rows.size());
   const CpuOps& ops = cpu_ops();
+  if (b.hidden) {  // every token's final normed hidden state (what the MTP module reads)
+    b.hidden->resize(size_t(T * H));
+    for (int64_t t = 0; t < T; t++)
+      ops.rmsnorm(b.hidden->data() + t * H, w.x.data() + t * H, static_cast<const float*>(output_norm_->data), H, float(c_.rms_norm_eps));
+  }
   for (int64_t i = 0; i < R; i++)
     ops.rmsnorm(w.xn.data() + i * H, w.x.data() + b.logit_rows[size_t(i)] * H, static_cast<const float*>(output_norm_->data), H,
                 float(c_.rms_norm_eps));
   emit(dump, "result_norm", w.xn.data(), R, H);
   matmul(*output_, w.xn.data(), R, logits, pool, w.mm);
   emit(dump, "result_output", logits, R, V);
+}
+
+void DeepseekModel::mtp_forward(const ForwardBatch& b, const float* h_prev, MlaCache& cache, ThreadPool& pool, DeepseekWorkspace& w, float* logits) const {
+  if (!has_mtp()) throw Error("this model has no MTP module (num_nextn_predict_layers is 0, or the checkpoint lacks its weights)");
+  const int64_t T = int64_t(b.tokens.size()), H = c_.hidden_size, V = c_.vocab_size, N = c_.num_hidden_layers;
+  const CpuOps& ops = cpu_ops();
+  grow(w.x, size_t(T * H));
+  grow(w.xn, size_t(T * H));
+  // x = eh_proj([enorm(embedding of the token), hnorm(the main model's hidden of the token before)])
+  std::vector<float> cat(size_t(T * 2 * H));
+  for (int64_t t = 0; t < T; t++) {
+    const int32_t id = b.tokens[size_t(t)];
+    if (id < 0 || id >= V) throw Error("token id " + std::to_string(id) + " is outside the vocabulary (0.." + std::to_string(V - 1) + ")");
+    float* row = cat.data() + t * 2 * H;
+    dequantize_row(mtp_.embed->dtype, static_cast<const uint8_t*>(mtp_.embed->data) + size_t(id) * mtp_.embed->row_bytes, row, H);
+    ops.rmsnorm(row, row, static_cast<const float*>(mtp_.enorm->data), H, float(c_.rms_norm_eps));
+    ops.rmsnorm(row + H, h_prev + t * H, static_cast<const float*>(mtp_.hnorm->data), H, float(c_.rms_norm_eps));
+  }
+  matmul(*mtp_.eh_proj, cat.data(), T, w.x.data(), pool, w.mm);
+  attention_block(N, b, cache, pool, w, MlaAttention::Auto, nullptr);
+  if (c_.deepseek.is_moe_layer(N)) moe_block(N, b, pool, w, nullptr);
+  else dense_ffn_block(N, b, pool, w, nullptr);
+  const int64_t R = int64_t(b.logit_rows.size());
+  for (int64_t i = 0; i < R; i++)
+    ops.rmsnorm(w.xn.data() + i * H, w.x.data() + b.logit_rows[size_t(i)] * H, static_cast<const float*>(mtp_.head_norm->data), H,
+                float(c_.rms_norm_eps));
+  matmul(*mtp_.head, w.xn.data(), R, logits, pool, w.mm);
 }
 
 void DeepseekModel::attention_block(int64_t l, const ForwardBatch& b, MlaCache& cache, ThreadPool& pool, DeepseekWorkspace& w,

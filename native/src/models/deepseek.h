@@ -108,6 +108,14 @@ class DeepseekModel {
   void forward(const ForwardBatch& b, MlaCache& cache, ThreadPool& pool, DeepseekWorkspace& w, float* logits, MlaAttention mode,
                const DumpHook* dump) const;
 
+  // DeepSeek-V3's multi-token prediction (one depth): the checkpoint's MTP module is loaded.
+  bool has_mtp() const { return mtp_.eh_proj != nullptr; }
+  // Token i of b at position pos[i], with h_prev[i] [H] the main model's final normed hidden
+  // state of the token before it (ForwardBatch::hidden): logits [logit_rows.size(), vocab] for
+  // the token after b's tokens. The module attends over its own layer of the latent cache
+  // (layer num_hidden_layers), which holds the positions it has been run at.
+  void mtp_forward(const ForwardBatch& b, const float* h_prev, MlaCache& cache, ThreadPool& pool, DeepseekWorkspace& w, float* logits) const;
+
  private:
   void attention_block(int64_t l, const ForwardBatch& b, MlaCache& cache, ThreadPool& pool, DeepseekWorkspace& w, MlaAttention mode,
                        const DumpHook* dump) const;
@@ -122,7 +130,11 @@ class DeepseekModel {
   const Tensor* tok_embd_;     // {hidden, vocab}
   const Tensor* output_norm_;  // [hidden]
   const Tensor* output_;       // {hidden, vocab}
-  std::vector<DeepseekLayer> layers_;
+  std::vector<DeepseekLayer> layers_;  // the main layers, then the MTP module's block when it is loaded
+  struct Mtp {
+    const Tensor *enorm = nullptr, *hnorm = nullptr, *eh_proj = nullptr;  // eh_proj {2·hidden, hidden}
+    const Tensor *head_norm = nullptr, *head = nullptr, *embed = nullptr;  // shared_head; the checkpoint's copies of lm_head and the embedding
+  } mtp_;
   std::vector<float> inv_freq_;  // [qk_rope_head_dim/2], YaRN applied
   float rope_mscale_ = 1;        // YaRN's factor on cos/sin (mscale / mscale_all_dim)
   float softmax_scale_ = 1;      // qk_head_dim^-1/2, times mscale_all_dim's correction squared under YaRN

@@ -38,6 +38,8 @@ struct ForwardBatch {
   // y = W x + lora_scale · B (A x); q/k rows of B in the weights' order (see to_engine_order).
   const LoraSet<float>* lora = nullptr;
   double lora_scale = 0;
+  // deepseek: receives every token's final normed hidden state [T, hidden] (MTP drafting reads it).
+  std::vector<float>* hidden = nullptr;
 };
 
 // The adapter's term of one projection of layer l: y[T, out] += scale · (x Aᵀ) Bᵀ (nothing

@@ -190,6 +190,13 @@ std::string canonical_name_from_hf(const std::string& hf) {
       {"mlp.shared_experts.gate_proj.weight", "ffn_gate_shexp.weight"},
       {"mlp.shared_experts.up_proj.weight", "ffn_up_shexp.weight"},
       {"mlp.shared_experts.down_proj.weight", "ffn_down_shexp.weight"},
+      // DeepSeek-V3's multi-token-prediction module (layer num_hidden_layers; llama.cpp's nextn names)
+      {"enorm.weight", "nextn.enorm.weight"},
+      {"hnorm.weight", "nextn.hnorm.weight"},
+      {"eh_proj.weight", "nextn.eh_proj.weight"},
+      {"shared_head.norm.weight", "nextn.shared_head_norm.weight"},
+      {"shared_head.head.weight", "nextn.shared_head_head.weight"},
+      {"embed_tokens.weight", "nextn.embed_tokens.weight"},
   };
   const std::string prefix = "model.layers.";
   if (hf.rfind(prefix, 0) != 0) return "";

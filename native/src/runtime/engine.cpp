@@ -48,7 +48,9 @@ class Engine {
     if (o.kv_dtype != DType::F16 && o.kv_dtype != DType::F32) throw Error("KV cache dtype must be f16 or f32");
     const int64_t n_blocks = (cache_tokens + bs - 1) / bs;
     if (mla) {
-      mla_cache = std::make_unique<MlaCache>(c.num_hidden_layers, c.deepseek.kv_lora_rank, c.deepseek.qk_rope_head_dim, o.kv_dtype, n_blocks, bs);
+      // The MTP module, when loaded, keeps its own latents in one more layer of the cache.
+      mla_cache = std::make_unique<MlaCache>(c.num_hidden_layers + (deepseek->has_mtp() ? 1 : 0), c.deepseek.kv_lora_rank, c.deepseek.qk_rope_head_dim,
+                                             o.kv_dtype, n_blocks, bs);
       cache = mla_cache.get();
     } else {
       kv_cache = std::make_unique<KvCache>(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, o.kv_dtype, n_blocks, bs);
@@ -74,6 +76,7 @@ class Engine {
   int64_t context = 0;
   std::vector<Sequence> seqs;
   DumpHook dump;
+  std::vector<float>* capture_hidden = nullptr;  // set around a forward whose hidden states MTP drafting reads
   // LoRA adapters by id: as loaded (HF row order) and as the forward applies them.
   struct LoadedAdapter {
     AdapterInfo info;
@@ -239,6 +242,7 @@ class Engine {
     std::vector<float> group_logits;
     for (int adapter : groups) {
       ForwardBatch b;
+      b.hidden = capture_hidden;
       if (adapter != 0) {
         LoadedAdapter& L = loaded_adapter(adapter);
         b.lora = &L.engine_weights;
@@ -407,6 +411,131 @@ class Engine {
     }
     return res;
   }
+
+  // Greedy decoding with DeepSeek-V3's MTP module drafting one token ahead: the main model checks
+  // each draft in the forward that also takes the next step (two tokens in, two logits rows out),
+  // so a kept draft yields two tokens for one forward; a rejected one is cut from the cache. The
+  // tokens are those plain greedy decoding gives. The MTP module runs once at every position i of
+  // the sequence with the main model's hidden state there and the token at i + 1 (as vLLM lays it
+  // out), so its own cache layer is complete where it attends.
+  GenerateResult generate_mtp(const GenerateRequest& r, const std::function<bool(int32_t)>& on_token, const std::atomic<bool>* cancel,
+                              const std::function<int32_t(size_t, int32_t)>* draft_hook) {
+    using clock = std::chrono::steady_clock;
+    if (!deepseek || !deepseek->has_mtp())
+      throw Error("--mtp needs a model with its multi-token-prediction module (DeepSeek-V3: num_nextn_predict_layers ≥ 1 and the weights of layer " +
+                  std::to_string(ws->config.num_hidden_layers) + ")");
+    if (r.prompt.empty()) throw Error("the prompt is empty");
+    if (r.adapter != 0) throw Error("MTP drafting runs without an adapter");
+    if (r.sampler.temperature > 0) throw Error("MTP drafting is greedy: use temperature 0");
+    if (int64_t(r.prompt.size()) + 2 > context)
+      throw Error("prompt of " + std::to_string(r.prompt.size()) + " tokens leaves no room in the context (" + std::to_string(context) + " tokens)");
+    const int64_t V = ws->config.vocab_size, H = ws->config.hidden_size;
+    auto argmax = [&](const float* row) { return int32_t(std::max_element(row, row + V) - row); };
+    GenerateResult res;
+    res.prompt_tokens = int64_t(r.prompt.size());
+    const int id = new_sequence(0);
+    std::vector<float> logits, hidden, mtp_logits;
+    // MTP inputs not yet run, at positions mtp_pos..: the hidden state there and the token after it.
+    std::vector<int32_t> mtp_tok;
+    std::vector<float> mtp_h;
+    int64_t mtp_pos = 0;
+    auto t0 = clock::now();
+    try {
+      capture_hidden = &hidden;
+      forward({{id, r.prompt, false}}, logits);
+      capture_hidden = nullptr;
+      res.prefill_seconds = std::chrono::duration<double>(clock::now() - t0).count();
+      for (size_t i = 1; i < r.prompt.size(); i++) mtp_tok.push_back(r.prompt[i]);
+      mtp_h.assign(hidden.begin(), hidden.end() - H);  // h_0 .. h_{P−2}
+      std::vector<float> h_last(hidden.end() - H, hidden.end());
+      int32_t next = argmax(logits.data());
+      auto t1 = clock::now();
+      // Emits a token; false when generation ends with it.
+      auto emit = [&](int32_t tok) {
+        res.tokens.push_back(tok);
+        const bool eos = !r.ignore_eos && std::find(ws->config.eos_token_ids.begin(), ws->config.eos_token_ids.end(), tok) != ws->config.eos_token_ids.end();
+        const bool stop = eos || std::find(r.stop_tokens.begin(), r.stop_tokens.end(), tok) != r.stop_tokens.end();
+        const bool keep = on_token ? on_token(tok) : true;
+        if (stop || !keep) {
+          res.finish = stop ? FinishReason::Stop : FinishReason::Cancelled;
+          return false;
+        }
+        if (int64_t(res.tokens.size()) >= r.max_tokens) {
+          res.finish = FinishReason::Length;
+          return false;
+        }
+        return true;
+      };
+      bool going = r.max_tokens > 0 && emit(next);
+      if (r.max_tokens == 0) res.finish = FinishReason::Length;
+      while (going) {
+        if (cancel && cancel->load()) {
+          res.finish = FinishReason::Cancelled;
+          break;
+        }
+        Sequence& s = seq(id);
+        const int64_t len = int64_t(s.tokens.size());  // the cache holds tokens 0..len−1; `next` is at len
+        if (len + 2 > context) {
+          if (len + 1 > context) {
+            res.finish = FinishReason::Context;
+            break;
+          }
+          // one position left: a plain step
+          forward({{id, {next}, false}}, logits);
+          next = argmax(logits.data());
+          going = emit(next);
+          if (going) res.finish = FinishReason::Context, going = false;
+          break;
+        }
+        // Draft: the MTP module over its pending positions, the last (len − 1) pairing the last
+        // cached token's hidden state with `next`.
+        mtp_tok.push_back(next);
+        mtp_h.insert(mtp_h.end(), h_last.begin(), h_last.end());
+        ForwardBatch mb;
+        for (size_t i = 0; i < mtp_tok.size(); i++) {
+          mb.tokens.push_back(mtp_tok[i]);
+          mb.pos.push_back(mtp_pos + int64_t(i));
+          mb.blocks.push_back(s.blocks.data());
+        }
+        mb.logit_rows = {int64_t(mtp_tok.size()) - 1};
+        mtp_logits.resize(size_t(V));
+        deepseek->mtp_forward(mb, mtp_h.data(), *mla_cache, *pool, deepseek_work, mtp_logits.data());
+        mtp_pos += int64_t(mtp_tok.size());
+        mtp_tok.clear();
+        mtp_h.clear();
+        int32_t draft = argmax(mtp_logits.data());
+        if (draft_hook) draft = (*draft_hook)(res.tokens.size(), draft);  // tests: drafts of a known quality
+        res.drafted++;
+        // Verify: the main model on [next, draft]; its first row is the truth for draft's place.
+        capture_hidden = &hidden;
+        forward({{id, {next, draft}, true}}, logits);
+        capture_hidden = nullptr;
+        const int32_t truth = argmax(logits.data());
+        if (truth == draft) {
+          res.accepted++;
+          const int32_t after = argmax(logits.data() + V);
+          // pending MTP input at position len: next's hidden state, and the draft after it
+          mtp_tok.push_back(draft);
+          mtp_h.assign(hidden.begin(), hidden.begin() + H);
+          h_last.assign(hidden.begin() + H, hidden.begin() + 2 * H);
+          next = after;
+          going = emit(truth) && emit(after);
+        } else {
+          truncate(id, len + 1);  // the draft's K/V go
+          h_last.assign(hidden.begin(), hidden.begin() + H);
+          next = truth;
+          going = emit(truth);
+        }
+      }
+      res.decode_seconds = std::chrono::duration<double>(clock::now() - t1).count();
+    } catch (...) {
+      capture_hidden = nullptr;
+      free_sequence(id);
+      throw;
+    }
+    free_sequence(id);
+    return res;
+  }
 };
 
 Model::Model() = default;
@@ -451,6 +580,11 @@ const DenseModel& Model::dense_model() const {
 const DenseModel* Model::dense_model_if() const { return e_->model.get(); }
 const DeepseekModel* Model::deepseek_model_if() const { return e_->deepseek.get(); }
 ThreadPool& Model::thread_pool() { return *e_->pool; }
+
+GenerateResult Model::generate_mtp(const GenerateRequest& req, const std::function<bool(int32_t)>& on_token, const std::atomic<bool>* cancel,
+                                   const std::function<int32_t(size_t, int32_t)>* draft_hook) {
+  return e_->generate_mtp(req, on_token, cancel, draft_hook);
+}
 
 std::vector<GenerateResult> Model::generate(const std::vector<GenerateRequest>& reqs, const std::function<bool(size_t, int32_t)>& on_token,
                                             const std::atomic<bool>* cancel) {
