@@ -1,6 +1,6 @@
 // The embedded default model (resources/default-model, written by scripts/make-default-model.ts):
-// a model of half a megabyte that reasons in a think block and adds numbers, so that a fresh install
-// chats offline at once. `aha generate` and the app use it when no other model is chosen.
+// a model of under two megabytes that reasons in a think block, adds numbers and plays easy
+// countdown, so that a fresh install chats offline at once. `aha generate` and the app use it when no other model is chosen.
 import { cpSync, existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
