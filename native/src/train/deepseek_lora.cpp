@@ -317,7 +317,7 @@ class DsRunner : LoraLinears<F> {
   // The gate: scores over every expert, the selection as inference makes it (MoeGate::route on the
   // f32 logits), the routing weights recomputed from the scores in F so that they differentiate.
   void route(const DeepseekLayer& L, DsSaved<F>& S) {
-    const int64_t H = c_.hidden_size, E = d_.n_routed_experts, K = L.gate.top_k;
+    const int64_t E = d_.n_routed_experts, K = L.gate.top_k;
     std::vector<F> logits(size_t(T_ * E));
     product(logits.data(), S.xn2.data(), *L.gate_inp, T_);
     std::vector<float> lf(logits.begin(), logits.end()), wf(size_t(T_ * K));
@@ -341,7 +341,6 @@ class DsRunner : LoraLinears<F> {
       const F denom = L.gate.norm_topk_prob && K > 1 ? sum + F(1e-20) : F(1);
       for (int64_t k = 0; k < K; k++) S.topk_w[size_t(t * K + k)] = s[S.topk_i[size_t(t * K + k)]] / denom * F(L.gate.routed_scaling_factor);
     }
-    (void)H;
   }
 
   void moe_forward_block(int64_t l, std::vector<F>& x) {
