@@ -288,11 +288,27 @@ class Writer {
   }
 }
 
-/** Writes a GGUF v3 file atomically (to path + '.tmp', then renamed), streaming tensor data. */
-export function writeGguf(
-  path: string,
-  opts: { metadata: Array<[string, GgufValue]> | Map<string, GgufValue>; tensors: GgufTensorData[]; alignment?: number },
-): void {
+/** A tensor whose bytes are made only when the writer reaches it, so a file may be larger than memory. */
+export interface GgufTensorSource {
+  name: string;
+  /** ggml order: innermost (contiguous) dimension first. */
+  shape: number[];
+  type: GgmlType;
+  /** The tensor's ggmlTensorBytes(type, shape) bytes; called once, in file order. */
+  data: () => Uint8Array;
+}
+
+type GgufMetadata = Array<[string, GgufValue]> | Map<string, GgufValue>;
+
+/** Writes a GGUF v3 file atomically (to path + '.tmp', then renamed) from tensors held in memory. */
+export function writeGguf(path: string, opts: { metadata: GgufMetadata; tensors: GgufTensorData[]; alignment?: number }): void {
+  const tensors = opts.tensors.map(({ name, shape, type, data }) => ({ name, shape, type, data: () => data }));
+  writeGgufStream(path, { ...opts, tensors });
+}
+
+/** Writes a GGUF v3 file atomically, asking each tensor for its bytes when its turn comes: at most
+ *  one tensor's data is held at a time. */
+export function writeGgufStream(path: string, opts: { metadata: GgufMetadata; tensors: GgufTensorSource[]; alignment?: number }): void {
   const alignment = opts.alignment ?? GGUF_DEFAULT_ALIGNMENT;
   const meta = [...(opts.metadata instanceof Map ? opts.metadata.entries() : opts.metadata)];
   if (alignment !== GGUF_DEFAULT_ALIGNMENT && !meta.some(([k]) => k === 'general.alignment')) meta.push(['general.alignment', gguf.u32(alignment)]);
@@ -306,9 +322,10 @@ export function writeGguf(
     w.value(v);
   }
   let offset = 0;
+  const sizes: number[] = [];
   for (const t of opts.tensors) {
     const bytes = ggmlTensorBytes(t.type, t.shape);
-    if (bytes !== t.data.length) throw new Error(`${basename(path)}: tensor '${t.name}' has ${t.data.length} bytes, its shape and type need ${bytes}`);
+    sizes.push(bytes);
     w.str(t.name);
     w.u32(t.shape.length);
     for (const d of t.shape) w.u64(d);
@@ -332,10 +349,12 @@ export function writeGguf(
     };
     put(header);
     pad(alignment);
-    for (const t of opts.tensors) {
-      put(t.data);
+    opts.tensors.forEach((t, i) => {
+      const data = t.data();
+      if (data.length !== sizes[i]) throw new Error(`${basename(path)}: tensor '${t.name}' has ${data.length} bytes, its shape and type need ${sizes[i]}`);
+      put(data);
       pad(alignment);
-    }
+    });
   } catch (e) {
     closeSync(fd);
     unlinkSync(tmp);

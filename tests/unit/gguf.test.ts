@@ -2,37 +2,39 @@
 // of broken file gives an error that names the file and the problem.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync, truncateSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync, truncateSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gguf, readGguf, writeGguf } from '../../src-main/formats/gguf.ts';
-import { GgmlType, GgufValueType } from '../../src-main/formats/gguf-types.ts';
+import { gguf, readGguf, writeGguf, writeGgufStream, type GgufTensorData } from '../../src-main/formats/gguf.ts';
+import { GgmlType, GgufValueType, type GgufValue } from '../../src-main/formats/gguf-types.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'aha-gguf-'));
 
+const SAMPLE_TENSORS: GgufTensorData[] = [
+  { name: 'a', shape: [4, 2], type: GgmlType.F32, data: new Uint8Array(new Float32Array([0, 1, 2, 3, 4, 5, 6, 7]).buffer) },
+  { name: 'b', shape: [32], type: GgmlType.Q8_0, data: new Uint8Array(34).fill(7) },
+  { name: 'c', shape: [3], type: GgmlType.F16, data: new Uint8Array(6).fill(1) },
+];
+
 function sample(path: string, alignment?: number) {
-  writeGguf(path, {
-    alignment,
-    metadata: [
-      ['general.architecture', gguf.str('llama')],
-      ['u8', gguf.u8(200)],
-      ['u32', gguf.u32(4000000000)],
-      ['i32', gguf.i32(-5)],
-      ['u64', gguf.u64(2n ** 60n)],
-      ['f32', gguf.f32(0.5)],
-      ['f64', gguf.f64(Math.PI)],
-      ['bool', gguf.bool(true)],
-      ['text', gguf.str('héllo 🌍')],
-      ['strings', gguf.arr(GgufValueType.STRING, ['a', '', 'ccc'])],
-      ['ints', gguf.arr(GgufValueType.INT32, [1, -2, 3])],
-      ['nested', gguf.arr(GgufValueType.ARRAY, [gguf.arr(GgufValueType.UINT8, [1, 2]), gguf.arr(GgufValueType.UINT8, [3])])],
-    ],
-    tensors: [
-      { name: 'a', shape: [4, 2], type: GgmlType.F32, data: new Uint8Array(new Float32Array([0, 1, 2, 3, 4, 5, 6, 7]).buffer) },
-      { name: 'b', shape: [32], type: GgmlType.Q8_0, data: new Uint8Array(34).fill(7) },
-      { name: 'c', shape: [3], type: GgmlType.F16, data: new Uint8Array(6).fill(1) },
-    ],
-  });
+  writeGguf(path, { alignment, metadata: sampleMetadata(), tensors: SAMPLE_TENSORS });
+}
+
+function sampleMetadata(): Array<[string, GgufValue]> {
+  return [
+    ['general.architecture', gguf.str('llama')],
+    ['u8', gguf.u8(200)],
+    ['u32', gguf.u32(4000000000)],
+    ['i32', gguf.i32(-5)],
+    ['u64', gguf.u64(2n ** 60n)],
+    ['f32', gguf.f32(0.5)],
+    ['f64', gguf.f64(Math.PI)],
+    ['bool', gguf.bool(true)],
+    ['text', gguf.str('héllo 🌍')],
+    ['strings', gguf.arr(GgufValueType.STRING, ['a', '', 'ccc'])],
+    ['ints', gguf.arr(GgufValueType.INT32, [1, -2, 3])],
+    ['nested', gguf.arr(GgufValueType.ARRAY, [gguf.arr(GgufValueType.UINT8, [1, 2]), gguf.arr(GgufValueType.UINT8, [3])])],
+  ];
 }
 
 test('every value type and tensor round-trips', () => {
@@ -60,6 +62,34 @@ test('every value type and tensor round-trips', () => {
     assert.equal(bytes.readFloatLE(g.dataOffset + Number(a.offset) + 4 * 5), 5);
     assert.equal(bytes[g.dataOffset + Number(g.tensors[1].offset) + 33], 7);
   }
+});
+
+test('a streamed file is byte for byte the in-memory one, each tensor made only at its turn', () => {
+  for (const alignment of [undefined, 64]) {
+    const held = join(dir, `held-${alignment}.gguf`), streamed = join(dir, `streamed-${alignment}.gguf`);
+    sample(held, alignment);
+    const madeAt: number[] = [];  // the file's length when each tensor was asked for
+    const tensors = SAMPLE_TENSORS.map(({ name, shape, type, data }) => ({
+      name, shape, type,
+      data: () => {
+        madeAt.push(statSync(streamed + '.tmp').size);
+        return data.slice();
+      },
+    }));
+    writeGgufStream(streamed, { alignment, metadata: sampleMetadata(), tensors });
+    assert.deepEqual(readFileSync(streamed), readFileSync(held));
+    const g = readGguf(streamed);
+    assert.deepEqual(g.tensors, readGguf(held).tensors);
+    // Each tensor was made when everything before it, and nothing after, was on disk.
+    assert.deepEqual(madeAt, g.tensors.map((t) => g.dataOffset + Number(t.offset)));
+  }
+});
+
+test('a streamed tensor of the wrong length fails and leaves no file behind', () => {
+  const p = join(dir, 'short.gguf');
+  const tensors = SAMPLE_TENSORS.map((t) => ({ ...t, data: () => (t.name === 'b' ? t.data.subarray(1) : t.data) }));
+  assert.throws(() => writeGgufStream(p, { metadata: sampleMetadata(), tensors }), /short\.gguf: tensor 'b' has 33 bytes, its shape and type need 34/);
+  assert.ok(!existsSync(p) && !existsSync(p + '.tmp'));
 });
 
 test('broken files give clear errors', () => {
