@@ -978,7 +978,21 @@ Napi::Value ModelObject::Benchmark(const Napi::CallbackInfo& info) {
   auto h = need(env);
   Napi::Object o = info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
   int pp = int(num(o, "pp", 512)), tg = int(num(o, "tg", 128)), reps = int(num(o, "repeats", 1));
-  auto* job = new Job(env, h, [pp, tg, reps](Model& m) -> std::function<Napi::Value(Napi::Env)> {
+  // Decode at depth: the context filled with random cache entries (Model::fill_context), then
+  // depthTg tokens timed.
+  std::vector<int64_t> depths;
+  if (o.Has("depths") && o.Get("depths").IsArray()) {
+    auto a = o.Get("depths").As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) depths.push_back(int64_t(a.Get(i).As<Napi::Number>().DoubleValue()));
+  }
+  const int depth_tg = int(num(o, "depthTg", tg));
+  struct DepthResult {
+    int64_t depth;
+    double tps;
+    int64_t cache_bytes;
+    size_t workspace_bytes;
+  };
+  auto* job = new Job(env, h, [pp, tg, reps, depths, depth_tg](Model& m) -> std::function<Napi::Value(Napi::Env)> {
     using clock = std::chrono::steady_clock;
     std::mt19937 rng(1234);
     const int64_t V = m.config().vocab_size;
@@ -1006,7 +1020,22 @@ Napi::Value ModelObject::Benchmark(const Napi::CallbackInfo& info) {
         m.free_sequence(seq);
       }
     }
-    return [pp, tg, pp_best, tg_best](Napi::Env env) -> Napi::Value {
+    std::vector<DepthResult> at;
+    for (int64_t depth : depths) {
+      int seq = m.new_sequence();
+      m.fill_context(seq, depth);
+      m.release_workspace();  // workspaceBytes: what decoding at this depth holds
+      m.forward({{seq, {dist(rng)}, false}}, logits);  // warm: buffers grown, pages touched
+      double best = 0;
+      for (int r = 0; r < reps; r++) {
+        auto t0 = clock::now();
+        for (int i = 0; i < depth_tg; i++) m.forward({{seq, {dist(rng)}, false}}, logits);
+        best = std::max(best, depth_tg / std::chrono::duration<double>(clock::now() - t0).count());
+      }
+      at.push_back({depth, best, m.sequence_length(seq) * m.cache_bytes_per_token(), m.workspace_bytes()});
+      m.free_sequence(seq);
+    }
+    return [pp, tg, pp_best, tg_best, at, depth_tg](Napi::Env env) -> Napi::Value {
       auto r = Napi::Object::New(env);
       auto a = Napi::Object::New(env);
       a.Set("tokens", pp);
@@ -1016,6 +1045,17 @@ Napi::Value ModelObject::Benchmark(const Napi::CallbackInfo& info) {
       b.Set("tps", tg_best);
       r.Set("pp", a);
       r.Set("tg", b);
+      auto d = Napi::Array::New(env, at.size());
+      for (size_t i = 0; i < at.size(); i++) {
+        auto e = Napi::Object::New(env);
+        e.Set("depth", double(at[i].depth));
+        e.Set("tokens", depth_tg);
+        e.Set("tps", at[i].tps);
+        e.Set("cacheBytes", double(at[i].cache_bytes));
+        e.Set("workspaceBytes", double(at[i].workspace_bytes));
+        d.Set(uint32_t(i), e);
+      }
+      r.Set("depths", d);
       return r;
     };
   });
@@ -1051,8 +1091,9 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
     if (o.Has("kvType") && o.Get("kvType").IsString()) {
       std::string k = o.Get("kvType").ToString();
       if (k == "f16") opts.kv_dtype = aha::DType::F16;
+      else if (k == "bf16") opts.kv_dtype = aha::DType::BF16;
       else if (k == "f32") opts.kv_dtype = aha::DType::F32;
-      else throw Napi::Error::New(env, "kvType must be f16 or f32, not " + k);
+      else throw Napi::Error::New(env, "kvType must be f16, bf16 or f32, not " + k);
     }
     if (o.Has("mlaAttention") && o.Get("mlaAttention").IsString()) {
       std::string k = o.Get("mlaAttention").ToString();

@@ -11,9 +11,11 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <random>
 #include <sstream>
 
 #include "aha/error.h"
+#include "aha/kernels.h"
 #include "aha/model.h"
 #include "check.h"
 #include "core/json.h"
@@ -250,6 +252,9 @@ TEST(deepseek_mla_cache_holds_only_the_latent) {
   CHECK(c.bytes() == 4 * 16 * c.bytes_per_token());
   MlaCache h(3, 32, 16, DType::F16, 4, 16);
   CHECK(h.bytes_per_token() == 3 * (32 + 16) * 2);
+  MlaCache bh(3, 32, 16, DType::BF16, 4, 16);
+  CHECK(bh.bytes_per_token() == 3 * (32 + 16) * 2);
+  CHECK_THROWS(MlaCache(3, 32, 16, DType::Q8_0, 4, 16), "MLA cache dtype must be f16, bf16 or f32, not q8_0");
   // The loaded model's cache, measured: capacity × n_layers × (kv_lora_rank + qk_rope_head_dim) × 4.
   for (const char* name : kModels) {
     for (DType dt : {DType::F32, DType::F16}) {
@@ -274,6 +279,50 @@ TEST(deepseek_mla_cache_holds_only_the_latent) {
   double d = max_rel_diff(b, a, 129280);
   check::note("deepseek-v3-tiny: f16 cache vs f32 cache " + std::to_string(d));
   CHECK(d > 0 && d < 1e-2);
+}
+
+// Long contexts: absorbed attention splits each token's context between the threads (flash-decoding,
+// slices merged by their log-sum-exp), and on a bf16 cache where AMX-BF16 runs it attends in bf16
+// tiles. Prefill past the split point and decode steps, against one thread on an f32 cache (no
+// split, the f32 op).
+TEST(deepseek_long_context_split_and_bf16_cache) {
+  auto make = [](int threads, DType kv) {
+    LoadOptions o;
+    o.threads = threads;
+    o.kv_dtype = kv;
+    o.context = 1024;
+    o.mla_attention = MlaAttention::Absorbed;
+    return Model::load(tiny_deepseek("deepseek-v2-lite-tiny-r64"), o);
+  };
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int32_t> tok(0, 4095);
+  std::vector<int32_t> toks(700);
+  for (auto& t : toks) t = tok(rng);
+  CHECK(int64_t(toks.size()) > DeepseekModel::kSplitContext + 100);
+  auto run_long = [&](Model& m) {
+    const int64_t V = m.config().vocab_size;
+    int seq = m.new_sequence();
+    std::vector<float> all, logits;
+    const size_t prefill = toks.size() - 4;
+    m.forward({{seq, {toks.begin(), toks.begin() + int64_t(prefill)}, true}}, logits);
+    all.insert(all.end(), logits.end() - 3 * V, logits.end());  // the last rows: past the split point
+    for (size_t i = prefill; i < toks.size(); i++) {
+      m.forward({{seq, {toks[i]}, false}}, logits);
+      all.insert(all.end(), logits.begin(), logits.begin() + V);
+    }
+    m.free_sequence(seq);
+    return all;
+  };
+  const int64_t V = 4096;
+  const auto ref = run_long(*make(1, DType::F32));
+  const double split = max_rel_diff(ref, run_long(*make(2, DType::F32)), V);
+  const auto bf16_one = run_long(*make(1, DType::BF16)), bf16_two = run_long(*make(2, DType::BF16));
+  const double bf16 = max_rel_diff(ref, bf16_two, V), bf16_split = max_rel_diff(bf16_one, bf16_two, V);
+  check::note("deepseek-v2-lite-tiny-r64, 700 tokens: split vs one thread (f32 cache) " + std::to_string(split) + "; bf16 cache" +
+              (cpu_has_amx_bf16() ? " (AMX-BF16 tiles)" : "") + " vs f32 " + std::to_string(bf16) + ", split vs not " + std::to_string(bf16_split));
+  CHECK_MSG(split < 1e-5, "the context split changes the logits by " << split);
+  CHECK_MSG(bf16 > 0 && bf16 < 2e-2, "a bf16 cache is off by " << bf16);
+  CHECK_MSG(bf16_split < 1e-2, "the split on a bf16 cache changes the logits by " << bf16_split);
 }
 
 TEST(deepseek_cache_is_shared_by_forks_and_prefixes) {

@@ -74,40 +74,100 @@ TEST(ops_swiglu_extreme_inputs) {
   }
 }
 
-// Attention over a paged cache with scattered block tables, f16 and f32 K/V, several GQA groups.
+// A paged K/V cache with scattered blocks for attention tests: K and V of n_blocks × bs slots
+// of hd values, stored as `kv`.
+struct TestCache {
+  int64_t bs, n_blocks;
+  int hd;
+  DType kv;
+  std::vector<uint8_t> K, V;
+  std::vector<int32_t> blocks;
+  TestCache(int64_t n_ctx, int hd_, DType kv_, std::mt19937& rng, int64_t bs_ = 16) : bs(bs_), n_blocks((n_ctx + bs_ - 1) / bs_ + 3), hd(hd_), kv(kv_) {
+    const size_t slot = size_t(hd) * kv_elem_bytes(kv);
+    K.resize(size_t(n_blocks * bs) * slot);
+    V.resize(K.size());
+    auto kf = randn(size_t(n_blocks * bs * hd), rng), vf = randn(size_t(n_blocks * bs * hd), rng);
+    kv_store(K.data(), kf.data(), int64_t(kf.size()), kv);
+    kv_store(V.data(), vf.data(), int64_t(vf.size()), kv);
+    for (int64_t b = 0; b < (n_ctx + bs - 1) / bs; b++) blocks.push_back(int32_t((b * 5 + 2) % n_blocks));  // scattered
+  }
+  size_t slot() const { return size_t(hd) * kv_elem_bytes(kv); }
+  AttentionArgs args(const float* q, float* out, int group, int64_t n_ctx, float* scratch, bool shared_kv = false) const {
+    return AttentionArgs{q, out, group, hd, float(1 / std::sqrt(double(hd))), n_ctx, blocks.data(), bs, K.data(), shared_kv ? K.data() : V.data(),
+                         size_t(bs) * slot(), slot(), kv, scratch};
+  }
+};
+
+// Attention over a paged cache with scattered block tables, f32/f16/bf16 K/V, several GQA groups.
 TEST(ops_attention_matches_reference) {
   std::mt19937 rng(11);
   for (Isa isa : isas_here()) {
-    for (bool f16 : {false, true})
+    for (DType kv : {DType::F32, DType::F16, DType::BF16})
       for (int group : {1, 2, 6, 7, 16})
         for (int hd : {16, 40, 64, 128, 288, 576})
           for (int64_t n_ctx : {1, 5, 16, 17, 100}) {
-            const int64_t bs = 16, n_blocks = (n_ctx + bs - 1) / bs + 3;
-            const size_t es = f16 ? 2 : 4, slot = size_t(hd) * es;
-            std::vector<uint8_t> K(size_t(n_blocks * bs) * slot), V(K.size());
-            auto kf = randn(size_t(n_blocks * bs * hd), rng), vf = randn(size_t(n_blocks * bs * hd), rng);
-            for (size_t i = 0; i < kf.size(); i++) {
-              if (f16) {
-                uint16_t hk = f32_to_fp16(kf[i]), hv = f32_to_fp16(vf[i]);
-                std::memcpy(&K[2 * i], &hk, 2);
-                std::memcpy(&V[2 * i], &hv, 2);
-              } else {
-                std::memcpy(&K[4 * i], &kf[i], 4);
-                std::memcpy(&V[4 * i], &vf[i], 4);
-              }
-            }
-            std::vector<int32_t> blocks;
-            for (int64_t b = 0; b < (n_ctx + bs - 1) / bs; b++) blocks.push_back(int32_t((b * 5 + 2) % n_blocks));  // scattered
+            TestCache c(n_ctx, hd, kv, rng);
             auto q = randn(size_t(group * hd), rng, 0.5f);
             std::vector<float> out(size_t(group * hd)), want(out.size()), scratch(size_t(group) * size_t((hd + 15) / 16 * 16) + 64);
-            AttentionArgs a{q.data(), out.data(), group, hd, float(1 / std::sqrt(double(hd))), n_ctx, blocks.data(), bs,
-                            K.data(), V.data(), size_t(bs) * slot, slot, f16, scratch.data()};
+            AttentionArgs a = c.args(q.data(), out.data(), group, n_ctx, scratch.data());
             cpu_ops(isa).attention(a);
             a.out = want.data();
             ref::attention(a);
-            CHECK_MSG(nerr(out, want) < 2e-6, isa_name(isa) << " f16=" << f16 << " group=" << group << " hd=" << hd << " n_ctx=" << n_ctx << " err " << nerr(out, want));
+            // AMX's bf16 products round the query and the probabilities to bf16.
+            const double tol = kv == DType::BF16 && isa == Isa::Amx ? 1e-2 : 2e-6;
+            CHECK_MSG(nerr(out, want) < tol, isa_name(isa) << " " << dtype_name(kv) << " group=" << group << " hd=" << hd << " n_ctx=" << n_ctx << " err " << nerr(out, want));
           }
   }
+}
+
+// MLA's absorbed shape (V = the first v_dim values of the K slot) over part of the context, with
+// the log-sum-exp that merges parts: two halves merged equal the whole range, on every ISA.
+TEST(ops_attention_ranges_merge) {
+  std::mt19937 rng(12);
+  double amx_worst = 0;
+  std::vector<Isa> isas = isas_here();
+  isas.push_back(Isa::Scalar);
+  for (Isa isa : isas)
+    for (DType kv : {DType::F32, DType::BF16})
+      for (auto [group, hd, vd] : {std::tuple{16, 576, 512}, std::tuple{16, 192, 128}, std::tuple{5, 96, 64}, std::tuple{3, 40, 24}})
+        for (int64_t n_ctx : {1, 15, 33, 300, 700}) {
+          TestCache c(n_ctx, hd, kv, rng);
+          auto q = randn(size_t(group * hd), rng, 0.5f);
+          std::vector<float> scratch(size_t(group) * size_t((hd + 15) / 16 * 16) + 64);
+          auto run = [&](const CpuOps& ops, int64_t begin, int64_t end, std::vector<float>& out, std::vector<float>& lse) {
+            out.assign(size_t(group * vd), 0.0f);
+            lse.assign(size_t(group), 0.0f);
+            AttentionArgs a = c.args(q.data(), out.data(), group, end, scratch.data(), true);
+            a.v_dim = vd;
+            a.ctx_begin = begin;
+            a.lse = lse.data();
+            ops.attention(a);
+          };
+          static const CpuOps ref_ops = {ref::rmsnorm, ref::swiglu, ref::add, ref::attention, ref::gemm};
+          const CpuOps& ops = isa == Isa::Scalar ? ref_ops : cpu_ops(isa);
+          std::vector<float> want, want_lse, whole, whole_lse, o1, l1, o2, l2;
+          run(ref_ops, 0, n_ctx, want, want_lse);
+          run(ops, 0, n_ctx, whole, whole_lse);
+          const int64_t mid = n_ctx * 2 / 5;
+          run(ops, 0, mid, o1, l1);
+          run(ops, mid, n_ctx, o2, l2);
+          std::vector<float> merged(want.size()), lse_err(size_t(group));
+          for (int g = 0; g < group; g++) {
+            const float m = std::max(l1[size_t(g)], l2[size_t(g)]), lse = m + std::log(std::exp(l1[size_t(g)] - m) + std::exp(l2[size_t(g)] - m));
+            for (int v = 0; v < vd; v++)
+              merged[size_t(g * vd + v)] = std::exp(l1[size_t(g)] - lse) * o1[size_t(g * vd + v)] + std::exp(l2[size_t(g)] - lse) * o2[size_t(g * vd + v)];
+            CHECK_NEAR(lse, want_lse[size_t(g)], 2e-2);
+            CHECK_NEAR(whole_lse[size_t(g)], want_lse[size_t(g)], 2e-2);
+          }
+          if (mid == 0)
+            for (int g = 0; g < group; g++) CHECK_MSG(std::isinf(l1[size_t(g)]) && l1[size_t(g)] < 0, "an empty range has lse -inf");
+          const double tol = kv == DType::BF16 && isa == Isa::Amx ? 1e-2 : 2e-6;
+          if (kv == DType::BF16 && isa == Isa::Amx) amx_worst = std::max({amx_worst, nerr(whole, want), nerr(merged, want)});
+          CHECK_MSG(nerr(whole, want) < tol, isa_name(isa) << " " << dtype_name(kv) << " whole " << group << "x" << hd << "/" << vd << " n_ctx=" << n_ctx << " err " << nerr(whole, want));
+          CHECK_MSG(nerr(merged, want) < tol, isa_name(isa) << " " << dtype_name(kv) << " merged " << group << "x" << hd << "/" << vd << " n_ctx=" << n_ctx << " err " << nerr(merged, want));
+        }
+  if (cpu_has_amx_bf16()) check::note("AMX-BF16 attention on bf16 K/V: worst normalized error " + std::to_string(amx_worst));
+  else check::note("no AMX-BF16 here: the bf16 tile attention is not exercised");
 }
 
 // Interleaved rope on rows permuted the way llama.cpp's converter permutes Q/K equals neox rope.

@@ -39,7 +39,7 @@ const commands: Record<string, { summary: string; usage: string; options: Option
   --stop TEXT          stop string (repeatable)
   --threads N          default: physical cores
   --ctx N              context per sequence
-  --kv f16|f32         KV cache dtype (default f16)
+  --kv f16|bf16|f32    KV cache dtype (default f16; bf16 for DeepSeek's MLA latent cache)
   --mla auto|absorbed|expanded   DeepSeek's MLA attention form (default auto: expanded prefill, absorbed decode)
   --experts N          DeepSeek MoE: routed experts per token (default: the model's)
   --fp8-as bf16|q8_0|q4_K   an FP8 checkpoint's weights converted at load (default: used as stored)
@@ -75,8 +75,12 @@ const commands: Record<string, { summary: string; usage: string; options: Option
   },
   bench: {
     summary: 'measure prompt processing and generation speed against the memory bound',
-    usage: `aha bench --model PATH [--pp 512] [--tg 128] [--threads N] [--repeats R] [--mla auto|absorbed|expanded] [--experts N] [--fp8-as T] [--json]`,
-    options: { pp: { type: 'string' }, tg: { type: 'string' }, repeats: { type: 'string' } },
+    usage: `aha bench --model PATH [--pp 512] [--tg 128] [--depth D1,D2,..] [--depth-tg N] [--threads N] [--repeats R] [--kv T] [--mla auto|absorbed|expanded] [--experts N] [--fp8-as T] [--json]
+  --depth D1,D2,..     also decode --depth-tg tokens (default --tg) at these context depths, the context
+                       filled with random cache entries rather than a prefill (decode speed at depth
+                       depends on the depth, not on the values); reports each depth's cache and
+                       activation memory`,
+    options: { pp: { type: 'string' }, tg: { type: 'string' }, repeats: { type: 'string' }, depth: { type: 'string' }, 'depth-tg': { type: 'string' } },
     run: bench,
   },
   serve: {
@@ -274,7 +278,7 @@ function float(v: Values, key: string, fallback: number): number {
 
 function loadOptions(v: Values): LoadOptions {
   const kv = v.kv as string | undefined;
-  if (kv !== undefined && kv !== 'f16' && kv !== 'f32') throw new UsageError(`--kv must be f16 or f32, got '${kv}'`);
+  if (kv !== undefined && kv !== 'f16' && kv !== 'bf16' && kv !== 'f32') throw new UsageError(`--kv must be f16, bf16 or f32, got '${kv}'`);
   const mla = v.mla as string | undefined;
   if (mla !== undefined && mla !== 'auto' && mla !== 'absorbed' && mla !== 'expanded')
     throw new UsageError(`--mla must be auto, absorbed or expanded, got '${mla}'`);
@@ -283,7 +287,7 @@ function loadOptions(v: Values): LoadOptions {
   return {
     threads: int(v, 'threads', 0, 1),
     context: int(v, 'ctx', 0, 1),
-    kvType: kv as 'f16' | 'f32' | undefined,
+    kvType: kv as LoadOptions['kvType'],
     mlaAttention: mla as LoadOptions['mlaAttention'],
     expertsPerToken: int(v, 'experts', 0, 1),
     fp8As: fp8 as LoadOptions['fp8As'],
@@ -395,13 +399,19 @@ async function bench(v: Values): Promise<void> {
   const json = !!v.json;
   const opts = loadOptions(v);
   const pp = int(v, 'pp', 512), tg = int(v, 'tg', 128), repeats = int(v, 'repeats', 1, 1);
-  const model = await native().loadModel(path, { ...opts, context: Math.max(opts.context ?? 0, pp + tg + 8) }, progressBar(json));
+  const depths = typeof v.depth === 'string' ? v.depth.split(',').map((d) => Number(d)) : [];
+  if (depths.some((d) => !Number.isInteger(d) || d < 0)) throw new UsageError(`--depth must be a comma-separated list of token counts, got '${v.depth}'`);
+  const depthTg = int(v, 'depth-tg', tg, 1);
+  const context = Math.max(opts.context ?? 0, pp + tg + 8, ...depths.map((d) => d + depthTg + 8));
+  // One sequence at a time: the cache needs one context, not the default two.
+  const model = await native().loadModel(path, { ...opts, context, cacheTokens: context + 16 }, progressBar(json));
   try {
     const info = model.info();
-    const r = await model.benchmark({ pp, tg, repeats });
+    const r = await model.benchmark({ pp, tg, repeats, depths, depthTg });
     const bandwidth = await native().measureBandwidth(info.threads);
     // The decode bound: one step reads every weight once (the embedding table only when tied).
     const bound = (bandwidth * 1e9) / info.decodeBytes;
+    const ds = info.config.deepseek;
     const out = {
       model: info.name,
       path: info.path,
@@ -415,13 +425,26 @@ async function bench(v: Values): Promise<void> {
       bandwidth_gbs: bandwidth,
       tg_bound_tps: bound,
       tg_fraction_of_bound: r.tg.tps / bound,
+      ...(depths.length
+        ? {
+            mla: ds ? (opts.mlaAttention ?? 'auto') : undefined,
+            kv_type: opts.kvType ?? (ds ? 'bf16' : 'f16'),
+            // What a cache of the expanded per-head K and V would take per token (MLA models).
+            expanded_kv_bytes_per_token: ds
+              ? info.config.layers * info.config.heads * (ds.qkNopeHeadDim + ds.qkRopeHeadDim + ds.vHeadDim) * 2
+              : undefined,
+            depths: r.depths.map((d) => ({ ...d, slowdown_vs_depth0: r.depths[0] ? r.depths[0].tps / d.tps : undefined })),
+          }
+        : {}),
     };
     if (json) process.stdout.write(JSON.stringify(out) + '\n');
     else {
+      const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
       process.stdout.write(
         `${info.name} · ${info.threads} threads · ${out.isa}\n` +
-          `pp${pp}: ${r.pp.tps.toFixed(1)} t/s\n` +
-          `tg${tg}: ${r.tg.tps.toFixed(2)} t/s (bound ${bound.toFixed(2)} t/s at ${bandwidth.toFixed(1)} GB/s: ${(100 * out.tg_fraction_of_bound).toFixed(0)}%)\n`,
+          (pp > 0 ? `pp${pp}: ${r.pp.tps.toFixed(1)} t/s\n` : '') +
+          (tg > 0 ? `tg${tg}: ${r.tg.tps.toFixed(2)} t/s (bound ${bound.toFixed(2)} t/s at ${bandwidth.toFixed(1)} GB/s: ${(100 * out.tg_fraction_of_bound).toFixed(0)}%)\n` : '') +
+          r.depths.map((d) => `tg${d.tokens} @ depth ${d.depth}: ${d.tps.toFixed(2)} t/s · cache ${mb(d.cacheBytes)} · activations ${mb(d.workspaceBytes)}\n`).join(''),
       );
     }
   } finally {

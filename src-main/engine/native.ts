@@ -10,7 +10,8 @@ export interface LoadOptions {
   context?: number;
   /** Total KV cache capacity across sequences; default 2 × context. */
   cacheTokens?: number;
-  kvType?: 'f16' | 'f32';
+  /** K/V cache elements; default f16 (dense) or bf16 (DeepSeek's MLA latent cache). */
+  kvType?: 'f16' | 'bf16' | 'f32';
   /** DeepSeek's MLA: 'absorbed' (attention in the latent space), 'expanded' (K/V rebuilt from the latents), or 'auto' (expanded for prefill, absorbed for decode; the default). */
   mlaAttention?: 'auto' | 'absorbed' | 'expanded';
   /** MoE: routed experts per token; default the model's num_experts_per_tok. */
@@ -198,7 +199,17 @@ export interface NativeModel {
   /** Decodes the requests together; onToken(requestIndex, token) streams every token. */
   generate(requests: GenerateRequest[], onToken?: (request: number, token: number) => void): Promise<GenerateResult[]>;
   cancel(): void;
-  benchmark(opts: { pp: number; tg: number; repeats?: number }): Promise<{ pp: { tokens: number; tps: number }; tg: { tokens: number; tps: number } }>;
+  /**
+   * pp: one prefill of `pp` random tokens; tg: `tg` decode steps from an empty context; depths:
+   * `depthTg` decode steps after the context is filled to each depth with random cache entries
+   * (no prefill), with the cache bytes the sequence holds and the activation buffers decoding
+   * there needs. Best of `repeats`.
+   */
+  benchmark(opts: { pp: number; tg: number; repeats?: number; depths?: number[]; depthTg?: number }): Promise<{
+    pp: { tokens: number; tps: number };
+    tg: { tokens: number; tps: number };
+    depths: Array<{ depth: number; tokens: number; tps: number; cacheBytes: number; workspaceBytes: number }>;
+  }>;
   unload(): Promise<void>;
   /** One forward and backward with a LoRA adapter (no optimizer step): the mean cross-entropy over the target tokens. */
   loraGrad(opts: LoraGradOptions): Promise<{ loss: number; targetTokens: number }>;

@@ -43,6 +43,11 @@ inline float bf16_to_f32(uint16_t h) {
   return f;
 }
 uint16_t f32_to_bf16(float f);
+// K/V cache elements: f32, f16 or bf16 (rounded to nearest even), n values at a time.
+inline bool is_kv_dtype(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+inline size_t kv_elem_bytes(DType t) { return t == DType::F32 ? 4 : 2; }
+void kv_store(uint8_t* dst, const float* src, int64_t n, DType t);
+void kv_load(float* dst, const uint8_t* src, int64_t n, DType t);
 // float8_e4m3fn → f32, exactly (NaN for S.1111.111).
 float e4m3_to_f32(uint8_t b);
 

@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -92,7 +93,9 @@ enum class MlaAttention { Auto, Absorbed, Expanded };
 
 struct LoadOptions {
   int threads = 0;                   // 0: physical cores
-  DType kv_dtype = DType::F16;       // F16 or F32
+  // F32, F16 or BF16; unset: f16 for the dense KV cache, bf16 for DeepSeek's MLA latent cache (as
+  // DeepSeek's own inference code keeps it; on AMX-BF16 its decode attention runs in bf16 tiles).
+  std::optional<DType> kv_dtype;
   int64_t context = 0;               // max tokens per sequence; 0: min(model's, 4096)
   int64_t kv_cache_tokens = 0;       // total cache capacity (all sequences); 0: 2 × context
   MlaAttention mla_attention = MlaAttention::Auto;
@@ -204,6 +207,14 @@ class Model {
   int64_t sequence_length(int seq) const;
   const std::vector<int32_t>& sequence_tokens(int seq) const;
   int64_t free_cache_tokens() const;
+  int64_t cache_bytes_per_token() const;          // K/V (or MLA latent) cache bytes one token takes
+  // Benchmarks: appends n positions of random cache entries (unit normals, stored in the cache's
+  // dtype) to `seq` without running the model, so that decoding at a context depth can be timed
+  // without a long prefill (attention's cost depends on the depth, not on the values). The
+  // sequence's tokens read 0 there.
+  void fill_context(int seq, int64_t n, uint64_t seed = 1);
+  size_t workspace_bytes() const;                 // activation buffers held (their high-water mark)
+  void release_workspace();                       // frees them (the next forward grows them again)
 
   // One batched forward pass (each sequence with its own adapter): appends items[i].tokens to sequence items[i].seq and returns
   // logits [rows, vocab] in `logits`: one row per item (its last token), or one per token

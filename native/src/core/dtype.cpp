@@ -125,4 +125,28 @@ uint16_t f32_to_bf16(float f) {
   return uint16_t((u + 0x7fff + ((u >> 16) & 1)) >> 16);
 }
 
+void kv_store(uint8_t* dst, const float* src, int64_t n, DType t) {
+  if (t == DType::F32) {
+    std::memcpy(dst, src, size_t(n) * 4);
+    return;
+  }
+  uint16_t* h = reinterpret_cast<uint16_t*>(dst);
+  if (t == DType::F16)
+    for (int64_t i = 0; i < n; i++) h[i] = f32_to_fp16(src[i]);
+  else
+    for (int64_t i = 0; i < n; i++) h[i] = f32_to_bf16(src[i]);
+}
+
+void kv_load(float* dst, const uint8_t* src, int64_t n, DType t) {
+  if (t == DType::F32) {
+    std::memcpy(dst, src, size_t(n) * 4);
+    return;
+  }
+  const uint16_t* h = reinterpret_cast<const uint16_t*>(src);
+  if (t == DType::F16)
+    for (int64_t i = 0; i < n; i++) dst[i] = fp16_to_f32(h[i]);
+  else
+    for (int64_t i = 0; i < n; i++) dst[i] = bf16_to_f32(h[i]);
+}
+
 }  // namespace aha

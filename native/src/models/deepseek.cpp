@@ -751,8 +751,10 @@ static void matmul_on_this_thread(const Tensor& W, const float* x, int64_t m, fl
 
 // Absorbed form: q_nope·(W_UK c) = (W_UKᵀ q_nope)·c, so each head's query moves into the latent
 // space and attends straight over the cached [c_kv | k_pe] slots; the output stays a latent
-// (Σ p·c_kv) until W_UV maps it to the head's value space. The cache is never expanded. One
-// parallel region: each thread takes whole heads (its W_UKᵀ, attention and W_UV for every token).
+// (Σ p·c_kv) until W_UV maps it to the head's value space. The cache is never expanded.
+// Short contexts: one parallel region, each thread whole heads (W_UKᵀ, attention, W_UV). Long
+// ones (flash-decoding): each thread attends every head over its slice of the context, so the
+// cache is read once rather than once per thread, and the slices merge by their log-sum-exp.
 void DeepseekModel::attend_absorbed(int64_t l, const ForwardBatch& b, int64_t t0, int64_t t1, const MlaCache& cache, ThreadPool& pool,
                                     DeepseekWorkspace& w) const {
   const DeepseekLayer& L = layers_[size_t(l)];
@@ -760,46 +762,110 @@ void DeepseekModel::attend_absorbed(int64_t l, const ForwardBatch& b, int64_t t0
   const int64_t nh = c_.num_attention_heads, nope = d.qk_nope_head_dim, rope_dim = d.qk_rope_head_dim, qk = nope + rope_dim;
   const int64_t r = d.kv_lora_rank, vd = d.v_head_dim, KVA = r + rope_dim, n = t1 - t0, bs = cache.block_size();
   const int32_t* blocks = b.blocks[size_t(t0)];
-  const bool f32 = cache.dtype() == DType::F32;
-  // Per thread, for its heads [h0, h1): q_nope rows [n, nope]; the absorbed queries [n, heads,
-  // KVA] (q_nope W_UK_h, then the rope part); the op's outputs [n, heads, KVA]; one head's latent
-  // outputs [n, r] and values [n, v]; the op's scratch.
-  const int64_t max_heads = (nh + pool.size() - 1) / pool.size(), kva16 = (KVA + 15) / 16 * 16;
-  const size_t per_thread = size_t(n * nope + 2 * n * max_heads * KVA + n * (r + vd) + 16 * kva16);
-  grow(w.scratch, per_thread * size_t(pool.size()));
-  if (w.act.size() < size_t(pool.size())) w.act.resize(size_t(pool.size()));
+  const int P = pool.size();
+  const bool split = P > 1 && b.pos[size_t(t1 - 1)] + 1 >= kSplitContext;
+  // Per thread: q_nope rows [n, nope]; the absorbed queries [n, heads, KVA] of its heads (all
+  // heads when split); the op's outputs [n, heads, r]; one head's latent outputs [n, r] and values
+  // [n, v]; the op's scratch.
+  const int64_t heads = split ? nh : (nh + P - 1) / P, kva16 = (KVA + 15) / 16 * 16;
+  const size_t per_thread = size_t(n * nope + n * heads * (KVA + r) + n * (r + vd) + 16 * kva16);
+  grow(w.scratch, per_thread * size_t(P));
+  if (w.act.size() < size_t(P)) w.act.resize(size_t(P));
   const uint8_t* k0 = cache.slot(l, 0, 0);
   const size_t slot_bytes = cache.slot_bytes(), block_stride = size_t(bs) * slot_bytes;
   const CpuOps& ops = cpu_ops();
-  pool.parallel_for(nh, [&](int64_t h0, int64_t h1, int thread) {
-    const int64_t hn = h1 - h0;
-    float* q_nope = w.scratch.data() + per_thread * size_t(thread);
-    float* qq = q_nope + n * nope;
-    float* oo = qq + n * hn * KVA;
-    float* o_lat = oo + n * hn * KVA;
-    float* out = o_lat + n * r;
-    float* op_scratch = out + n * vd;
-    std::vector<uint8_t>& act = w.act[size_t(thread)];
-    for (int64_t h = h0; h < h1; h++) {
-      for (int64_t i = 0; i < n; i++) std::memcpy(q_nope + i * nope, w.q.data() + (t0 + i) * nh * qk + h * qk, size_t(nope) * 4);
-      matmul_on_this_thread(L.wk_b[size_t(h)], q_nope, n, o_lat, act);  // [n, kv_lora_rank]
-      for (int64_t i = 0; i < n; i++) {
-        float* row = qq + (i * hn + (h - h0)) * KVA;
-        std::memcpy(row, o_lat + i * r, size_t(r) * 4);
-        std::memcpy(row + r, w.q.data() + (t0 + i) * nh * qk + h * qk + nope, size_t(rope_dim) * 4);
-      }
+  struct Parts {
+    float *q_nope, *qq, *oo, *o_lat, *out, *op_scratch;
+  };
+  auto parts = [&](int thread, int64_t hn) {
+    Parts p;
+    p.q_nope = w.scratch.data() + per_thread * size_t(thread);
+    p.qq = p.q_nope + n * nope;
+    p.oo = p.qq + n * hn * KVA;
+    p.o_lat = p.oo + n * hn * r;
+    p.out = p.o_lat + n * r;
+    p.op_scratch = p.out + n * vd;
+    return p;
+  };
+  // Head h's absorbed queries into rows qq + i * stride, i < n: [q_nope W_UK_h | q_rope].
+  auto absorb = [&](int64_t h, const Parts& p, float* qq, int64_t stride, std::vector<uint8_t>& act) {
+    for (int64_t i = 0; i < n; i++) std::memcpy(p.q_nope + i * nope, w.q.data() + (t0 + i) * nh * qk + h * qk, size_t(nope) * 4);
+    matmul_on_this_thread(L.wk_b[size_t(h)], p.q_nope, n, p.o_lat, act);  // [n, kv_lora_rank]
+    for (int64_t i = 0; i < n; i++) {
+      std::memcpy(qq + i * stride, p.o_lat + i * r, size_t(r) * 4);
+      std::memcpy(qq + i * stride + r, w.q.data() + (t0 + i) * nh * qk + h * qk + nope, size_t(rope_dim) * 4);
     }
-    // Every head of a token against the cached slots at once (one KV head: the latent), 16 at a time.
-    for (int64_t i = 0; i < n; i++)
-      for (int64_t g0 = 0; g0 < hn; g0 += 16) {
-        AttentionArgs a{qq + (i * hn + g0) * KVA, oo + (i * hn + g0) * KVA, int(std::min<int64_t>(16, hn - g0)), int(KVA), softmax_scale_,
-                        b.pos[size_t(t0 + i)] + 1, blocks, bs, k0, k0, block_stride, slot_bytes, !f32, op_scratch};
-        ops.attention(a);
+  };
+  // Head h's latent outputs (p.o_lat [n, r]) through W_UV into the attention output.
+  auto unabsorb = [&](int64_t h, const Parts& p, std::vector<uint8_t>& act) {
+    matmul_on_this_thread(L.wv_b[size_t(h)], p.o_lat, n, p.out, act);  // [n, v_head_dim]
+    for (int64_t i = 0; i < n; i++) std::memcpy(w.attn.data() + (t0 + i) * nh * vd + h * vd, p.out + i * vd, size_t(vd) * 4);
+  };
+  // Token i's heads [g0, g0 + group) over the slots [begin, end), one KV head (the latent).
+  auto attend = [&](const float* q, float* out, int64_t group, int64_t begin, int64_t end, float* lse, float* op_scratch) {
+    AttentionArgs a{q, out, int(group), int(KVA), softmax_scale_, end, blocks, bs, k0, k0, block_stride, slot_bytes, cache.dtype(), op_scratch};
+    a.v_dim = int(r);
+    a.ctx_begin = begin;
+    a.lse = lse;
+    ops.attention(a);
+  };
+
+  if (!split) {
+    pool.parallel_for(nh, [&](int64_t h0, int64_t h1, int thread) {
+      const int64_t hn = h1 - h0;
+      const Parts p = parts(thread, hn);
+      std::vector<uint8_t>& act = w.act[size_t(thread)];
+      for (int64_t h = h0; h < h1; h++) absorb(h, p, p.qq + (h - h0) * KVA, hn * KVA, act);
+      for (int64_t i = 0; i < n; i++)
+        for (int64_t g0 = 0; g0 < hn; g0 += 16)
+          attend(p.qq + (i * hn + g0) * KVA, p.oo + (i * hn + g0) * r, std::min<int64_t>(16, hn - g0), 0, b.pos[size_t(t0 + i)] + 1, nullptr, p.op_scratch);
+      for (int64_t h = h0; h < h1; h++) {
+        for (int64_t i = 0; i < n; i++) std::memcpy(p.o_lat + i * r, p.oo + (i * hn + (h - h0)) * r, size_t(r) * 4);
+        unabsorb(h, p, act);
       }
+    });
+    return;
+  }
+  // Split: every head's absorbed queries (heads between threads), then slice c of every token's
+  // context for all heads on thread c (slices on 16-slot boundaries), then per head the merge and W_UV.
+  grow(w.qabs, size_t(n * nh * KVA));
+  grow(w.part, size_t(P) * size_t(n * nh * r));
+  grow(w.part_lse, size_t(P) * size_t(n * nh));
+  pool.parallel_for(nh, [&](int64_t h0, int64_t h1, int thread) {
+    const Parts p = parts(thread, 0);
+    for (int64_t h = h0; h < h1; h++) absorb(h, p, w.qabs.data() + h * KVA, nh * KVA, w.act[size_t(thread)]);
+  });
+  pool.parallel_for(P, [&](int64_t c0, int64_t c1, int thread) {
+    const Parts p = parts(thread, 0);
+    for (int64_t c = c0; c < c1; c++)
+      for (int64_t i = 0; i < n; i++) {
+        const int64_t ctx = b.pos[size_t(t0 + i)] + 1;
+        const int64_t begin = ctx * c / P / 16 * 16, end = c + 1 == P ? ctx : ctx * (c + 1) / P / 16 * 16;
+        for (int64_t g0 = 0; g0 < nh; g0 += 16) {
+          const size_t at = size_t((c * n + i) * nh + g0);
+          attend(w.qabs.data() + (i * nh + g0) * KVA, w.part.data() + at * size_t(r), std::min<int64_t>(16, nh - g0), begin, end, w.part_lse.data() + at,
+                 p.op_scratch);
+        }
+      }
+  }, 1);
+  pool.parallel_for(nh, [&](int64_t h0, int64_t h1, int thread) {
+    const Parts p = parts(thread, 0);
     for (int64_t h = h0; h < h1; h++) {
-      for (int64_t i = 0; i < n; i++) std::memcpy(o_lat + i * r, oo + (i * hn + (h - h0)) * KVA, size_t(r) * 4);
-      matmul_on_this_thread(L.wv_b[size_t(h)], o_lat, n, out, act);  // [n, v_head_dim]
-      for (int64_t i = 0; i < n; i++) std::memcpy(w.attn.data() + (t0 + i) * nh * vd + h * vd, out + i * vd, size_t(vd) * 4);
+      for (int64_t i = 0; i < n; i++) {
+        float m = -INFINITY;
+        for (int c = 0; c < P; c++) m = std::max(m, w.part_lse[size_t((c * n + i) * nh + h)]);
+        double z = 0;
+        for (int c = 0; c < P; c++) z += std::exp(double(w.part_lse[size_t((c * n + i) * nh + h)] - m));
+        float* o = p.o_lat + i * r;
+        std::fill(o, o + r, 0.0f);
+        for (int c = 0; c < P; c++) {
+          const float f = float(std::exp(double(w.part_lse[size_t((c * n + i) * nh + h)] - m)) / z);
+          if (f == 0.0f) continue;
+          const float* part = w.part.data() + size_t((c * n + i) * nh + h) * size_t(r);
+          for (int64_t j = 0; j < r; j++) o[j] += f * part[j];
+        }
+      }
+      unabsorb(h, p, w.act[size_t(thread)]);
     }
   });
 }

@@ -75,6 +75,8 @@ struct DeepseekWorkspace {
   std::vector<float> ctx_kv;          // expanded: [n_ctx, n_heads*(qk_nope_head_dim + v_head_dim)]
   std::vector<float> kh, vt, qh, sc, oh;  // expanded, one head: K [n_ctx, qk], Vᵀ [v, n_ctx], Q [T, qk], P [T, n_ctx], out [T, v]
   std::vector<float> scratch;         // absorbed, per thread: its heads' queries and latent outputs, the attention op's scratch
+  std::vector<float> qabs;            // absorbed, context split: [T, n_heads, kv_lora_rank + qk_rope_head_dim] queries
+  std::vector<float> part, part_lse;  // absorbed, context split: per slice [threads][T, n_heads, kv_lora_rank] and [threads][T, n_heads]
   std::vector<std::vector<uint8_t>> act;  // [threads]: activations converted for the weight kernel
   std::vector<float> router;          // [T, n_routed_experts]
   std::vector<float> topk_w;          // [T, top_k]
@@ -83,6 +85,15 @@ struct DeepseekWorkspace {
   std::vector<float> gate, up;        // [rows, ffn]
   std::vector<float> moe_out;         // [T, hidden]
   MatmulScratch mm;
+  // Memory held (capacities): what the forward passes so far needed at their largest.
+  size_t bytes() const {
+    size_t n = 0;
+    for (const auto* v : {&x, &xn, &proj, &q_a, &q, &kv_a, &attn, &ctx, &ctx_c, &ctx_kv, &kh, &vt, &qh, &sc, &oh, &scratch, &qabs, &part, &part_lse,
+                          &router, &topk_w, &xe, &ye, &gate, &up, &moe_out})
+      n += v->capacity() * sizeof(float);
+    for (const auto& a : act) n += a.capacity();
+    return n + topk_i.capacity() * sizeof(int32_t) + mm.act.capacity();
+  }
 };
 
 class DeepseekModel {
@@ -97,6 +108,9 @@ class DeepseekModel {
   // The norms inside MLA (q_a_layernorm, kv_a_layernorm) use the RMSNorm default eps, not the
   // config's rms_norm_eps, in transformers and in DeepSeek's code alike.
   static constexpr float kMlaNormEps = 1e-6f;
+  // From this many context tokens on, absorbed attention splits each token's context between the
+  // threads (each reads its slice of the cache once) instead of splitting the heads.
+  static constexpr int64_t kSplitContext = 512;
   float softmax_scale() const { return softmax_scale_; }
   float rope_attention_factor() const { return rope_mscale_; }
   const std::vector<float>& inv_freq() const { return inv_freq_; }

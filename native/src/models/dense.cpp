@@ -139,7 +139,7 @@ void DenseModel::attention_block(int64_t l, const ForwardBatch& b, KvCache& cach
 
   // q/k norm (qwen3), rotary embedding, then K/V into the cache at each token's slot.
   const int64_t bs = cache.block_size();
-  const bool f16 = cache.dtype() == DType::F16;
+  const DType kv = cache.dtype();
   pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) {
     for (int64_t t = t0; t < t1; t++) {
       float* q = w.q.data() + t * QD;
@@ -155,17 +155,8 @@ void DenseModel::attention_block(int64_t l, const ForwardBatch& b, KvCache& cach
       const float* v = w.v.data() + t * KD;
       uint8_t* kd = cache.k(l, blk, pos % bs, 0);
       uint8_t* vd = cache.v(l, blk, pos % bs, 0);
-      if (f16) {
-        uint16_t* kh = reinterpret_cast<uint16_t*>(kd);
-        uint16_t* vh = reinterpret_cast<uint16_t*>(vd);
-        for (int64_t i = 0; i < KD; i++) {
-          kh[i] = f32_to_fp16(k[i]);
-          vh[i] = f32_to_fp16(v[i]);
-        }
-      } else {
-        std::memcpy(kd, k, size_t(KD) * 4);
-        std::memcpy(vd, v, size_t(KD) * 4);
-      }
+      kv_store(kd, k, KD, kv);
+      kv_store(vd, v, KD, kv);
     }
   });
   emit(dump, p + "Qrope", w.q.data(), T, QD);
@@ -192,7 +183,7 @@ void DenseModel::attention_block(int64_t l, const ForwardBatch& b, KvCache& cach
       a.v0 = cache.v(l, 0, 0, h);
       a.block_stride = block_stride;
       a.slot_stride = cache.slot_stride();
-      a.f16 = f16;
+      a.kv = kv;
       a.scratch = w.attn_scratch.data() + scratch_per_thread * size_t(thread);
       ops.attention(a);
     }

@@ -57,6 +57,12 @@ struct DenseWorkspace {
   std::vector<float> gate, up;  // [T, intermediate]
   std::vector<float> attn_scratch;  // [threads, n_heads * 256]
   MatmulScratch mm;
+  // Memory held (capacities): what the forward passes so far needed at their largest.
+  size_t bytes() const {
+    size_t n = 0;
+    for (const auto* v : {&x, &xn, &q, &k, &v, &attn, &proj, &gate, &up, &attn_scratch}) n += v->capacity() * sizeof(float);
+    return n + mm.act.capacity();
+  }
 };
 
 class DenseModel {

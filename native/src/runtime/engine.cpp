@@ -45,15 +45,16 @@ class Engine {
     if (context > c.max_position_embeddings) context = c.max_position_embeddings;
     int64_t cache_tokens = o.kv_cache_tokens > 0 ? o.kv_cache_tokens : 2 * context;
     const int64_t bs = 16;
-    if (o.kv_dtype != DType::F16 && o.kv_dtype != DType::F32) throw Error("KV cache dtype must be f16 or f32");
+    const DType kv = o.kv_dtype.value_or(mla ? DType::BF16 : DType::F16);
+    if (!is_kv_dtype(kv)) throw Error(std::string("KV cache dtype must be f16, bf16 or f32, not ") + dtype_name(kv));
     const int64_t n_blocks = (cache_tokens + bs - 1) / bs;
     if (mla) {
       // The MTP module, when loaded, keeps its own latents in one more layer of the cache.
       mla_cache = std::make_unique<MlaCache>(c.num_hidden_layers + (deepseek->has_mtp() ? 1 : 0), c.deepseek.kv_lora_rank, c.deepseek.qk_rope_head_dim,
-                                             o.kv_dtype, n_blocks, bs);
+                                             kv, n_blocks, bs);
       cache = mla_cache.get();
     } else {
-      kv_cache = std::make_unique<KvCache>(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, o.kv_dtype, n_blocks, bs);
+      kv_cache = std::make_unique<KvCache>(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, kv, n_blocks, bs);
       cache = kv_cache.get();
     }
     pool = std::make_unique<ThreadPool>(o.threads > 0 ? o.threads : ThreadPool::physical_cores());
@@ -283,6 +284,40 @@ class Engine {
       Sequence& s = seq(it.seq);
       s.tokens.insert(s.tokens.end(), it.tokens.begin(), it.tokens.end());
     }
+  }
+
+  void fill_context(int id, int64_t n, uint64_t seed) {
+    Sequence& s = seq(id);
+    if (n < 0) throw Error("fill_context: negative count");
+    const int64_t start = int64_t(s.tokens.size());
+    if (start + n > context)
+      throw Error("cannot fill " + std::to_string(n) + " positions: the context holds " + std::to_string(context) + " tokens");
+    reserve(s, n);
+    const int64_t bs = cache->block_size();
+    const int64_t n_layers = mla_cache ? mla_cache->n_layers() : ws->config.num_hidden_layers;
+    const int64_t width = mla_cache ? mla_cache->kv_lora_rank() + mla_cache->qk_rope_head_dim() : kv_cache->n_kv_heads() * kv_cache->head_dim();
+    pool->parallel_for(n_layers, [&](int64_t l0, int64_t l1, int) {
+      std::vector<float> row(static_cast<size_t>(width));
+      for (int64_t l = l0; l < l1; l++) {
+        uint64_t x = seed * 0x9E3779B97F4A7C15ull + uint64_t(l) * 0xD1B54A32D192ED03ull + 1;
+        auto next = [&] {  // uniform on (-√3, √3): unit variance
+          x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+          return float((double(x >> 11) * 0x1.0p-53 * 2.0 - 1.0) * 1.7320508075688772);
+        };
+        for (int64_t p = start; p < start + n; p++) {
+          const int32_t blk = s.blocks[size_t(p / bs)];
+          for (auto& v : row) v = next();
+          if (mla_cache) {
+            mla_cache->write(l, blk, p % bs, row.data(), row.data() + mla_cache->kv_lora_rank());
+          } else {
+            kv_store(kv_cache->k(l, blk, p % bs, 0), row.data(), width, kv_cache->dtype());
+            for (auto& v : row) v = next();
+            kv_store(kv_cache->v(l, blk, p % bs, 0), row.data(), width, kv_cache->dtype());
+          }
+        }
+      }
+    });
+    s.tokens.insert(s.tokens.end(), size_t(n), 0);
   }
 
   // A sequence holding the longest cached prefix of `prompt` (at most prompt.size()-1 tokens, so
@@ -570,6 +605,15 @@ void Model::truncate_sequence(int s, int64_t n) { e_->truncate(s, n); }
 int64_t Model::sequence_length(int s) const { return int64_t(e_->seq(s).tokens.size()); }
 const std::vector<int32_t>& Model::sequence_tokens(int s) const { return e_->seq(s).tokens; }
 int64_t Model::free_cache_tokens() const { return e_->cache->free_blocks() * e_->cache->block_size(); }
+int64_t Model::cache_bytes_per_token() const {
+  return e_->mla_cache ? e_->mla_cache->bytes_per_token() : e_->kv_cache->bytes_per_token();
+}
+void Model::fill_context(int seq, int64_t n, uint64_t seed) { e_->fill_context(seq, n, seed); }
+void Model::release_workspace() {
+  e_->deepseek_work = DeepseekWorkspace{};
+  e_->work = DenseWorkspace{};
+}
+size_t Model::workspace_bytes() const { return e_->deepseek ? e_->deepseek_work.bytes() : e_->work.bytes(); }
 void Model::forward(const std::vector<BatchItem>& items, std::vector<float>& logits) { e_->forward(items, logits); }
 void Model::set_dump_hook(DumpHook hook) { e_->dump = std::move(hook); }
 void Model::set_mla_attention(MlaAttention mode) { e_->mla_attention = mode; }

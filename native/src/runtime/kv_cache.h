@@ -16,7 +16,7 @@ class KvCache : public PagedBlocks {
 
   DType dtype() const { return dtype_; }
   int64_t bytes() const override { return int64_t(k_.size() + v_.size()); }
-  size_t elem_bytes() const { return dtype_ == DType::F16 ? 2 : 4; }
+  size_t elem_bytes() const { return kv_elem_bytes(dtype_); }
 
   // K/V rows: [block][slot][kv_head][head_dim] per layer.
   uint8_t* k(int64_t layer, int32_t block, int64_t slot, int64_t head) { return k_.data() + offset(layer, block, slot, head); }
@@ -24,6 +24,10 @@ class KvCache : public PagedBlocks {
   const uint8_t* k(int64_t layer, int32_t block, int64_t slot, int64_t head) const { return k_.data() + offset(layer, block, slot, head); }
   const uint8_t* v(int64_t layer, int32_t block, int64_t slot, int64_t head) const { return v_.data() + offset(layer, block, slot, head); }
   size_t slot_stride() const { return size_t(n_kv_heads_ * head_dim_) * elem_bytes(); }  // bytes between consecutive tokens
+  int64_t n_layers() const { return n_layers_; }
+  int64_t n_kv_heads() const { return n_kv_heads_; }
+  int64_t head_dim() const { return head_dim_; }
+  int64_t bytes_per_token() const { return 2 * n_layers_ * int64_t(slot_stride()); }  // K and V
 
   void copy_block(int32_t dst, int32_t src) override;  // all layers
 

@@ -16,9 +16,10 @@ class MlaCache : public PagedBlocks {
   MlaCache(int64_t n_layers, int64_t kv_lora_rank, int64_t qk_rope_head_dim, DType dtype, int64_t n_blocks, int64_t block_size = 16);
 
   DType dtype() const { return dtype_; }
+  int64_t n_layers() const { return n_layers_; }
   int64_t kv_lora_rank() const { return kv_lora_rank_; }
   int64_t qk_rope_head_dim() const { return qk_rope_head_dim_; }
-  size_t elem_bytes() const { return dtype_ == DType::F16 ? 2 : 4; }
+  size_t elem_bytes() const { return kv_elem_bytes(dtype_); }
   size_t slot_bytes() const { return size_t(kv_lora_rank_ + qk_rope_head_dim_) * elem_bytes(); }  // one token, one layer
   int64_t bytes_per_token() const { return n_layers_ * int64_t(slot_bytes()); }
   int64_t bytes() const override { return int64_t(data_.size()); }

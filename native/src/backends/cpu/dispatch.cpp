@@ -127,6 +127,22 @@ Isa active_isa() {
   return Isa(v);
 }
 
+bool cpu_has_amx_bf16() {
+#if defined(AHA_AMX)
+  static const bool has = [] {
+    if (best_isa() != Isa::Amx) return false;
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 22))) return false;  // AMX-BF16
+    const unsigned max_sub = a;
+    if (max_sub < 1 || !__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+    return (a & (1u << 5)) != 0;  // AVX512_BF16
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
 bool isa_supported(Isa isa) { return supported(isa, best_isa()); }
 
 void set_active_isa(Isa isa) { g_active.store(int(clamp(isa)), std::memory_order_relaxed); }

@@ -24,6 +24,7 @@
 #include <cstring>
 #include <vector>
 
+#include "backends/cpu/amx_tiles.h"
 #include "backends/cpu/dot.h"
 #include "core/quants.h"
 
@@ -35,24 +36,13 @@ namespace {
 
 constexpr int kMinActRows = 8;
 
-// The palette-1 tile configuration (Intel SDM, LDTILECFG).
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
-// This thread's tiles shaped for sub-blocks of ks values (configured once per thread and ks).
+// This thread's tiles shaped for sub-blocks of ks values (configuration id ks).
 void configure(int ks) {
-  thread_local int current = 0;
-  if (current == ks) return;
   TileConfig c;
   for (int t = 0; t < 4; t++) c.rows[t] = 16, c.colsb[t] = 64;          // C: 16 x 16 s32
   for (int t = 4; t < 6; t++) c.rows[t] = 16, c.colsb[t] = uint16_t(ks);  // A: 16 weight rows x ks
   for (int t = 6; t < 8; t++) c.rows[t] = uint8_t(ks / 4), c.colsb[t] = 64;  // B: ks/4 x (16 rows x 4)
-  _tile_loadconfig(&c);
-  current = ks;
+  load_tile_config(ks, c);
 }
 
 inline float h2f(const uint8_t* p) {

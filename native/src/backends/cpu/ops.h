@@ -10,22 +10,27 @@ namespace aha {
 
 struct AttentionArgs {
   const float* q;            // [group, head_dim]: the query heads that share one KV head
-  float* out;                // [group, head_dim]
+  float* out;                // [group, v_dim]
   int group, head_dim;
   float scale;               // 1/sqrt(head_dim)
-  int64_t n_ctx;             // attend to positions [0, n_ctx)
+  int64_t n_ctx;             // attend to positions [ctx_begin, n_ctx)
   const int32_t* blocks;     // block table of the sequence
   int64_t block_size;
   const uint8_t* k0;         // K row of (block 0, slot 0) for this layer and KV head
   const uint8_t* v0;
   size_t block_stride;       // bytes between blocks (same for K and V)
   size_t slot_stride;        // bytes between tokens in a block
-  bool f16;                  // K/V stored as f16 (else f32)
+  DType kv;                  // K/V elements: F32, F16 or BF16
   float* scratch;            // [group * round_up(head_dim, 16)] floats the kernel may use
+  int v_dim = 0;             // values per head: the first v_dim elements of a V row (0: head_dim)
+  int64_t ctx_begin = 0;
+  // Set: per head, log Σ exp(scale q·k) over the range (-inf and out = 0 for an empty range), so
+  // that partial results over disjoint ranges merge: out = Σ_r exp(lse_r - lse) out_r.
+  float* lse = nullptr;
 };
 // MLA's absorbed form is this op with one KV head for all query heads, K = the cached slot
-// (latent + rope key, head_dim = kv_lora_rank + rope) and V = the same slot (v0 = k0): the
-// first kv_lora_rank outputs are the latent attention output, the rest are not used.
+// (latent + rope key, head_dim = kv_lora_rank + rope) and V = the latent part of the same slot
+// (v0 = k0, v_dim = kv_lora_rank).
 
 struct CpuOps {
   // y[n] = x[n] / rms(x) * w[n]
@@ -34,7 +39,7 @@ struct CpuOps {
   void (*swiglu)(float* y, const float* gate, const float* up, int64_t n);
   // y[n] += x[n]
   void (*add)(float* y, const float* x, int64_t n);
-  // Causal attention of one token's query group against the cached K/V.
+  // Attention of one token's query group against a range of the cached K/V.
   void (*attention)(const AttentionArgs& a);
   // C[m, n] += alpha · A[m, k] · B[k, n], f32 row-major with leading dimensions (training's
   // backward products; one thread: callers split C between threads).

@@ -5,27 +5,11 @@
 #include <cmath>
 #include <cstring>
 
+#include "backends/cpu/exp_avx512.h"
 #include "backends/cpu/ops.h"
 
 namespace aha {
 namespace avx512 {
-
-// exp(x) for a vector, Cephes-style range reduction + degree-6 polynomial (rel. error ~2e-7).
-static inline __m512 exp512(__m512 x) {
-  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.3762626647949f)), _mm512_set1_ps(-87.3365447504f));
-  __m512 fx = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
-  x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
-  __m512 y = _mm512_set1_ps(1.9875691500E-4f);
-  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507E-3f));
-  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073E-3f));
-  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894E-2f));
-  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459E-1f));
-  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201E-1f));
-  __m512 x2 = _mm512_mul_ps(x, x);
-  y = _mm512_fmadd_ps(y, x2, _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(y, fx);
-}
 
 static void rmsnorm(float* y, const float* x, const float* w, int64_t n, float eps) {
   __m512 acc = _mm512_setzero_ps();
@@ -59,9 +43,10 @@ static void add(float* y, const float* x, int64_t n) {
   for (; i < n; i++) y[i] += x[i];
 }
 
-// Loads 16 K/V elements (f16 or f32) as floats; tail lanes masked.
-static inline __m512 load16(const uint8_t* p, int64_t i, bool f16, __mmask16 m) {
-  if (f16) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p + 2 * i));
+// Loads 16 K/V elements (f32, f16 or bf16) as floats; tail lanes masked.
+static inline __m512 load16(const uint8_t* p, int64_t i, DType t, __mmask16 m) {
+  if (t == DType::F16) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p + 2 * i));
+  if (t == DType::BF16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p + 2 * i)), 16));
   return _mm512_maskz_loadu_ps(m, p + 4 * i);
 }
 
@@ -75,25 +60,26 @@ static void attention(const AttentionArgs& a) {
     ref::attention(a);
     return;
   }
-  const int hd = a.head_dim;
-  const int nvec = (hd + 15) / 16;
+  const int hd = a.head_dim, vd = a.v_dim > 0 ? a.v_dim : a.head_dim;
+  const int nvec = (hd + 15) / 16, nvv = (vd + 15) / 16;
   const __mmask16 tail = (hd % 16) ? __mmask16((1u << (hd % 16)) - 1) : __mmask16(0xFFFF);
+  const __mmask16 vtail = (vd % 16) ? __mmask16((1u << (vd % 16)) - 1) : __mmask16(0xFFFF);
   float mx[kMaxGroup], sum[kMaxGroup];
-  float* acc = a.scratch;  // [group, nvec*16]
+  float* acc = a.scratch;  // [group, nvv*16]
   for (int g = 0; g < a.group; g++) {
     mx[g] = -INFINITY;
     sum[g] = 0;
-    std::memset(acc + g * nvec * 16, 0, sizeof(float) * nvec * 16);
+    std::memset(acc + g * nvv * 16, 0, sizeof(float) * nvv * 16);
   }
   float s[kMaxGroup][64];
   const int64_t bs = a.block_size;
-  for (int64_t t0 = 0; t0 < a.n_ctx; t0 += bs) {
-    const int64_t nt = std::min<int64_t>(bs, a.n_ctx - t0);
-    const size_t boff = size_t(a.blocks[t0 / bs]) * a.block_stride;
+  for (int64_t t0 = a.ctx_begin; t0 < a.n_ctx;) {
+    const int64_t nt = std::min<int64_t>(bs - t0 % bs, a.n_ctx - t0);
+    const size_t boff = size_t(a.blocks[t0 / bs]) * a.block_stride + size_t(t0 % bs) * a.slot_stride;
     for (int64_t t = 0; t < nt; t++) {
       const uint8_t* k = a.k0 + boff + size_t(t) * a.slot_stride;
       __m512 kv[kMaxVec];
-      for (int j = 0; j < nvec; j++) kv[j] = load16(k, j * 16, a.f16, j == nvec - 1 ? tail : __mmask16(0xFFFF));
+      for (int j = 0; j < nvec; j++) kv[j] = load16(k, j * 16, a.kv, j == nvec - 1 ? tail : __mmask16(0xFFFF));
       for (int g = 0; g < a.group; g++) {
         const float* q = a.q + g * hd;
         __m512 d = _mm512_setzero_ps();
@@ -107,9 +93,9 @@ static void attention(const AttentionArgs& a) {
       float corr = std::exp(mx[g] - bm);
       mx[g] = bm;
       sum[g] *= corr;
-      float* ag = acc + g * nvec * 16;
+      float* ag = acc + g * nvv * 16;
       __m512 vc = _mm512_set1_ps(corr);
-      for (int j = 0; j < nvec; j++) _mm512_storeu_ps(ag + j * 16, _mm512_mul_ps(_mm512_loadu_ps(ag + j * 16), vc));
+      for (int j = 0; j < nvv; j++) _mm512_storeu_ps(ag + j * 16, _mm512_mul_ps(_mm512_loadu_ps(ag + j * 16), vc));
       for (int64_t t = 0; t < nt; t++) {
         float p = std::exp(s[g][t] - bm);
         s[g][t] = p;
@@ -119,19 +105,21 @@ static void attention(const AttentionArgs& a) {
     for (int64_t t = 0; t < nt; t++) {
       const uint8_t* v = a.v0 + boff + size_t(t) * a.slot_stride;
       __m512 vv[kMaxVec];
-      for (int j = 0; j < nvec; j++) vv[j] = load16(v, j * 16, a.f16, j == nvec - 1 ? tail : __mmask16(0xFFFF));
+      for (int j = 0; j < nvv; j++) vv[j] = load16(v, j * 16, a.kv, j == nvv - 1 ? vtail : __mmask16(0xFFFF));
       for (int g = 0; g < a.group; g++) {
         __m512 p = _mm512_set1_ps(s[g][t]);
-        float* ag = acc + g * nvec * 16;
-        for (int j = 0; j < nvec; j++) _mm512_storeu_ps(ag + j * 16, _mm512_fmadd_ps(p, vv[j], _mm512_loadu_ps(ag + j * 16)));
+        float* ag = acc + g * nvv * 16;
+        for (int j = 0; j < nvv; j++) _mm512_storeu_ps(ag + j * 16, _mm512_fmadd_ps(p, vv[j], _mm512_loadu_ps(ag + j * 16)));
       }
     }
+    t0 += nt;
   }
   for (int g = 0; g < a.group; g++) {
-    float inv = 1.0f / sum[g];
-    const float* ag = acc + g * nvec * 16;
-    float* o = a.out + g * hd;
-    for (int i = 0; i < hd; i++) o[i] = ag[i] * inv;
+    const float inv = sum[g] > 0 ? 1.0f / sum[g] : 0.0f;
+    const float* ag = acc + g * nvv * 16;
+    float* o = a.out + g * vd;
+    for (int i = 0; i < vd; i++) o[i] = ag[i] * inv;
+    if (a.lse) a.lse[g] = sum[g] > 0 ? mx[g] + std::log(sum[g]) : -INFINITY;
   }
 }
 

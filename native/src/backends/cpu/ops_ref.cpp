@@ -1,4 +1,5 @@
 // Scalar reference ops: the plain math, no intrinsics. Optimized kernels are tested against these.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -27,40 +28,43 @@ void add(float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; i++) y[i] += x[i];
 }
 
-static float load(const uint8_t* p, int64_t i, bool f16) {
-  if (f16) {
-    uint16_t h;
-    std::memcpy(&h, p + 2 * i, 2);
-    return fp16_to_f32(h);
-  }
+static float load(const uint8_t* p, int64_t i, DType t) {
   float f;
-  std::memcpy(&f, p + 4 * i, 4);
+  kv_load(&f, p + int64_t(kv_elem_bytes(t)) * i, 1, t);
   return f;
 }
 
 void attention(const AttentionArgs& a) {
-  std::vector<double> s(size_t(a.n_ctx));
+  const int vd = a.v_dim > 0 ? a.v_dim : a.head_dim;
+  const int64_t c0 = a.ctx_begin, n = a.n_ctx - a.ctx_begin;
+  std::vector<double> s(size_t(std::max<int64_t>(n, 0)));
+  auto row = [&](const uint8_t* base, int64_t t) {
+    return base + size_t(a.blocks[t / a.block_size]) * a.block_stride + size_t(t % a.block_size) * a.slot_stride;
+  };
   for (int g = 0; g < a.group; g++) {
     const float* q = a.q + int64_t(g) * a.head_dim;
+    float* o = a.out + int64_t(g) * vd;
+    if (n <= 0) {
+      for (int i = 0; i < vd; i++) o[i] = 0;
+      if (a.lse) a.lse[g] = -INFINITY;
+      continue;
+    }
     double mx = -INFINITY;
-    for (int64_t t = 0; t < a.n_ctx; t++) {
-      const uint8_t* k = a.k0 + size_t(a.blocks[t / a.block_size]) * a.block_stride + size_t(t % a.block_size) * a.slot_stride;
+    for (int64_t t = 0; t < n; t++) {
+      const uint8_t* k = row(a.k0, c0 + t);
       double d = 0;
-      for (int i = 0; i < a.head_dim; i++) d += double(q[i]) * load(k, i, a.f16);
+      for (int i = 0; i < a.head_dim; i++) d += double(q[i]) * load(k, i, a.kv);
       s[size_t(t)] = d * a.scale;
       if (s[size_t(t)] > mx) mx = s[size_t(t)];
     }
     double sum = 0;
-    for (int64_t t = 0; t < a.n_ctx; t++) sum += (s[size_t(t)] = std::exp(s[size_t(t)] - mx));
-    float* o = a.out + int64_t(g) * a.head_dim;
-    for (int i = 0; i < a.head_dim; i++) {
+    for (int64_t t = 0; t < n; t++) sum += (s[size_t(t)] = std::exp(s[size_t(t)] - mx));
+    for (int i = 0; i < vd; i++) {
       double acc = 0;
-      for (int64_t t = 0; t < a.n_ctx; t++) {
-        const uint8_t* v = a.v0 + size_t(a.blocks[t / a.block_size]) * a.block_stride + size_t(t % a.block_size) * a.slot_stride;
-        acc += s[size_t(t)] * load(v, i, a.f16);
-      }
+      for (int64_t t = 0; t < n; t++) acc += s[size_t(t)] * load(row(a.v0, c0 + t), i, a.kv);
       o[i] = float(acc / sum);
     }
+    if (a.lse) a.lse[g] = float(mx + std::log(sum));
   }
 }
 
@@ -104,10 +108,18 @@ namespace avx512 {
 extern const CpuOps kOps;
 }
 #endif
+#if defined(AHA_AMX)
+namespace amx {
+const CpuOps& ops();
+}
+#endif
 
 static const CpuOps kRefOps = {ref::rmsnorm, ref::swiglu, ref::add, ref::attention, ref::gemm};
 
 const CpuOps& cpu_ops(Isa isa) {
+#if defined(AHA_AMX)
+  if (isa == Isa::Amx && cpu_has_amx_bf16()) return amx::ops();
+#endif
 #if defined(AHA_X86)
   if (isa == Isa::Avx512 || isa == Isa::Avx512Vnni || isa == Isa::Amx) return avx512::kOps;
 #endif
