@@ -255,6 +255,35 @@ TEST(deepseek_mla_cache_holds_only_the_latent) {
   MlaCache bh(3, 32, 16, DType::BF16, 4, 16);
   CHECK(bh.bytes_per_token() == 3 * (32 + 16) * 2);
   CHECK_THROWS(MlaCache(3, 32, 16, DType::Q8_0, 4, 16), "MLA cache dtype must be f16, bf16 or f32, not q8_0");
+  // The tiled layout (bf16 where the AMX tile attention runs) holds the same values as slot-major.
+  {
+    MlaCache flat(2, 64, 32, DType::BF16, 3, 32, false), tiled(2, 64, 32, DType::BF16, 3, 32, true);
+    CHECK(!flat.tiled() && tiled.tiled() && flat.bytes() == tiled.bytes());
+    CHECK(MlaCache(2, 64, 32, DType::BF16, 3, 32).tiled() == cpu_has_amx_bf16());
+    CHECK(!MlaCache(2, 48, 16, DType::BF16, 3, 32).tiled());  // columns not whole 32-value groups
+    CHECK_THROWS(MlaCache(2, 64, 32, DType::F32, 3, 32, true), "a tiled MLA cache needs bf16");
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd;
+    std::vector<float> c(64), k(32), c1(64), k1(32), c2(64), k2(32);
+    for (int l = 0; l < 2; l++)
+      for (int32_t b = 0; b < 3; b++)
+        for (int64_t sl = 0; sl < 32; sl++) {
+          for (auto& x : c) x = nd(rng);
+          for (auto& x : k) x = nd(rng);
+          flat.write(l, b, sl, c.data(), k.data());
+          tiled.write(l, b, sl, c.data(), k.data());
+        }
+    bool same = true;
+    for (int l = 0; l < 2; l++)
+      for (int32_t b = 0; b < 3; b++)
+        for (int64_t sl = 0; sl < 32; sl++) {
+          flat.read(l, b, sl, c1.data(), k1.data());
+          tiled.read(l, b, sl, c2.data(), k2.data());
+          same = same && c1 == c2 && k1 == k2;
+        }
+    CHECK_MSG(same, "tiled and slot-major caches read back different values");
+    CHECK(std::memcmp(flat.block_data(1, 2), tiled.block_data(1, 2), size_t(32) * 96 * 2) != 0);  // but lay them out differently
+  }
   // The loaded model's cache, measured: capacity × n_layers × (kv_lora_rank + qk_rope_head_dim) × 4.
   for (const char* name : kModels) {
     for (DType dt : {DType::F32, DType::F16}) {

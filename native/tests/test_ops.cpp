@@ -82,19 +82,32 @@ struct TestCache {
   DType kv;
   std::vector<uint8_t> K, V;
   std::vector<int32_t> blocks;
-  TestCache(int64_t n_ctx, int hd_, DType kv_, std::mt19937& rng, int64_t bs_ = 16) : bs(bs_), n_blocks((n_ctx + bs_ - 1) / bs_ + 3), hd(hd_), kv(kv_) {
+  bool tiled;
+  // tiled: K in the 16-slot tile layout (AttentionArgs::tiled; bf16, bs a multiple of 16).
+  TestCache(int64_t n_ctx, int hd_, DType kv_, std::mt19937& rng, int64_t bs_ = 16, bool tiled_ = false)
+      : bs(bs_), n_blocks((n_ctx + bs_ - 1) / bs_ + 3), hd(hd_), kv(kv_), tiled(tiled_) {
     const size_t slot = size_t(hd) * kv_elem_bytes(kv);
     K.resize(size_t(n_blocks * bs) * slot);
     V.resize(K.size());
     auto kf = randn(size_t(n_blocks * bs * hd), rng), vf = randn(size_t(n_blocks * bs * hd), rng);
-    kv_store(K.data(), kf.data(), int64_t(kf.size()), kv);
+    if (tiled) {
+      for (int64_t b = 0; b < n_blocks; b++)
+        for (int64_t s = 0; s < bs; s++)
+          for (int64_t i = 0; i < hd; i++)
+            kv_store(K.data() + size_t(b * bs) * slot + size_t(s / 16) * 16 * slot + size_t(i / 32) * 1024 + size_t(s % 16) * 64 + size_t(i % 32) * 2,
+                     &kf[size_t((b * bs + s) * hd + i)], 1, kv);
+    } else {
+      kv_store(K.data(), kf.data(), int64_t(kf.size()), kv);
+    }
     kv_store(V.data(), vf.data(), int64_t(vf.size()), kv);
     for (int64_t b = 0; b < (n_ctx + bs - 1) / bs; b++) blocks.push_back(int32_t((b * 5 + 2) % n_blocks));  // scattered
   }
   size_t slot() const { return size_t(hd) * kv_elem_bytes(kv); }
   AttentionArgs args(const float* q, float* out, int group, int64_t n_ctx, float* scratch, bool shared_kv = false) const {
-    return AttentionArgs{q, out, group, hd, float(1 / std::sqrt(double(hd))), n_ctx, blocks.data(), bs, K.data(), shared_kv ? K.data() : V.data(),
-                         size_t(bs) * slot(), slot(), kv, scratch};
+    AttentionArgs a{q, out, group, hd, float(1 / std::sqrt(double(hd))), n_ctx, blocks.data(), bs, K.data(), shared_kv ? K.data() : V.data(),
+                    size_t(bs) * slot(), slot(), kv, scratch};
+    a.tiled = tiled;
+    return a;
   }
 };
 
@@ -128,10 +141,11 @@ TEST(ops_attention_ranges_merge) {
   std::vector<Isa> isas = isas_here();
   isas.push_back(Isa::Scalar);
   for (Isa isa : isas)
-    for (DType kv : {DType::F32, DType::BF16})
+    for (auto [kv, tiled] : {std::pair{DType::F32, false}, std::pair{DType::BF16, false}, std::pair{DType::BF16, true}})
       for (auto [group, hd, vd] : {std::tuple{16, 576, 512}, std::tuple{16, 192, 128}, std::tuple{5, 96, 64}, std::tuple{3, 40, 24}})
         for (int64_t n_ctx : {1, 15, 33, 300, 700}) {
-          TestCache c(n_ctx, hd, kv, rng);
+          if (tiled && hd % 32) continue;  // the tile layout holds whole 32-value columns
+          TestCache c(n_ctx, hd, kv, rng, 16, tiled);
           auto q = randn(size_t(group * hd), rng, 0.5f);
           std::vector<float> scratch(size_t(group) * size_t((hd + 15) / 16 * 16) + 64);
           auto run = [&](const CpuOps& ops, int64_t begin, int64_t end, std::vector<float>& out, std::vector<float>& lse) {
@@ -163,8 +177,8 @@ TEST(ops_attention_ranges_merge) {
             for (int g = 0; g < group; g++) CHECK_MSG(std::isinf(l1[size_t(g)]) && l1[size_t(g)] < 0, "an empty range has lse -inf");
           const double tol = kv == DType::BF16 && isa == Isa::Amx ? 1e-2 : 2e-6;
           if (kv == DType::BF16 && isa == Isa::Amx) amx_worst = std::max({amx_worst, nerr(whole, want), nerr(merged, want)});
-          CHECK_MSG(nerr(whole, want) < tol, isa_name(isa) << " " << dtype_name(kv) << " whole " << group << "x" << hd << "/" << vd << " n_ctx=" << n_ctx << " err " << nerr(whole, want));
-          CHECK_MSG(nerr(merged, want) < tol, isa_name(isa) << " " << dtype_name(kv) << " merged " << group << "x" << hd << "/" << vd << " n_ctx=" << n_ctx << " err " << nerr(merged, want));
+          CHECK_MSG(nerr(whole, want) < tol, isa_name(isa) << " " << dtype_name(kv) << (tiled ? " tiled" : "") << " whole " << group << "x" << hd << "/" << vd << " n_ctx=" << n_ctx << " err " << nerr(whole, want));
+          CHECK_MSG(nerr(merged, want) < tol, isa_name(isa) << " " << dtype_name(kv) << (tiled ? " tiled" : "") << " merged " << group << "x" << hd << "/" << vd << " n_ctx=" << n_ctx << " err " << nerr(merged, want));
         }
   if (cpu_has_amx_bf16()) check::note("AMX-BF16 attention on bf16 K/V: worst normalized error " + std::to_string(amx_worst));
   else check::note("no AMX-BF16 here: the bf16 tile attention is not exercised");

@@ -771,7 +771,7 @@ void DeepseekModel::attend_absorbed(int64_t l, const ForwardBatch& b, int64_t t0
   const size_t per_thread = size_t(n * nope + n * heads * (KVA + r) + n * (r + vd) + 16 * kva16);
   grow(w.scratch, per_thread * size_t(P));
   if (w.act.size() < size_t(P)) w.act.resize(size_t(P));
-  const uint8_t* k0 = cache.slot(l, 0, 0);
+  const uint8_t* k0 = cache.block_data(l, 0);
   const size_t slot_bytes = cache.slot_bytes(), block_stride = size_t(bs) * slot_bytes;
   const CpuOps& ops = cpu_ops();
   struct Parts {
@@ -805,6 +805,7 @@ void DeepseekModel::attend_absorbed(int64_t l, const ForwardBatch& b, int64_t t0
   auto attend = [&](const float* q, float* out, int64_t group, int64_t begin, int64_t end, float* lse, float* op_scratch) {
     AttentionArgs a{q, out, int(group), int(KVA), softmax_scale_, end, blocks, bs, k0, k0, block_stride, slot_bytes, cache.dtype(), op_scratch};
     a.v_dim = int(r);
+    a.tiled = cache.tiled();
     a.ctx_begin = begin;
     a.lse = lse;
     ops.attention(a);

@@ -136,31 +136,37 @@ void attention(const AttentionArgs& a) {
 
   const int64_t bs = a.block_size;
   const size_t sstride = a.slot_stride;
-  // A tile is 16 slots of one block, loaded straight from the cache (row stride = the slot
-  // stride); a partial one (the range's first or last) is copied with the slots outside [c0, c1)
-  // zeroed: stale slots past a sequence's end may hold anything, and 0 · NaN is NaN.
+  // A tile is 16 slots of one block, loaded straight from the cache: in the tiled layout each
+  // 32-value column of it is 1 KB in a row (kstep 1024, row stride 64), in the slot-major one the
+  // rows are the slots (kstep 64, row stride = the slot). A partial tile (the range's first or
+  // last) is copied slot-major with the slots outside [c0, c1) zeroed: stale slots past a
+  // sequence's end may hold anything, and 0 · NaN is NaN.
   const size_t row_bytes = size_t(hd) * 2, tile_bytes = 16 * row_bytes;
   B.tiles.resize(2 * tile_bytes / 2);
   __m512 m_run = _mm512_set1_ps(-INFINITY), l_run = _mm512_setzero_ps();
   const int64_t first = c0 / 16 * 16;
-  auto tile = [&](int64_t s, size_t* stride) -> const uint8_t* {
-    const uint8_t* p = a.k0 + size_t(a.blocks[s / bs]) * a.block_stride + size_t(s % bs) * sstride;
-    *stride = sstride;
-    if (s >= c0 && s + 16 <= c1) return p;
-    uint8_t* dst = reinterpret_cast<uint8_t*>(B.tiles.data()) + (s == first ? 0 : tile_bytes);
-    for (int64_t i = 0; i < 16; i++) {
-      if (s + i >= c0 && s + i < c1) std::memcpy(dst + size_t(i) * row_bytes, p + size_t(i) * sstride, row_bytes);
-      else std::memset(dst + size_t(i) * row_bytes, 0, row_bytes);
-    }
-    *stride = row_bytes;
-    return dst;
+  struct Tile {
+    const uint8_t* base;
+    size_t kstep, stride;
   };
-  const uint8_t* rows[kSubTiles];
-  size_t stride[kSubTiles];
+  auto tile = [&](int64_t s) -> Tile {
+    const uint8_t* blk = a.k0 + size_t(a.blocks[s / bs]) * a.block_stride;
+    const Tile t = a.tiled ? Tile{blk + size_t((s % bs) / 16) * tile_bytes, 1024, 64} : Tile{blk + size_t(s % bs) * sstride, 64, sstride};
+    if (s >= c0 && s + 16 <= c1) return t;
+    uint8_t* dst = reinterpret_cast<uint8_t*>(B.tiles.data()) + (s == first ? 0 : tile_bytes);
+    for (int64_t i = 0; i < 16; i++)
+      for (int kt = 0; kt < KT; kt++) {
+        uint8_t* d = dst + size_t(i) * row_bytes + size_t(kt) * 64;
+        if (s + i >= c0 && s + i < c1) std::memcpy(d, t.base + size_t(kt) * t.kstep + size_t(i) * t.stride, 64);
+        else std::memset(d, 0, 64);
+      }
+    return Tile{dst, 64, row_bytes};
+  };
+  Tile rows[kSubTiles];
 
   for (int64_t sub = first; sub < c1; sub += 16 * kSubTiles) {
     const int ntile = int(std::min<int64_t>(kSubTiles, (c1 - sub + 15) / 16));
-    for (int j = 0; j < ntile; j++) rows[j] = tile(sub + 16 * j, &stride[j]);
+    for (int j = 0; j < ntile; j++) rows[j] = tile(sub + 16 * j);
     // 1. Scores, four slot tiles per pass over Qᵀ (the last pass repeats its last tile).
     for (int j0 = 0; j0 < ntile; j0 += 4) {
       const int j1 = std::min(j0 + 1, ntile - 1), j2 = std::min(j0 + 2, ntile - 1), j3 = std::min(j0 + 3, ntile - 1);
@@ -170,12 +176,12 @@ void attention(const AttentionArgs& a) {
       _tile_zero(3);
       for (int kt = 0; kt < KT; kt++) {
         _tile_loadd(6, B.qt.data() + kt * 512, 64);
-        _tile_loadd(4, rows[j0] + kt * 64, stride[j0]);
-        _tile_loadd(5, rows[j1] + kt * 64, stride[j1]);
+        _tile_loadd(4, rows[j0].base + kt * rows[j0].kstep, rows[j0].stride);
+        _tile_loadd(5, rows[j1].base + kt * rows[j1].kstep, rows[j1].stride);
         _tile_dpbf16ps(0, 4, 6);
         _tile_dpbf16ps(1, 5, 6);
-        _tile_loadd(4, rows[j2] + kt * 64, stride[j2]);
-        _tile_loadd(5, rows[j3] + kt * 64, stride[j3]);
+        _tile_loadd(4, rows[j2].base + kt * rows[j2].kstep, rows[j2].stride);
+        _tile_loadd(5, rows[j3].base + kt * rows[j3].kstep, rows[j3].stride);
         _tile_dpbf16ps(2, 4, 6);
         _tile_dpbf16ps(3, 5, 6);
       }
@@ -226,8 +232,8 @@ void attention(const AttentionArgs& a) {
       for (int j = 0; j < ntile; j++) {
         _tile_loadd(4, B.pe.data() + j * 256, 64);
         _tile_loadd(5, B.po.data() + j * 256, 64);
-        _tile_loadd(6, rows[j] + v0 * 2, stride[j]);
-        _tile_loadd(7, rows[j] + v0 * 2 + 64, stride[j]);
+        _tile_loadd(6, rows[j].base + size_t(v0 / 32) * rows[j].kstep, rows[j].stride);
+        _tile_loadd(7, rows[j].base + size_t(v0 / 32 + 1) * rows[j].kstep, rows[j].stride);
         _tile_dpbf16ps(0, 4, 6);
         _tile_dpbf16ps(1, 5, 6);
         _tile_dpbf16ps(2, 4, 7);

@@ -56,7 +56,7 @@ constexpr int kMaxVec = 40;  // head_dim up to 640: MLA's absorbed form attends 
 // Online softmax over blocks of the cache: per block, scores for every query of the group,
 // then the running max/sum and output accumulators are rescaled (flash-decoding style).
 static void attention(const AttentionArgs& a) {
-  if (a.group > kMaxGroup || a.head_dim > 16 * kMaxVec || a.block_size > 64) {
+  if (a.group > kMaxGroup || a.head_dim > 16 * kMaxVec || a.block_size > 64 || a.tiled) {
     ref::attention(a);
     return;
   }

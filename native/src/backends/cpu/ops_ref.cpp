@@ -28,9 +28,9 @@ void add(float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; i++) y[i] += x[i];
 }
 
-static float load(const uint8_t* p, int64_t i, DType t) {
+static float load(const uint8_t* p, DType t) {
   float f;
-  kv_load(&f, p + int64_t(kv_elem_bytes(t)) * i, 1, t);
+  kv_load(&f, p, 1, t);
   return f;
 }
 
@@ -38,9 +38,6 @@ void attention(const AttentionArgs& a) {
   const int vd = a.v_dim > 0 ? a.v_dim : a.head_dim;
   const int64_t c0 = a.ctx_begin, n = a.n_ctx - a.ctx_begin;
   std::vector<double> s(size_t(std::max<int64_t>(n, 0)));
-  auto row = [&](const uint8_t* base, int64_t t) {
-    return base + size_t(a.blocks[t / a.block_size]) * a.block_stride + size_t(t % a.block_size) * a.slot_stride;
-  };
   for (int g = 0; g < a.group; g++) {
     const float* q = a.q + int64_t(g) * a.head_dim;
     float* o = a.out + int64_t(g) * vd;
@@ -51,9 +48,8 @@ void attention(const AttentionArgs& a) {
     }
     double mx = -INFINITY;
     for (int64_t t = 0; t < n; t++) {
-      const uint8_t* k = row(a.k0, c0 + t);
       double d = 0;
-      for (int i = 0; i < a.head_dim; i++) d += double(q[i]) * load(k, i, a.kv);
+      for (int i = 0; i < a.head_dim; i++) d += double(q[i]) * load(kv_element(a, a.k0, c0 + t, i), a.kv);
       s[size_t(t)] = d * a.scale;
       if (s[size_t(t)] > mx) mx = s[size_t(t)];
     }
@@ -61,7 +57,7 @@ void attention(const AttentionArgs& a) {
     for (int64_t t = 0; t < n; t++) sum += (s[size_t(t)] = std::exp(s[size_t(t)] - mx));
     for (int i = 0; i < vd; i++) {
       double acc = 0;
-      for (int64_t t = 0; t < n; t++) acc += s[size_t(t)] * load(row(a.v0, c0 + t), i, a.kv);
+      for (int64_t t = 0; t < n; t++) acc += s[size_t(t)] * load(kv_element(a, a.v0, c0 + t, i), a.kv);
       o[i] = float(acc / sum);
     }
     if (a.lse) a.lse[g] = float(mx + std::log(sum));
