@@ -8,7 +8,8 @@
 // memory. Writes bench/results/engine-<date>.json (engine-moe-<date>.json, engine-v2lite-<date>.json).
 //
 //   node --import tsx bench/run.ts [--shape dense|moe|v2lite] [--types f16,q8_0,q4_K_M] [--threads 2] [--pp 512] [--tg 128]
-//                                  [--depths 0,4096,16384] [--depth-tg 16] [--expanded-tg 2]
+//                                  [--repeats 3] [--depths 0,4096,16384] [--depth-tg 16] [--expanded-tg 2]
+// pp and tg are the best of --repeats runs (their mean is in the report too).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -22,7 +23,7 @@ const root = join(here, '..');
 const { values } = parseArgs({
   options: {
     shape: { type: 'string', default: 'dense' }, types: { type: 'string' }, threads: { type: 'string', default: '2' }, pp: { type: 'string', default: '512' },
-    tg: { type: 'string', default: '128' }, depths: { type: 'string', default: '0,4096,16384' }, 'depth-tg': { type: 'string', default: '16' },
+    tg: { type: 'string', default: '128' }, repeats: { type: 'string', default: '3' }, depths: { type: 'string', default: '0,4096,16384' }, 'depth-tg': { type: 'string', default: '16' },
     'expanded-tg': { type: 'string', default: '2' },
   },
 });
@@ -50,11 +51,12 @@ for (const type of types.split(',') as Array<'f16' | 'q8_0' | 'q4_K_M' | 'q4_K'>
     makeBenchModel(type, model, shape);
   }
   const depthArgs = shape === 'v2lite' ? ['--depth', values.depths!, '--depth-tg', values['depth-tg']!] : [];
-  const j = ahaBench(['--model', model, '--pp', values.pp!, '--tg', values.tg!, ...depthArgs]);
+  const j = ahaBench(['--model', model, '--pp', values.pp!, '--tg', values.tg!, '--repeats', values.repeats!, ...depthArgs]);
   const row: Record<string, unknown> = { type, ...j, target: TARGETS[type] ?? null };
   results.push(row);
   console.log(
-    `${type.padEnd(7)} pp${j.pp.tokens} ${j.pp.tps.toFixed(1).padStart(6)} t/s   tg${j.tg.tokens} ${j.tg.tps.toFixed(2).padStart(6)} t/s ` +
+    `${type.padEnd(7)} pp${j.pp.tokens} ${j.pp.tps.toFixed(1).padStart(6)} t/s (mean ${j.pp.tpsMean.toFixed(1)})   ` +
+      `tg${j.tg.tokens} ${j.tg.tps.toFixed(2).padStart(6)} t/s (mean ${j.tg.tpsMean.toFixed(2)}) ` +
       `(${(100 * j.tg_fraction_of_bound).toFixed(0)}% of ${j.tg_bound_tps.toFixed(2)} t/s at ${j.bandwidth_gbs.toFixed(1)} GB/s)` +
       (TARGETS[type] ? `   target: pp ${TARGETS[type].pp ?? '-'} / tg ${TARGETS[type].tg ?? '-'}` : ''),
   );

@@ -997,7 +997,7 @@ Napi::Value ModelObject::Benchmark(const Napi::CallbackInfo& info) {
     std::mt19937 rng(1234);
     const int64_t V = m.config().vocab_size;
     std::uniform_int_distribution<int32_t> dist(0, int32_t(V - 1));
-    double pp_best = 0, tg_best = 0;
+    double pp_best = 0, tg_best = 0, pp_sum = 0, tg_sum = 0;
     std::vector<float> logits;
     for (int r = 0; r < reps; r++) {
       if (pp > 0) {
@@ -1008,6 +1008,7 @@ Napi::Value ModelObject::Benchmark(const Napi::CallbackInfo& info) {
         m.forward({{seq, toks, false}}, logits);
         double s = std::chrono::duration<double>(clock::now() - t0).count();
         pp_best = std::max(pp_best, pp / s);
+        pp_sum += pp / s;
         m.free_sequence(seq);
       }
       if (tg > 0) {
@@ -1017,6 +1018,7 @@ Napi::Value ModelObject::Benchmark(const Napi::CallbackInfo& info) {
         for (int i = 0; i < tg; i++) m.forward({{seq, {dist(rng)}, false}}, logits);
         double s = std::chrono::duration<double>(clock::now() - t0).count();
         tg_best = std::max(tg_best, tg / s);
+        tg_sum += tg / s;
         m.free_sequence(seq);
       }
     }
@@ -1035,14 +1037,17 @@ Napi::Value ModelObject::Benchmark(const Napi::CallbackInfo& info) {
       at.push_back({depth, best, m.sequence_length(seq) * m.cache_bytes_per_token(), m.workspace_bytes()});
       m.free_sequence(seq);
     }
-    return [pp, tg, pp_best, tg_best, at, depth_tg](Napi::Env env) -> Napi::Value {
+    const double pp_mean = pp_sum / reps, tg_mean = tg_sum / reps;
+    return [pp, tg, pp_best, tg_best, pp_mean, tg_mean, at, depth_tg](Napi::Env env) -> Napi::Value {
       auto r = Napi::Object::New(env);
       auto a = Napi::Object::New(env);
       a.Set("tokens", pp);
       a.Set("tps", pp_best);
+      a.Set("tpsMean", pp_mean);
       auto b = Napi::Object::New(env);
       b.Set("tokens", tg);
       b.Set("tps", tg_best);
+      b.Set("tpsMean", tg_mean);
       r.Set("pp", a);
       r.Set("tg", b);
       auto d = Napi::Array::New(env, at.size());

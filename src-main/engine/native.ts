@@ -203,11 +203,12 @@ export interface NativeModel {
    * pp: one prefill of `pp` random tokens; tg: `tg` decode steps from an empty context; depths:
    * `depthTg` decode steps after the context is filled to each depth with random cache entries
    * (no prefill), with the cache bytes the sequence holds and the activation buffers decoding
-   * there needs. Best of `repeats`.
+   * there needs. Best of `repeats` (pp and tg also give the mean).
    */
   benchmark(opts: { pp: number; tg: number; repeats?: number; depths?: number[]; depthTg?: number }): Promise<{
-    pp: { tokens: number; tps: number };
-    tg: { tokens: number; tps: number };
+    /** tps: the best of the repeats; tpsMean: their mean. */
+    pp: { tokens: number; tps: number; tpsMean: number };
+    tg: { tokens: number; tps: number; tpsMean: number };
     depths: Array<{ depth: number; tokens: number; tps: number; cacheBytes: number; workspaceBytes: number }>;
   }>;
   unload(): Promise<void>;

@@ -25,6 +25,11 @@ test('aha logits prints the last or every position as JSON, the same for HF and 
     maxDiff = Math.max(maxDiff, Math.abs(a.logits[0][i] - all.logits[2][i]));
   }
   assert.ok(maxDiff / maxAbs < 1e-5, `hf vs gguf last row differ by ${maxDiff / maxAbs}`);
+  // A bf16 KV cache: close to f32, not equal.
+  const b = JSON.parse(aha('logits', '--model', join(gen, 'qwen2-tiny'), '--tokens', '9707,11,1246', '--kv', 'bf16').stdout);
+  const d = a.logits[0].reduce((m, x, i) => Math.max(m, Math.abs(x - b.logits[0][i])), 0);
+  assert.ok(d > 0 && d / maxAbs < 2e-2, `bf16 cache vs f32: ${d / maxAbs}`);
+  assert.match(aha('logits', '--model', join(gen, 'qwen2-tiny'), '--tokens', '1', '--kv', 'q8_0').stderr, /--kv must be f16, bf16 or f32/);
 });
 
 test('aha generate streams text and reports JSON with --json', () => {
@@ -48,6 +53,34 @@ test('aha bench reports speed with the bandwidth bound', () => {
   assert.equal(j.threads, 2);
   assert.equal(j.pp.tokens, 16);
   assert.ok(j.pp.tps > 0 && j.tg.tps > 0 && j.bandwidth_gbs > 0 && j.tg_fraction_of_bound > 0);
+});
+
+test('aha bench decodes at context depth: the latent cache grows by its formula, the expanded form holds K and V', () => {
+  const model = join(root, 'tests/fixtures/generated-deepseek/deepseek-v2-lite-tiny-r64');
+  const run = (mla: string) => {
+    const r = aha('bench', '--model', model, '--pp', '0', '--tg', '0', '--depth', '0,600', '--depth-tg', '4', '--mla', mla, '--threads', '2', '--json');
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as {
+      kv_type: string;
+      expanded_kv_bytes_per_token: number;
+      depths: Array<{ depth: number; tokens: number; tps: number; cacheBytes: number; workspaceBytes: number; slowdown_vs_depth0: number }>;
+    };
+  };
+  const abs = run('absorbed'), exp = run('expanded');
+  // 2 layers × (kv_lora_rank 64 + qk_rope 32) × 2 bytes (bf16, the MLA default) per token: the
+  // depth, the warm-up token and the 4 timed ones.
+  assert.equal(abs.kv_type, 'bf16');
+  assert.deepEqual(abs.depths.map((d) => [d.depth, d.tokens, d.cacheBytes]), [[0, 4, 5 * 384], [600, 4, 605 * 384]]);
+  assert.deepEqual(exp.depths.map((d) => d.cacheBytes), [5 * 384, 605 * 384]);
+  // The per-head K and V a non-MLA cache would hold: 2 layers × 16 heads × (16 + 32 + 16) × 2 bytes.
+  assert.equal(abs.expanded_kv_bytes_per_token, 4096);
+  assert.ok(abs.depths.every((d) => d.tps > 0) && abs.depths[0].slowdown_vs_depth0 === 1);
+  // Expanded decoding rebuilds every context token's K and V: its activations grow with the depth.
+  assert.ok(exp.depths[1].workspaceBytes > 600 * 16 * (16 + 32 + 16) * 4, `${exp.depths[1].workspaceBytes}`);
+  assert.ok(abs.depths[1].workspaceBytes < exp.depths[1].workspaceBytes / 10);
+  const bad = aha('bench', '--model', model, '--depth', '10,x');
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--depth must be a comma-separated list of token counts/);
 });
 
 test('aha gives clear errors and exit codes', () => {
