@@ -402,7 +402,7 @@ async function bench(v: Values): Promise<void> {
   const depths = typeof v.depth === 'string' ? v.depth.split(',').map((d) => Number(d)) : [];
   if (depths.some((d) => !Number.isInteger(d) || d < 0)) throw new UsageError(`--depth must be a comma-separated list of token counts, got '${v.depth}'`);
   const depthTg = int(v, 'depth-tg', tg, 1);
-  const context = Math.max(opts.context ?? 0, pp + tg + 8, ...depths.map((d) => d + depthTg + 8));
+  const context = Math.max(opts.context ?? 0, pp + tg + 8, ...depths.map((d) => d + depthTg * repeats + 8));
   // One sequence at a time: the cache needs one context, not the default two.
   const model = await native().loadModel(path, { ...opts, context, cacheTokens: context + 16 }, progressBar(json));
   try {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "aha/dtype.h"
+#include "core/aligned.h"
 #include "runtime/paged_blocks.h"
 
 namespace aha {
@@ -38,7 +39,7 @@ class KvCache : public PagedBlocks {
   }
   int64_t n_layers_, n_kv_heads_, head_dim_;
   DType dtype_;
-  std::vector<uint8_t> k_, v_;
+  aligned_vector<uint8_t> k_, v_;
 };
 
 // A sequence: its tokens and the blocks that hold their K/V.

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "aha/dtype.h"
+#include "core/aligned.h"
 #include "runtime/paged_blocks.h"
 
 namespace aha {
@@ -54,7 +55,7 @@ class MlaCache : public PagedBlocks {
   int64_t n_layers_, kv_lora_rank_, qk_rope_head_dim_;
   DType dtype_;
   bool tiled_ = false;
-  std::vector<uint8_t> data_;  // [layer][block][slot][kv_lora_rank + qk_rope_head_dim]
+  aligned_vector<uint8_t> data_;  // [layer][block][slot][kv_lora_rank + qk_rope_head_dim]
 };
 
 }  // namespace aha

@@ -33,6 +33,7 @@
 #include "backends/cpu/amx_tiles.h"
 #include "backends/cpu/exp_avx512.h"
 #include "backends/cpu/ops.h"
+#include "core/aligned.h"
 
 namespace aha {
 
@@ -54,12 +55,12 @@ void configure() {
   load_tile_config(kTileConfigId, c);
 }
 
-struct Buffers {
-  std::vector<uint16_t> qt;     // [head_dim / 32][16 pairs][16 heads][2]
-  std::vector<float> s;         // [kSubTiles][16 slots][16 heads]
-  std::vector<uint32_t> pe, po; // [kSubTiles][16 heads][16 slots]: (p, 0) and (0, p) bf16 pairs
-  std::vector<float> o;         // [16 heads][v_dim], per 32 values its 16 evens then its 16 odds
-  std::vector<uint16_t> tiles;  // the sub-chunk's slots, copied: [kSubTiles][16 slots][head_dim]
+struct Buffers {  // cache-line aligned: a tile row that straddles two lines loads twice
+  aligned_vector<uint16_t> qt;     // [head_dim / 32][16 pairs][16 heads][2]
+  aligned_vector<float> s;         // [kSubTiles][16 slots][16 heads]
+  aligned_vector<uint32_t> pe, po; // [kSubTiles][16 heads][16 slots]: (p, 0) and (0, p) bf16 pairs
+  aligned_vector<float> o;         // [16 heads][v_dim], per 32 values its 16 evens then its 16 odds
+  aligned_vector<uint16_t> tiles;  // the partial tiles, copied: [2][16 slots][head_dim]
 };
 
 Buffers& buffers() {
