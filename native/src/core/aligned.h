@@ -27,4 +27,8 @@ struct AlignedAllocator {
 template <class T>
 using aligned_vector = std::vector<T, AlignedAllocator<T>>;
 
+// Asks the kernel to back the whole 2 MiB pages inside [p, p + n) with huge pages (one TLB entry
+// per 2 MiB: a decode step at depth walks the cache's every page). A hint; ignored where unsupported.
+void advise_huge_pages(void* p, size_t n);
+
 }  // namespace aha

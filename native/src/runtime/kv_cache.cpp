@@ -10,8 +10,11 @@ KvCache::KvCache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, DType d
     : PagedBlocks(n_blocks, block_size), n_layers_(n_layers), n_kv_heads_(n_kv_heads), head_dim_(head_dim), dtype_(dtype) {
   if (!is_kv_dtype(dtype)) throw Error(std::string("KV cache dtype must be f16, bf16 or f32, not ") + dtype_name(dtype));
   size_t bytes = size_t(n_layers) * size_t(n_blocks) * size_t(block_size) * slot_stride();
-  k_.resize(bytes);
-  v_.resize(bytes);
+  for (auto* kv : {&k_, &v_}) {
+    kv->reserve(bytes);  // untouched yet: the huge-page hint applies before the pages fault in
+    advise_huge_pages(kv->data(), bytes);
+    kv->resize(bytes);
+  }
 }
 
 void KvCache::copy_block(int32_t dst, int32_t src) {
