@@ -623,6 +623,14 @@ TEST(deepseek_fp8_weights_are_used_as_stored) {
     CHECK_MSG(e < tol && e > 0, dtype_name(dt) << ": " << e);
     CHECK(ci.dtype_mix.count(dtype_name(dt)) && !ci.dtype_mix.count("fp8_b128"));  // (q4_K: rows of 128 take q8_0, as llama.cpp does)
   }
+  // A block-quantized kv_b: decode's absorbed W_UK copies hold its values in bf16, prefill runs
+  // expanded on the q8_0 matrix itself. They differ mostly by the q8_0 activations each form's
+  // products quantize (3.2% with f32 copies, 3.1% with bf16 ones when this was written).
+  const std::vector<float> q8_prefill = fp8_logits("deepseek-v3-tiny-128-fp8", DType::Q8_0, false);
+  const std::vector<float> q8_decode = fp8_logits("deepseek-v3-tiny-128-fp8", DType::Q8_0, true);
+  const double qd = rel_max(q8_decode, q8_prefill);
+  check::note("q8_0 kv_b: absorbed decode (bf16 W_UK copies) vs expanded prefill " + std::to_string(qd));
+  CHECK_MSG(qd > 0 && qd < 5e-2, "q8_0 kv_b, absorbed vs expanded: " << qd);
 }
 
 // A missing or misshapen weight_scale_inv, a block size other than 128 × 128, rows that are not

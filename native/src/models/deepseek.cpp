@@ -422,11 +422,15 @@ DeepseekModel::DeepseekModel(WeightStore& ws, int experts_per_token) : c_(ws.con
       L.wkv_b = &ws.get(n("attn_kv_b.weight"), {r, nh * (nope + d.v_head_dim)});
       mats.push_back(L.wkv_b);
       // The absorbed form's per-head factors of kv_b_proj: W_UK_h (rows h*(nope+v) .. +nope)
-      // transposed into a copy (in the weight's own dtype when that is f32/f16/bf16, where moving
-      // elements is exact; else f32), W_UV_h (the next v rows) used in place.
+      // transposed into a copy, W_UV_h (the next v rows) used in place. The copy keeps the
+      // weight's own dtype when that is f32/f16/bf16 (moving elements is exact); a GGUF block
+      // quant's dequantized values go to bf16 (rounding them costs far less than the quantization
+      // already did, and decode reads half the bytes of f32: an f32 copy of a q4_K kv_b is 7x the
+      // matrix); FP8's to f32.
       const DType kv_b_dt = L.wkv_b->dtype;
       const bool raw16 = kv_b_dt == DType::F16 || kv_b_dt == DType::BF16;
-      const DType kb_dt = raw16 || kv_b_dt == DType::F32 ? kv_b_dt : DType::F32;
+      const bool block_quant = !raw16 && kv_b_dt != DType::F32 && kv_b_dt != DType::FP8_B128 && kv_b_dt != DType::F8_E4M3;
+      const DType kb_dt = raw16 || kv_b_dt == DType::F32 ? kv_b_dt : block_quant ? DType::BF16 : DType::F32;
       const size_t el = kb_dt == DType::F32 ? 4 : 2;
       std::vector<float> row(static_cast<size_t>(r));
       for (int64_t h = 0; h < nh; h++) {
@@ -437,7 +441,14 @@ DeepseekModel::DeepseekModel(WeightStore& ws, int experts_per_token) : c_(ws.con
             for (int64_t j = 0; j < r; j++) std::memcpy(t.data() + size_t(j * nope + i) * 2, src + size_t(j) * 2, 2);
           } else {
             dequantize_row(kv_b_dt, src, row.data(), r);
-            for (int64_t j = 0; j < r; j++) std::memcpy(t.data() + size_t(j * nope + i) * 4, &row[size_t(j)], 4);
+            for (int64_t j = 0; j < r; j++) {
+              if (el == 4) {
+                std::memcpy(t.data() + size_t(j * nope + i) * 4, &row[size_t(j)], 4);
+              } else {
+                const uint16_t b = f32_to_bf16(row[size_t(j)]);
+                std::memcpy(t.data() + size_t(j * nope + i) * 2, &b, 2);
+              }
+            }
           }
         }
         Tensor kb;
