@@ -775,10 +775,10 @@ void DeepseekModel::attend_absorbed(int64_t l, const ForwardBatch& b, int64_t t0
   const int32_t* blocks = b.blocks[size_t(t0)];
   const int P = pool.size();
   const bool split = P > 1 && b.pos[size_t(t1 - 1)] + 1 >= kSplitContext;
-  // Per thread: q_nope rows [n, nope]; the absorbed queries [n, heads, KVA] of its heads (all
-  // heads when split); the op's outputs [n, heads, r]; one head's latent outputs [n, r] and values
-  // [n, v]; the op's scratch.
-  const int64_t heads = split ? nh : (nh + P - 1) / P, kva16 = (KVA + 15) / 16 * 16;
+  // Per thread: q_nope rows [n, nope]; the absorbed queries [n, heads, KVA] of its heads and the
+  // op's outputs [n, heads, r] (not split: split, they live in w.qabs and w.part); one head's
+  // latent outputs [n, r] and values [n, v]; the op's scratch.
+  const int64_t heads = split ? 0 : (nh + P - 1) / P, kva16 = (KVA + 15) / 16 * 16;
   const size_t per_thread = size_t(n * nope + n * heads * (KVA + r) + n * (r + vd) + 16 * kva16);
   grow(w.scratch, per_thread * size_t(P));
   if (w.act.size() < size_t(P)) w.act.resize(size_t(P));

@@ -2,13 +2,14 @@
 // shared latent "KV head"), where a token's 16 query heads against 16 cached slots are one
 // 16 x 16 tile product. Tested against ops_ref.cpp; anything it does not cover (another cache
 // dtype, more than 16 heads, head or value sizes that are not whole tiles, blocks that are not
-// whole 16-slot tiles) runs the AVX-512 op.
+// whole 16-slot tiles, V other than the K slot's first values) runs the AVX-512 op.
 //
 // Per range of slots, in sub-chunks of up to 256 slots (flash-decoding's online softmax, so each
 // cached slot is read from memory once and then from cache):
 //  1. scores: Sᵀ [16 slots x 16 heads] += K_tile [16 slots x 32] · Qᵀ [32 x 16 heads]; the K
-//     tile is 16 consecutive slots of one cache block loaded straight from the cache (row stride
-//     = the slot stride), Qᵀ is the scaled query in the B operand's pair layout, made once;
+//     tile is 16 consecutive slots of one cache block loaded straight from the cache (in the MLA
+//     cache's tiled layout each 32-value column of it is 1 KB in a row; slot-major, the rows are
+//     the slots), Qᵀ is the scaled query in the B operand's pair layout, made once;
 //  2. the running max and sum per head (each Sᵀ row is one zmm of 16 heads), the output
 //     accumulators rescaled when the max grows, P = exp(S - max) transposed to [16 heads x 16
 //     slots];
