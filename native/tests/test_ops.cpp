@@ -184,6 +184,44 @@ TEST(ops_attention_ranges_merge) {
   else check::note("no AMX-BF16 here: the bf16 tile attention is not exercised");
 }
 
+// Slots outside the attended range may hold anything (a freed sequence's stale entries, NaN
+// included): the result over [begin, end) must not see them, on every ISA and layout.
+TEST(ops_attention_ignores_slots_outside_the_range) {
+  std::mt19937 rng(13);
+  std::vector<Isa> isas = isas_here();
+  for (Isa isa : isas)
+    for (bool tiled : {false, true}) {
+      const int group = 16, hd = 576, vd = 512;
+      const int64_t begin = 21, end = 70;  // partial first and last tiles
+      TestCache c(end, hd, DType::BF16, rng, 16, tiled);
+      auto q = randn(size_t(group * hd), rng, 0.5f);
+      std::vector<float> scratch(size_t(group) * size_t((hd + 15) / 16 * 16) + 64);
+      auto run = [&](std::vector<float>& out, std::vector<float>& lse) {
+        out.assign(size_t(group * vd), 0.0f);
+        lse.assign(size_t(group), 0.0f);
+        AttentionArgs a = c.args(q.data(), out.data(), group, end, scratch.data(), true);
+        a.v_dim = vd;
+        a.ctx_begin = begin;
+        a.lse = lse.data();
+        cpu_ops(isa).attention(a);
+      };
+      std::vector<float> clean, clean_lse, dirty, dirty_lse;
+      run(clean, clean_lse);
+      // NaN into every slot of the range's blocks outside [begin, end).
+      AttentionArgs probe = c.args(q.data(), clean.data(), group, end, scratch.data(), true);
+      probe.tiled = tiled;
+      const uint16_t nan = 0x7fc0;
+      for (int64_t t = begin / 16 * 16; t < (end + 15) / 16 * 16; t++) {
+        if (t >= begin && t < end) continue;
+        for (int i = 0; i < hd; i++) std::memcpy(const_cast<uint8_t*>(kv_element(probe, c.K.data(), t, i)), &nan, 2);
+      }
+      run(dirty, dirty_lse);
+      bool same = dirty == clean && dirty_lse == clean_lse;
+      for (float x : dirty) same = same && std::isfinite(x);
+      CHECK_MSG(same, isa_name(isa) << (tiled ? " tiled" : "") << ": NaN slots outside the range changed the result");
+    }
+}
+
 // Interleaved rope on rows permuted the way llama.cpp's converter permutes Q/K equals neox rope.
 TEST(ops_rope_layouts_agree) {
   std::mt19937 rng(3);
