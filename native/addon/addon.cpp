@@ -986,13 +986,21 @@ Napi::Value ModelObject::Benchmark(const Napi::CallbackInfo& info) {
     for (uint32_t i = 0; i < a.Length(); i++) depths.push_back(int64_t(a.Get(i).As<Napi::Number>().DoubleValue()));
   }
   const int depth_tg = int(num(o, "depthTg", tg));
+  // How the context gets to depth: random cache entries (default), or a real prefill of random
+  // tokens in chunks of 512 (what llama-bench's -d does; slow for deep contexts of big models).
+  bool depth_prefill = false;
+  if (o.Has("depthFill") && o.Get("depthFill").IsString()) {
+    const std::string f = o.Get("depthFill").ToString();
+    if (f == "prefill") depth_prefill = true;
+    else if (f != "random") throw Napi::Error::New(env, "depthFill must be random or prefill, not " + f);
+  }
   struct DepthResult {
     int64_t depth;
     double tps;
     int64_t cache_bytes;
     size_t workspace_bytes;
   };
-  auto* job = new Job(env, h, [pp, tg, reps, depths, depth_tg](Model& m) -> std::function<Napi::Value(Napi::Env)> {
+  auto* job = new Job(env, h, [pp, tg, reps, depths, depth_tg, depth_prefill](Model& m) -> std::function<Napi::Value(Napi::Env)> {
     using clock = std::chrono::steady_clock;
     std::mt19937 rng(1234);
     const int64_t V = m.config().vocab_size;
@@ -1025,7 +1033,16 @@ Napi::Value ModelObject::Benchmark(const Napi::CallbackInfo& info) {
     std::vector<DepthResult> at;
     for (int64_t depth : depths) {
       int seq = m.new_sequence();
-      m.fill_context(seq, depth);
+      if (depth_prefill) {
+        for (int64_t done = 0; done < depth;) {
+          std::vector<int32_t> toks(size_t(std::min<int64_t>(512, depth - done)));
+          for (auto& t : toks) t = dist(rng);
+          m.forward({{seq, toks, false}}, logits);
+          done += int64_t(toks.size());
+        }
+      } else {
+        m.fill_context(seq, depth);
+      }
       m.release_workspace();  // workspaceBytes: what decoding at this depth holds
       m.forward({{seq, {dist(rng)}, false}}, logits);  // warm: buffers grown, pages touched
       double best = 0;

@@ -79,8 +79,13 @@ const commands: Record<string, { summary: string; usage: string; options: Option
   --depth D1,D2,..     also decode --depth-tg tokens (default --tg) at these context depths, the context
                        filled with random cache entries rather than a prefill (decode speed at depth
                        depends on the depth, not on the values); reports each depth's cache and
-                       activation memory`,
-    options: { pp: { type: 'string' }, tg: { type: 'string' }, repeats: { type: 'string' }, depth: { type: 'string' }, 'depth-tg': { type: 'string' } },
+                       activation memory
+  --depth-fill random|prefill   how the context gets there (prefill: random tokens through the
+                       model, as llama-bench -d; slow for deep contexts of big models)`,
+    options: {
+      pp: { type: 'string' }, tg: { type: 'string' }, repeats: { type: 'string' }, depth: { type: 'string' }, 'depth-tg': { type: 'string' },
+      'depth-fill': { type: 'string' },
+    },
     run: bench,
   },
   serve: {
@@ -402,12 +407,14 @@ async function bench(v: Values): Promise<void> {
   const depths = typeof v.depth === 'string' ? v.depth.split(',').map((d) => Number(d)) : [];
   if (depths.some((d) => !Number.isInteger(d) || d < 0)) throw new UsageError(`--depth must be a comma-separated list of token counts, got '${v.depth}'`);
   const depthTg = int(v, 'depth-tg', tg, 1);
+  const depthFill = (v['depth-fill'] as string | undefined) ?? 'random';
+  if (depthFill !== 'random' && depthFill !== 'prefill') throw new UsageError(`--depth-fill must be random or prefill, got '${depthFill}'`);
   const context = Math.max(opts.context ?? 0, pp + tg + 8, ...depths.map((d) => d + depthTg * repeats + 8));
   // One sequence at a time: the cache needs one context, not the default two.
   const model = await native().loadModel(path, { ...opts, context, cacheTokens: context + 16 }, progressBar(json));
   try {
     const info = model.info();
-    const r = await model.benchmark({ pp, tg, repeats, depths, depthTg });
+    const r = await model.benchmark({ pp, tg, repeats, depths, depthTg, depthFill });
     const bandwidth = await native().measureBandwidth(info.threads);
     // The decode bound: one step reads every weight once (the embedding table only when tied).
     const bound = (bandwidth * 1e9) / info.decodeBytes;
@@ -429,6 +436,7 @@ async function bench(v: Values): Promise<void> {
         ? {
             mla: ds ? (opts.mlaAttention ?? 'auto') : undefined,
             kv_type: opts.kvType ?? (ds ? 'bf16' : 'f16'),
+            depth_fill: depthFill,
             // What a cache of the expanded per-head K and V would take per token (MLA models).
             expanded_kv_bytes_per_token: ds
               ? info.config.layers * info.config.heads * (ds.qkNopeHeadDim + ds.qkRopeHeadDim + ds.vHeadDim) * 2

@@ -202,10 +202,10 @@ export interface NativeModel {
   /**
    * pp: one prefill of `pp` random tokens; tg: `tg` decode steps from an empty context; depths:
    * `depthTg` decode steps after the context is filled to each depth with random cache entries
-   * (no prefill), with the cache bytes the sequence holds and the activation buffers decoding
+   * (no prefill; depthFill 'prefill' runs a real one of random tokens instead), with the cache bytes the sequence holds and the activation buffers decoding
    * there needs. Best of `repeats` (pp and tg also give the mean).
    */
-  benchmark(opts: { pp: number; tg: number; repeats?: number; depths?: number[]; depthTg?: number }): Promise<{
+  benchmark(opts: { pp: number; tg: number; repeats?: number; depths?: number[]; depthTg?: number; depthFill?: 'random' | 'prefill' }): Promise<{
     /** tps: the best of the repeats; tpsMean: their mean. */
     pp: { tokens: number; tps: number; tpsMean: number };
     tg: { tokens: number; tps: number; tpsMean: number };

@@ -78,6 +78,13 @@ test('aha bench decodes at context depth: the latent cache grows by its formula,
   // Expanded decoding rebuilds every context token's K and V: its activations grow with the depth.
   assert.ok(exp.depths[1].workspaceBytes > 600 * 16 * (16 + 32 + 16) * 4, `${exp.depths[1].workspaceBytes}`);
   assert.ok(abs.depths[1].workspaceBytes < exp.depths[1].workspaceBytes / 10);
+  // The same depth reached by a real prefill of random tokens holds the same cache.
+  const pre = aha('bench', '--model', model, '--pp', '0', '--tg', '0', '--depth', '600', '--depth-tg', '4', '--depth-fill', 'prefill', '--json');
+  assert.equal(pre.code, 0, pre.stderr);
+  const pj = JSON.parse(pre.stdout);
+  assert.equal(pj.depth_fill, 'prefill');
+  assert.equal(pj.depths[0].cacheBytes, 605 * 384);
+  assert.match(aha('bench', '--model', model, '--depth', '10', '--depth-fill', 'zeros').stderr, /--depth-fill must be random or prefill/);
   const bad = aha('bench', '--model', model, '--depth', '10,x');
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--depth must be a comma-separated list of token counts/);
