@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -394,6 +395,37 @@ TEST(deepseek_cache_is_shared_by_forks_and_prefixes) {
   auto res = m->generate({r, r}, nullptr);
   CHECK(res[0].tokens == res[1].tokens);
   CHECK(res[1].cached_tokens == int64_t(toks.size()));
+}
+
+// The bf16 cache in the tile layout (where AMX-BF16 runs) under forks: a prompt ending mid-block,
+// two forks that copy that block before they write, and the parent after them. The parent and the
+// one-token fork decode the next token bit for bit alike (absorbed, the same cached prefix); the
+// two-token fork runs expanded, as the prefill did, and matches its rows.
+TEST(deepseek_tiled_cache_forks_copy_on_write) {
+  LoadOptions o;
+  o.threads = 2;
+  o.kv_dtype = DType::BF16;
+  o.context = 256;
+  auto m = Model::load(tiny_deepseek("deepseek-v2-lite-tiny-r64"), o);
+  std::mt19937 rng(9);
+  std::uniform_int_distribution<int32_t> tok(0, 4095);
+  std::vector<int32_t> toks(24);
+  for (auto& t : toks) t = tok(rng);
+  const int64_t V = m->config().vocab_size;
+  const std::vector<float> whole = run(*m, toks, false);
+  int seq = m->new_sequence();
+  std::vector<float> logits, l1, l2;
+  m->forward({{seq, {toks.begin(), toks.begin() + 21}, false}}, logits);
+  int f1 = m->fork_sequence(seq), f2 = m->fork_sequence(seq);
+  m->forward({{f1, {toks[21]}, false}, {f2, {toks[21], toks[22]}, true}}, l1);
+  m->forward({{seq, {toks[21]}, false}}, l2);
+  CHECK(std::equal(l2.begin(), l2.begin() + V, l1.begin()));  // parent = fork 1
+  const std::vector<float> row21(whole.begin() + 21 * V, whole.begin() + 22 * V), row22(whole.begin() + 22 * V, whole.begin() + 23 * V);
+  CHECK(max_rel_diff(row21, std::vector<float>(l1.begin() + V, l1.begin() + 2 * V), V) < 1e-5);  // fork 2, expanded
+  CHECK(max_rel_diff(row22, std::vector<float>(l1.begin() + 2 * V, l1.begin() + 3 * V), V) < 1e-5);
+  // Absorbed bf16 tiles against the expanded prefill: their rounding apart.
+  CHECK(max_rel_diff(row21, std::vector<float>(l1.begin(), l1.begin() + V), V) < 2e-2);
+  for (int s : {f1, f2, seq}) m->free_sequence(s);
 }
 
 // The named intermediates a reference can be diffed against, and what the gate's output means.
