@@ -103,6 +103,18 @@ struct TestCache {
     for (int64_t b = 0; b < (n_ctx + bs - 1) / bs; b++) blocks.push_back(int32_t((b * 5 + 2) % n_blocks));  // scattered
   }
   size_t slot() const { return size_t(hd) * kv_elem_bytes(kv); }
+  // MLA's absorbed shape (V = the first vd values of the K slot) over [begin, end), with the lse.
+  void attend_range(const CpuOps& ops, const float* q, int group, int vd, int64_t begin, int64_t end, std::vector<float>& out,
+                    std::vector<float>& lse) const {
+    std::vector<float> scratch(size_t(group) * size_t((hd + 15) / 16 * 16) + 64);
+    out.assign(size_t(group * vd), 0.0f);
+    lse.assign(size_t(group), 0.0f);
+    AttentionArgs a = args(q, out.data(), group, end, scratch.data(), true);
+    a.v_dim = vd;
+    a.ctx_begin = begin;
+    a.lse = lse.data();
+    ops.attention(a);
+  }
   AttentionArgs args(const float* q, float* out, int group, int64_t n_ctx, float* scratch, bool shared_kv = false) const {
     AttentionArgs a{q, out, group, hd, float(1 / std::sqrt(double(hd))), n_ctx, blocks.data(), bs, K.data(), shared_kv ? K.data() : V.data(),
                     size_t(bs) * slot(), slot(), kv, scratch};
@@ -147,15 +159,8 @@ TEST(ops_attention_ranges_merge) {
           if (tiled && hd % 32) continue;  // the tile layout holds whole 32-value columns
           TestCache c(n_ctx, hd, kv, rng, 16, tiled);
           auto q = randn(size_t(group * hd), rng, 0.5f);
-          std::vector<float> scratch(size_t(group) * size_t((hd + 15) / 16 * 16) + 64);
           auto run = [&](const CpuOps& ops, int64_t begin, int64_t end, std::vector<float>& out, std::vector<float>& lse) {
-            out.assign(size_t(group * vd), 0.0f);
-            lse.assign(size_t(group), 0.0f);
-            AttentionArgs a = c.args(q.data(), out.data(), group, end, scratch.data(), true);
-            a.v_dim = vd;
-            a.ctx_begin = begin;
-            a.lse = lse.data();
-            ops.attention(a);
+            c.attend_range(ops, q.data(), group, vd, begin, end, out, lse);
           };
           static const CpuOps ref_ops = {ref::rmsnorm, ref::swiglu, ref::add, ref::attention, ref::gemm};
           const CpuOps& ops = isa == Isa::Scalar ? ref_ops : cpu_ops(isa);
@@ -195,20 +200,11 @@ TEST(ops_attention_ignores_slots_outside_the_range) {
       const int64_t begin = 21, end = 70;  // partial first and last tiles
       TestCache c(end, hd, DType::BF16, rng, 16, tiled);
       auto q = randn(size_t(group * hd), rng, 0.5f);
-      std::vector<float> scratch(size_t(group) * size_t((hd + 15) / 16 * 16) + 64);
-      auto run = [&](std::vector<float>& out, std::vector<float>& lse) {
-        out.assign(size_t(group * vd), 0.0f);
-        lse.assign(size_t(group), 0.0f);
-        AttentionArgs a = c.args(q.data(), out.data(), group, end, scratch.data(), true);
-        a.v_dim = vd;
-        a.ctx_begin = begin;
-        a.lse = lse.data();
-        cpu_ops(isa).attention(a);
-      };
+      auto run = [&](std::vector<float>& out, std::vector<float>& lse) { c.attend_range(cpu_ops(isa), q.data(), group, vd, begin, end, out, lse); };
       std::vector<float> clean, clean_lse, dirty, dirty_lse;
       run(clean, clean_lse);
       // NaN into every slot of the range's blocks outside [begin, end).
-      AttentionArgs probe = c.args(q.data(), clean.data(), group, end, scratch.data(), true);
+      AttentionArgs probe = c.args(q.data(), clean.data(), group, end, nullptr, true);  // addresses only
       probe.tiled = tiled;
       const uint16_t nan = 0x7fc0;
       for (int64_t t = begin / 16 * 16; t < (end + 15) / 16 * 16; t++) {
