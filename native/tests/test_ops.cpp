@@ -94,7 +94,7 @@ struct TestCache {
       for (int64_t b = 0; b < n_blocks; b++)
         for (int64_t s = 0; s < bs; s++)
           for (int64_t i = 0; i < hd; i++)
-            kv_store(K.data() + size_t(b * bs) * slot + size_t(s / 16) * 16 * slot + size_t(i / 32) * 1024 + size_t(s % 16) * 64 + size_t(i % 32) * 2,
+            kv_store(K.data() + size_t(b * bs) * slot + kv_tiled_offset(s, i, hd),
                      &kf[size_t((b * bs + s) * hd + i)], 1, kv);
     } else {
       kv_store(K.data(), kf.data(), int64_t(kf.size()), kv);

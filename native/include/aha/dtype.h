@@ -48,6 +48,12 @@ inline bool is_kv_dtype(DType t) { return t == DType::F32 || t == DType::F16 || 
 inline size_t kv_elem_bytes(DType t) { return t == DType::F32 ? 4 : 2; }
 void kv_store(uint8_t* dst, const float* src, int64_t n, DType t);
 void kv_load(float* dst, const uint8_t* src, int64_t n, DType t);
+// The 16-slot tile layout of a bf16 K/V block (where the AMX-BF16 attention runs): per 16 slots
+// and per 32 values, the 16 slots' 64 bytes side by side, so a tile load reads 1 KB in a row.
+// Byte offset of value i of slot s from the block's start, for slots of `width` values.
+inline size_t kv_tiled_offset(int64_t s, int64_t i, int64_t width) {
+  return size_t(s / 16) * 16 * size_t(width) * 2 + size_t(i / 32) * 1024 + size_t(s % 16) * 64 + size_t(i % 32) * 2;
+}
 // float8_e4m3fn → f32, exactly (NaN for S.1111.111).
 float e4m3_to_f32(uint8_t b);
 

@@ -23,7 +23,7 @@ MlaCache::MlaCache(int64_t n_layers, int64_t kv_lora_rank, int64_t qk_rope_head_
 }
 
 void MlaCache::write(int64_t layer, int32_t block, int64_t s, const float* c_kv, const float* k_pe) {
-  uint8_t* p = data_.data() + offset(layer, block, 0);
+  uint8_t* p = data_.data() + block_offset(layer, block);
   if (!tiled_) {
     kv_store(p + in_block(s, 0), c_kv, kv_lora_rank_, dtype_);
     kv_store(p + in_block(s, kv_lora_rank_), k_pe, qk_rope_head_dim_, dtype_);
@@ -34,7 +34,7 @@ void MlaCache::write(int64_t layer, int32_t block, int64_t s, const float* c_kv,
 }
 
 void MlaCache::read(int64_t layer, int32_t block, int64_t s, float* c_kv, float* k_pe) const {
-  const uint8_t* p = data_.data() + offset(layer, block, 0);
+  const uint8_t* p = block_data(layer, block);
   if (!tiled_) {
     kv_load(c_kv, p + in_block(s, 0), kv_lora_rank_, dtype_);
     kv_load(k_pe, p + in_block(s, kv_lora_rank_), qk_rope_head_dim_, dtype_);
@@ -46,7 +46,7 @@ void MlaCache::read(int64_t layer, int32_t block, int64_t s, float* c_kv, float*
 
 void MlaCache::copy_block(int32_t dst, int32_t src) {
   const size_t n = size_t(block_size_) * slot_bytes();
-  for (int64_t l = 0; l < n_layers_; l++) std::memcpy(data_.data() + offset(l, dst, 0), data_.data() + offset(l, src, 0), n);
+  for (int64_t l = 0; l < n_layers_; l++) std::memcpy(data_.data() + block_offset(l, dst), block_data(l, src), n);
 }
 
 }  // namespace aha

@@ -3,7 +3,7 @@
 // one slot, so bytes per token = n_layers × (kv_lora_rank + qk_rope_head_dim) × element size.
 // Paged like the dense KV cache: blocks of block_size slots, shared by forked sequences.
 // A bf16 cache where the AMX-BF16 attention runs is "tiled": each block holds its slots in groups
-// of 16, and per group and per 32 values the 16 slots' 64 bytes side by side (AttentionArgs::tiled),
+// of 16, and per group and per 32 values the 16 slots' 64 bytes side by side (kv_tiled_offset),
 // so that a tile load reads 1 KB in a row instead of 16 strided lines. Only the layout differs;
 // write, read and the byte counts are the same.
 #pragma once
@@ -35,7 +35,7 @@ class MlaCache : public PagedBlocks {
 
   // Start of (layer, block): slot-major, block_size slots of c_kv [kv_lora_rank] then k_pe
   // [qk_rope_head_dim]; or tiled (above).
-  const uint8_t* block_data(int64_t layer, int32_t block) const { return data_.data() + offset(layer, block, 0); }
+  const uint8_t* block_data(int64_t layer, int32_t block) const { return data_.data() + block_offset(layer, block); }
 
   void write(int64_t layer, int32_t block, int64_t s, const float* c_kv, const float* k_pe);
   // c_kv and k_pe of one cached token as f32 (c_kv [kv_lora_rank], k_pe [qk_rope_head_dim]).
@@ -44,13 +44,13 @@ class MlaCache : public PagedBlocks {
   void copy_block(int32_t dst, int32_t src) override;
 
  private:
-  size_t offset(int64_t layer, int32_t block, int64_t s) const {
-    return ((size_t(layer) * size_t(n_blocks_) + size_t(block)) * size_t(block_size_) + size_t(s)) * slot_bytes();
+  size_t block_offset(int64_t layer, int32_t block) const {
+    return (size_t(layer) * size_t(n_blocks_) + size_t(block)) * size_t(block_size_) * slot_bytes();
   }
   // Byte offset of value i of slot s within its block.
   size_t in_block(int64_t s, int64_t i) const {
     if (!tiled_) return size_t(s) * slot_bytes() + size_t(i) * elem_bytes();
-    return size_t(s / 16) * 16 * slot_bytes() + size_t(i / 32) * 1024 + size_t(s % 16) * 64 + size_t(i % 32) * 2;
+    return kv_tiled_offset(s, i, kv_lora_rank_ + qk_rope_head_dim_);
   }
   int64_t n_layers_, kv_lora_rank_, qk_rope_head_dim_;
   DType dtype_;

@@ -27,10 +27,8 @@ struct AttentionArgs {
   // Set: per head, log Σ exp(scale q·k) over the range (-inf and out = 0 for an empty range), so
   // that partial results over disjoint ranges merge: out = Σ_r exp(lse_r - lse) out_r.
   float* lse = nullptr;
-  // K/V blocks in 16-slot tiles (bf16, v0 = k0, block_size a multiple of 16; the MLA cache's
-  // layout where the AMX-BF16 attention runs): per 16 slots and per 32 values, the 16 slots' 64
-  // bytes side by side, so element i of slot t sits at (t / 16) · 16 · head_dim · 2 +
-  // (i / 32) · 1024 + (t % 16) · 64 + (i % 32) · 2 from its block; a tile load reads 1 KB in a row.
+  // K/V blocks in the 16-slot tile layout (kv_tiled_offset; bf16, v0 = k0, block_size a multiple
+  // of 16: the MLA cache's layout where the AMX-BF16 attention runs).
   bool tiled = false;
 };
 // Element i of slot t of a K/V cache row set described by `a` (base k0 or v0).
@@ -38,7 +36,7 @@ inline const uint8_t* kv_element(const AttentionArgs& a, const uint8_t* base, in
   const uint8_t* blk = base + size_t(a.blocks[t / a.block_size]) * a.block_stride;
   const int64_t s = t % a.block_size;
   if (!a.tiled) return blk + size_t(s) * a.slot_stride + size_t(i) * kv_elem_bytes(a.kv);
-  return blk + size_t(s / 16) * 16 * size_t(a.head_dim) * 2 + size_t(i / 32) * 1024 + size_t(s % 16) * 64 + size_t(i % 32) * 2;
+  return blk + kv_tiled_offset(s, i, a.head_dim);
 }
 // MLA's absorbed form is this op with one KV head for all query heads, K = the cached slot
 // (latent + rope key, head_dim = kv_lora_rank + rope) and V = the latent part of the same slot

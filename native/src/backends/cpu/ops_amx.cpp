@@ -153,7 +153,8 @@ void attention(const AttentionArgs& a) {
   };
   auto tile = [&](int64_t s) -> Tile {
     const uint8_t* blk = a.k0 + size_t(a.blocks[s / bs]) * a.block_stride;
-    const Tile t = a.tiled ? Tile{blk + size_t((s % bs) / 16) * tile_bytes, 1024, 64} : Tile{blk + size_t(s % bs) * sstride, 64, sstride};
+    const Tile t = a.tiled ? Tile{blk + kv_tiled_offset(s % bs, 0, hd), kv_tiled_offset(0, 32, hd), kv_tiled_offset(1, 0, hd)}
+                           : Tile{blk + size_t(s % bs) * sstride, 64, sstride};
     if (s >= c0 && s + 16 <= c1) return t;
     uint8_t* dst = reinterpret_cast<uint8_t*>(B.tiles.data()) + (s == first ? 0 : tile_bytes);
     for (int64_t i = 0; i < 16; i++)
