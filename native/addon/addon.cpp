@@ -45,6 +45,7 @@ Napi::Object info_to_js(Napi::Env env, const aha::ModelInfo& i, int threads) {
   o.Set("contextLength", double(i.context_length));
   o.Set("context", double(i.context));
   o.Set("kvBytes", double(i.kv_bytes));
+  o.Set("kvType", aha::dtype_name(i.kv_dtype));
   o.Set("vocabSize", double(i.vocab_size));
   o.Set("threads", threads);
   const auto& c = i.config;

@@ -435,11 +435,11 @@ async function bench(v: Values): Promise<void> {
       ...(depths.length
         ? {
             mla: ds ? (opts.mlaAttention ?? 'auto') : undefined,
-            kv_type: opts.kvType ?? (ds ? 'bf16' : 'f16'),
+            kv_type: info.kvType,
             depth_fill: depthFill,
             // What a cache of the expanded per-head K and V would take per token (MLA models).
             expanded_kv_bytes_per_token: ds
-              ? info.config.layers * info.config.heads * (ds.qkNopeHeadDim + ds.qkRopeHeadDim + ds.vHeadDim) * 2
+              ? info.config.layers * info.config.heads * (ds.qkNopeHeadDim + ds.qkRopeHeadDim + ds.vHeadDim) * (info.kvType === 'f32' ? 4 : 2)
               : undefined,
             depths: r.depths.map((d) => ({ ...d, slowdown_vs_depth0: r.depths[0] ? r.depths[0].tps / d.tps : undefined })),
           }

@@ -38,6 +38,8 @@ export interface ModelInfo {
   contextLength: number;
   context: number;
   kvBytes: number;
+  /** The K/V (or MLA latent) cache's elements. */
+  kvType: 'f16' | 'bf16' | 'f32';
   vocabSize: number;
   threads: number;
   config: {
@@ -202,8 +204,9 @@ export interface NativeModel {
   /**
    * pp: one prefill of `pp` random tokens; tg: `tg` decode steps from an empty context; depths:
    * `depthTg` decode steps after the context is filled to each depth with random cache entries
-   * (no prefill; depthFill 'prefill' runs a real one of random tokens instead), with the cache bytes the sequence holds and the activation buffers decoding
-   * there needs. Best of `repeats` (pp and tg also give the mean).
+   * (no prefill; depthFill 'prefill' runs a real one of random tokens instead), with the cache
+   * bytes the sequence holds and the activation buffers decoding there needs. Best of `repeats`
+   * (pp and tg also give the mean).
    */
   benchmark(opts: { pp: number; tg: number; repeats?: number; depths?: number[]; depthTg?: number; depthFill?: 'random' | 'prefill' }): Promise<{
     /** tps: the best of the repeats; tpsMean: their mean. */

@@ -23,6 +23,7 @@ test('load reports progress and info describes the model', async () => {
     assert.ok(info.dtypeMix.q8_0 > 0 && info.dtypeMix.f32 > 0);
     assert.equal(Object.values(info.dtypeMix).reduce((a, b) => a + b, 0), info.parameters);
     assert.ok(info.kvBytes > 0 && info.decodeBytes > 0 && info.decodeBytes <= info.weightBytes);
+    assert.equal(info.kvType, 'f16');  // the dense family's default
   } finally {
     await m.unload();
   }

@@ -25,6 +25,7 @@ test('DeepSeek-V3 from an HF folder: logits as transformers, the latent cache, g
     assert.equal(info.format, 'safetensors');
     // 3 layers × (kv_lora_rank 32 + qk_rope_head_dim 16) f32 per token, for 2 × 128 tokens.
     assert.equal(info.kvBytes, 2 * 128 * 3 * (32 + 16) * 4);
+    assert.equal(info.kvType, 'f32');
     const seq = golden.sequences[0];
     const rows = await m.logits(seq.tokens, true);
     assert.equal(rows.length, seq.tokens.length);

@@ -118,6 +118,7 @@ struct ModelInfo {
   int64_t context_length = 0;        // the model's trained context
   int64_t context = 0;               // the context this load allows per sequence
   int64_t kv_bytes = 0;              // KV cache memory reserved
+  DType kv_dtype = DType::F16;       // its elements (LoadOptions::kv_dtype, or the family's default)
   int64_t vocab_size = 0;
   ModelConfig config;
 };

@@ -656,6 +656,7 @@ ModelInfo Model::info() const {
   i.context_length = ws.config.max_position_embeddings;
   i.context = e_->context;
   i.kv_bytes = e_->cache->bytes();
+  i.kv_dtype = e_->mla_cache ? e_->mla_cache->dtype() : e_->kv_cache->dtype();
   i.vocab_size = ws.config.vocab_size;
   i.config = ws.config;
   return i;
