@@ -35,11 +35,11 @@ const char* const kModels[] = {"deepseek-v2-lite-tiny", "deepseek-v2-tiny", "dee
 // bf16 weights (the released dtype): its own golden, since transformers' float64 holds bf16 exactly.
 const char* const kGoldenModels[] = {"deepseek-v2-lite-tiny", "deepseek-v2-tiny", "deepseek-v3-tiny", "deepseek-v3-tiny-dense2", "deepseek-v3-tiny-bf16"};
 
-std::unique_ptr<Model> load(const std::string& name, MlaAttention mode, DType kv = DType::F32, int experts = 0) {
+std::unique_ptr<Model> load(const std::string& name, MlaAttention mode, DType kv = DType::F32, int experts = 0, int threads = 2, int64_t context = 256) {
   LoadOptions o;
-  o.threads = 2;
+  o.threads = threads;
   o.kv_dtype = kv;
-  o.context = 256;
+  o.context = context;
   o.mla_attention = mode;
   o.experts_per_token = experts;
   return Model::load(tiny_deepseek(name), o);
@@ -316,14 +316,7 @@ TEST(deepseek_mla_cache_holds_only_the_latent) {
 // tiles. Prefill past the split point and decode steps, against one thread on an f32 cache (no
 // split, the f32 op).
 TEST(deepseek_long_context_split_and_bf16_cache) {
-  auto make = [](int threads, DType kv) {
-    LoadOptions o;
-    o.threads = threads;
-    o.kv_dtype = kv;
-    o.context = 1024;
-    o.mla_attention = MlaAttention::Absorbed;
-    return Model::load(tiny_deepseek("deepseek-v2-lite-tiny-r64"), o);
-  };
+  auto make = [](int threads, DType kv) { return load("deepseek-v2-lite-tiny-r64", MlaAttention::Absorbed, kv, 0, threads, 1024); };
   std::mt19937 rng(5);
   std::uniform_int_distribution<int32_t> tok(0, 4095);
   std::vector<int32_t> toks(700);
@@ -402,11 +395,7 @@ TEST(deepseek_cache_is_shared_by_forks_and_prefixes) {
 // one-token fork decode the next token bit for bit alike (absorbed, the same cached prefix); the
 // two-token fork runs expanded, as the prefill did, and matches its rows.
 TEST(deepseek_tiled_cache_forks_copy_on_write) {
-  LoadOptions o;
-  o.threads = 2;
-  o.kv_dtype = DType::BF16;
-  o.context = 256;
-  auto m = Model::load(tiny_deepseek("deepseek-v2-lite-tiny-r64"), o);
+  auto m = load("deepseek-v2-lite-tiny-r64", MlaAttention::Auto, DType::BF16);
   std::mt19937 rng(9);
   std::uniform_int_distribution<int32_t> tok(0, 4095);
   std::vector<int32_t> toks(24);
