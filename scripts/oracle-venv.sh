@@ -36,8 +36,15 @@ args=()
 [ -d /opt/pypi/simple ] && args+=(--index-url file:///opt/pypi/simple)
 [ -d /opt/pypi-more/simple ] && args+=(--extra-index-url file:///opt/pypi-more/simple)
 [ -d /opt/wheels ] && args+=(--find-links /opt/wheels)
+# torch alone unpacks to about 1 GB; say so plainly when the disk cannot take it, rather than
+# leaving pip's "No space left on device" to explain it.
+free_mb=$(df -Pm . | awk 'NR == 2 { print $4 }')
+if [ "${free_mb:-0}" -lt 3000 ]; then
+  echo "oracle: only ${free_mb} MB free on $(df -P . | awk 'NR == 2 { print $6 }'); the venv needs about 3 GB" >&2
+fi
+# --no-cache-dir: the wheels are local already, a cached copy would only double the disk used.
 # pip warns for every package a file:// index lacks; those lines are noise.
-.venv/bin/pip install -q --disable-pip-version-check "${args[@]}" -r "$req" 2>&1 |
+.venv/bin/pip install -q --no-cache-dir --disable-pip-version-check "${args[@]}" -r "$req" 2>&1 |
   { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 satisfied
 echo "oracle venv ready"

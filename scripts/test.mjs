@@ -7,7 +7,8 @@
 // Runs on the system Node too: when it is older than 22 the suites run under the Node 22
 // that the `node` dev dependency installs.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -47,6 +48,16 @@ function check(ok, name) {
 }
 const want = (k) => only.length === 0 || only.includes(k);
 const node = nodeBinary();
+
+// Every temporary file of the run (test models, checkpoints, exports, the CLI's and the engine
+// host's scratch) goes under one directory that is removed at the end, whatever the tests did:
+// a run leaves nothing behind in /tmp. AHA_KEEP_TMP=1 keeps it for a post-mortem.
+const runTmp = mkdtempSync(join(tmpdir(), 'aha-test-run-'));
+process.env.TMPDIR = runTmp;
+process.on('exit', () => {
+  if (process.env.AHA_KEEP_TMP === '1') console.log(`kept the run's temporary files in ${runTmp}`);
+  else rmSync(runTmp, { recursive: true, force: true });
+});
 
 // Tiny models first: both the C++ and the TS tests read them.
 {

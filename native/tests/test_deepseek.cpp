@@ -657,9 +657,8 @@ TEST(deepseek_fp8_weights_are_used_as_stored) {
 // A missing or misshapen weight_scale_inv, a block size other than 128 × 128, rows that are not
 // whole 128-blocks, a conversion to a dtype FP8 does not convert to: clear errors.
 TEST(deepseek_fp8_bad_files_are_clear_errors) {
-  char tmpl[] = "/tmp/aha-fp8-XXXXXX";
-  CHECK(mkdtemp(tmpl) != nullptr);
-  const std::string dir = tmpl;
+  const TempDir tmp("aha-fp8");
+  const std::string& dir = tmp.path();
   std::ifstream cin(tiny_deepseek("deepseek-v3-tiny-128-fp8") + "/config.json");
   std::stringstream cs;
   cs << cin.rdbuf();

@@ -54,12 +54,6 @@ LoraAdapter test_adapter(const ModelConfig& c, bool rslora) {
   return a;
 }
 
-std::string temp_dir() {
-  char t[] = "/tmp/aha-train-XXXXXX";
-  CHECK(mkdtemp(t) != nullptr);
-  return t;
-}
-
 double nerr(const std::vector<double>& a, const std::vector<double>& b) {
   double num = 0, den = 0;
   for (size_t i = 0; i < a.size(); i++) num += (a[i] - b[i]) * (a[i] - b[i]), den += b[i] * b[i];
@@ -257,7 +251,8 @@ TEST(train_lora_adapter_init_save_load) {
   // save → load gives the same tensors, under PEFT's names and shapes
   for (auto& p : a.weights().mods)
     for (size_t i = 0; i < p.B.size(); i++) p.B[i] = float(i % 7) * 0.01f;
-  std::string dir = temp_dir();
+  const TempDir tmp("aha-train");
+  std::string dir = tmp.path();
   a.save(dir);
   LoraAdapter b = LoraAdapter::load(dir, c);
   CHECK(b.config().rank == 4 && b.config().alpha == 8 && b.config().target_modules == lc.target_modules);

@@ -23,12 +23,6 @@ using namespace aha;
 
 namespace {
 
-std::string temp_dir() {
-  char t[] = "/tmp/aha-full-XXXXXX";
-  CHECK(mkdtemp(t) != nullptr);
-  return t;
-}
-
 double nerr(const std::vector<double>& a, const std::vector<double>& b) {
   double num = 0, den = 0;
   for (size_t i = 0; i < a.size(); i++) num += (a[i] - b[i]) * (a[i] - b[i]), den += b[i] * b[i];
@@ -184,7 +178,8 @@ TEST(train_full_init_is_seeded_hf_style) {
     CHECK(r.rope_original_max_position == w.rope_original_max_position && r.attention_bias == w.attention_bias && r.qk_norm == w.qk_norm);
     CHECK(r.tie_word_embeddings == w.tie_word_embeddings && r.bos_token_id == w.bos_token_id && r.eos_token_ids == w.eos_token_ids);
   }
-  const std::string dir = temp_dir();
+  const TempDir tmp("aha-full");
+  const std::string& dir = tmp.path();
   {
     std::ofstream f(dir + "/config.json");
     f << "{\"architectures\": [\"Qwen3ForCausalLM\"], \"vocab_size\": 50, \"hidden_size\": 8, \"intermediate_size\": 16, \"num_hidden_layers\": 1,"
@@ -209,7 +204,8 @@ TEST(train_full_params_load_and_save) {
       CHECK_MSG(a.tensors[k].name == b.tensors[k].name && a.tensors[k].shape == b.tensors[k].shape && a.tensors[k].values == b.tensors[k].values,
                 gguf << ": " << b.tensors[k].name << " differs from the HF folder's");
     CHECK(a.rope_freqs.empty() && b.rope_freqs.empty() == (std::string(hf) != "llama-tiny"));
-    const std::string dir = temp_dir();
+    const TempDir tmp("aha-full");
+    const std::string& dir = tmp.path();
     save_dense_model(dir, a);
     LoadOptions o;
     o.threads = 2;
@@ -284,7 +280,8 @@ TEST(train_full_trainer_memorizes_resumes_and_refuses_blowups) {
   CHECK_MSG(first > 3 && last < 0.05, "loss " << first << " → " << last);
 
   FullTrainer a(small_model(Arch::Llama), o);
-  const std::string dir = temp_dir();
+  const TempDir tmp("aha-full");
+  const std::string& dir = tmp.path();
   std::vector<double> want;
   for (int s = 1; s <= 8; s++) {
     want.push_back(a.step({batch}, 3e-3).loss);

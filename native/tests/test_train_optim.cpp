@@ -60,12 +60,6 @@ double max_err(LoraSet<float>& s, const Json& lists) {
   return e;
 }
 
-std::string temp_dir() {
-  char t[] = "/tmp/aha-optim-XXXXXX";
-  CHECK(mkdtemp(t) != nullptr);
-  return t;
-}
-
 }  // namespace
 
 TEST(train_adamw_clip_and_schedule_match_torch) {
@@ -82,6 +76,7 @@ TEST(train_adamw_clip_and_schedule_match_torch) {
   const int64_t warmup = a.find("warmup")->integer(), total = a.find("total")->integer();
   int64_t k = 0;
   double worst = 0;
+  TempDir saved_dir("aha-optim");
   std::string saved;
   for (auto& st : a.find("steps")->array()) {
     LoraSet<float> grads = golden_set();
@@ -98,7 +93,7 @@ TEST(train_adamw_clip_and_schedule_match_torch) {
     worst = std::max(worst, e);
     CHECK_MSG(e < 1e-5, "step " << k << ": relative error against torch " << e);
     if (k == 3) {  // the state saved here continues below exactly as the live optimizer does
-      saved = temp_dir();
+      saved = saved_dir.path();
       opt.save(saved);
     }
   }
@@ -226,7 +221,8 @@ TEST(train_trainer_checkpoint_resume_and_nan) {
   t.step(*m, {seqs}, 5e-3);
   t.step(*m, {seqs}, 5e-3);
   CHECK(m->adapters()[0].version == 2 && same_weights(m->adapter(t.model_adapter), t.adapter()));
-  const std::string dir = temp_dir();
+  const TempDir tmp("aha-optim");
+  const std::string& dir = tmp.path();
   t.save(dir);
   LoraTrainer r = LoraTrainer::load(dir, m->config(), options());
   CHECK(r.optimizer().steps() == 2 && same_weights(r.adapter(), t.adapter()));
