@@ -948,7 +948,6 @@ Napi::Value CreateFullTrainer(const Napi::CallbackInfo& info) {
       }
     }
     void OnOK() override {
-      Napi::Env env = Env();
       Napi::Object obj = FullTrainerObject::ctor->New({});
       auto h = std::make_shared<FullHandle>();
       const aha::DenseParams<float>& p = trainer->params();

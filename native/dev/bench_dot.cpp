@@ -9,7 +9,9 @@
 //            GOP/s of int8 products.
 // Build after the engine (cmake --build BUILD --target aha_engine):
 //   g++ -O2 -std=gnu++20 -Inative/include -Inative/src native/dev/bench_dot.cpp BUILD/libaha_engine.a -lpthread -o /tmp/bench_dot
-//   /tmp/bench_dot [--isa scalar|avx2|avx512|avx512vnni|amx] [--mb 200] [--threads 1] [dtype ...]
+//   /tmp/bench_dot [--isa scalar|avx2|avx512|avx512vnni|amx] [--mb 200] [--threads 1] [--packed] [dtype ...]
+// --packed: the dtypes with a layout packed at load (kernels.h) run their packed kernels on
+// packed copies, as the engine does; the others are skipped.
 // An ISA this machine lacks falls back to the best it has (the header line says which ran).
 #include <algorithm>
 #include <chrono>
@@ -63,6 +65,7 @@ int main(int argc, char** argv) {
   Isa isa = best_isa();
   double mb = 200;
   int threads = 1;
+  bool packed = false;
   std::vector<DType> types;
   for (int i = 1; i < argc; i++) {
     DType t;
@@ -72,6 +75,8 @@ int main(int argc, char** argv) {
         if (!std::strcmp(n, isa_name(c))) isa = isa_supported(c) ? c : best_isa();
     } else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) {
       threads = std::max(1, std::atoi(argv[++i]));
+    } else if (!std::strcmp(argv[i], "--packed")) {
+      packed = true;
     } else if (!std::strcmp(argv[i], "--mb") && i + 1 < argc) {
       mb = std::atof(argv[++i]);
     } else if (dtype_from_name(argv[i], &t)) {
@@ -84,19 +89,27 @@ int main(int argc, char** argv) {
   if (types.empty())
     types = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1,
              DType::Q5_0, DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K};
-  std::printf("isa %s (best %s), decode on %d thread(s), prefill on one\n", isa_name(isa), isa_name(best_isa()), threads);
+  std::printf("isa %s (best %s), decode on %d thread(s), prefill on one%s\n", isa_name(isa), isa_name(best_isa()), threads,
+              packed ? ", weights packed at load" : "");
   std::printf("read bandwidth (measure_read_bandwidth, %d thread(s), at least 1 GiB): %.1f GB/s\n", threads, measure_read_bandwidth(threads));
   std::printf("%-6s %14s %16s\n", "dtype", "decode GB/s", "prefill GFLOP/s");
   std::mt19937 rng(1);
   for (DType t : types) {
-    const WeightKernel* kern = weight_kernel(t, isa);
+    const WeightKernel* kern = packed ? packed_weight_kernel(t, isa) : weight_kernel(t, isa);
     if (!kern) continue;
+    // The packed copy of a matrix: the same bytes regrouped (rows are a multiple of 16 here).
+    auto layout = [&](std::vector<uint8_t> m, int64_t kk, int64_t n) {
+      if (!packed) return m;
+      std::vector<uint8_t> p(packed_bytes(t, kk, n));
+      pack_rows(t, m.data(), kk, n, 0, n, p.data());
+      return p;
+    };
 
     // Decode: stream the whole matrix in tiles of 256 rows against one activation row.
-    const int64_t k = 4096;
+    const int64_t k = std::getenv("KD") ? std::atoll(std::getenv("KD")) : 4096;  // KD to change it
     const size_t rb = row_bytes(t, k);
     const int64_t rows = (int64_t(mb * 1e6) / int64_t(rb) + 255) / 256 * 256;
-    const std::vector<uint8_t> w = make_weights(t, k, rows, rng);
+    const std::vector<uint8_t> w = layout(make_weights(t, k, rows, rng), k, rows);
     const std::vector<uint8_t> a = make_acts(*kern, k, 1, rng, isa);
     std::vector<float> y(static_cast<size_t>(rows));
     double best = 1e30;
@@ -116,7 +129,7 @@ int main(int argc, char** argv) {
     // Prefill: 256 weight rows x 512 activation rows in the kernel's panels, repeated.
     const int64_t kp = std::getenv("KP") ? std::atoll(std::getenv("KP")) : 1536;
     const int nw = 256, na = 512;
-    const std::vector<uint8_t> wp = make_weights(t, kp, nw, rng);
+    const std::vector<uint8_t> wp = layout(make_weights(t, kp, nw, rng), kp, nw);
     const std::vector<uint8_t> ap = make_acts(*kern, kp, na, rng, isa);
     const size_t rbp = row_bytes(t, kp), abp = row_bytes(kern->act, kp);
     const int pw = kern->panel_w ? int(kern->panel_w) : nw, pa = kern->panel_a ? int(kern->panel_a) : na;

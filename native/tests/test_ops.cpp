@@ -169,7 +169,7 @@ TEST(ops_attention_ranges_merge) {
           const int64_t mid = n_ctx * 2 / 5;
           run(ops, 0, mid, o1, l1);
           run(ops, mid, n_ctx, o2, l2);
-          std::vector<float> merged(want.size()), lse_err(size_t(group));
+          std::vector<float> merged(want.size());
           for (int g = 0; g < group; g++) {
             const float m = std::max(l1[size_t(g)], l2[size_t(g)]), lse = m + std::log(std::exp(l1[size_t(g)] - m) + std::exp(l2[size_t(g)] - m));
             for (int v = 0; v < vd; v++)
@@ -360,7 +360,7 @@ TEST(ops_matmul_many_matches_reference) {
     Tensor t;
   };
   std::vector<W> ws;
-  const std::vector<std::pair<DType, int64_t>> shapes = {{DType::Q8_0, 256}, {DType::Q8_0, 70}, {DType::Q4_K, 48}, {DType::F16, 33}, {DType::Q8_0, 200}};
+  const std::vector<std::pair<DType, int64_t>> shapes = {{DType::Q8_0, 256}, {DType::Q8_0, 70}, {DType::Q4_K, 48}, {DType::F16, 33}, {DType::Q8_0, 200}, {DType::Q6_K, 32}};
   for (auto [t, n_out] : shapes) {
     const int64_t k = 512;
     W w;
@@ -381,7 +381,7 @@ TEST(ops_matmul_many_matches_reference) {
     w.t.data = w.bytes.data();
     w.t.packed = w.packed.empty() ? nullptr : w.packed.data();
   }
-  const std::vector<int64_t> ms = {1, 1, 3, 4, 9};
+  const std::vector<int64_t> ms = {1, 1, 3, 4, 9, 2};
   std::vector<std::vector<float>> xs, ys, want;
   for (size_t j = 0; j < ws.size(); j++) xs.push_back(randn(size_t(ms[j] * 512), rng));
   std::vector<MatmulJob> jobs;
