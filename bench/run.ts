@@ -16,6 +16,7 @@ import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { formatMegabytes } from '../src-main/cli/progress.ts';
 import { benchModelPath, makeBenchModel, type BenchShape } from './make-model.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -41,7 +42,7 @@ function ahaBench(args: string[]) {
   if (r.status !== 0) throw new Error(`aha bench ${args.join(' ')} failed: ${r.stderr}`);
   return JSON.parse(r.stdout);
 }
-const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
+const mb = formatMegabytes;
 
 const results = [];
 for (const type of types.split(',') as Array<'f16' | 'q8_0' | 'q4_K_M' | 'q4_K'>) {

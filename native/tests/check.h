@@ -34,6 +34,25 @@ void note(const std::string& msg);
 
 }  // namespace check
 
+// ||a − b|| / ||b|| in double: the tests' measure of how far a result is from its reference.
+template <class A, class B>
+double nerr(const A& a, const B& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); i++) {
+    num += (double(a[i]) - double(b[i])) * (double(a[i]) - double(b[i]));
+    den += double(b[i]) * double(b[i]);
+  }
+  return std::sqrt(num / (den + 1e-300));
+}
+inline double nerr(const float* a, const float* b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    den += double(b[i]) * b[i];
+  }
+  return std::sqrt(num / (den + 1e-300));
+}
+
 #define CHECK_CAT2(a, b) a##b
 #define CHECK_CAT(a, b) CHECK_CAT2(a, b)
 #define TEST(name)                                                              \

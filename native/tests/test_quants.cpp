@@ -34,15 +34,6 @@ std::vector<float> randn(size_t n, std::mt19937& rng, float scale = 1.0f) {
   return v;
 }
 
-double nerr(const float* a, const float* b, size_t n) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; i++) {
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return std::sqrt(num / (den + 1e-30));
-}
-
 std::vector<uint8_t> quantize(DType t, const std::vector<float>& x, int64_t k) {
   const size_t rb = row_bytes(t, k);
   std::vector<uint8_t> q(rb * (x.size() / size_t(k)));

@@ -38,17 +38,6 @@ double dot(const Vec& a, const Vec& b) {
   return s;
 }
 
-// ||a − b|| / ||b||
-template <class A, class B>
-double nerr(const A& a, const B& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); i++) {
-    num += (double(a[i]) - double(b[i])) * (double(a[i]) - double(b[i]));
-    den += double(b[i]) * double(b[i]);
-  }
-  return std::sqrt(num / (den + 1e-300));
-}
-
 // Compares `grad` with central differences of loss() in x (every element, or `max_checks` spread ones).
 void check_fd(const char* what, Vec& x, const Vec& grad, const std::function<double()>& loss, double tol = 1e-7, size_t max_checks = 400) {
   const double h = 1e-5;

@@ -15,6 +15,7 @@
 #include "aha/train.h"
 #include "check.h"
 #include "fixtures.h"
+#include "lora_fixtures.h"
 #include "train/lora_model.h"
 
 using namespace aha;
@@ -37,26 +38,6 @@ std::vector<TrainSequence> ds_batch() {
   b.input_ids = {40, 1079, 16, 17, 18, 5000};
   b.labels = b.input_ids;
   return {a, b};
-}
-
-LoraAdapter ds_adapter(const ModelConfig& c, std::vector<std::string> targets, bool rslora) {
-  LoraConfig lc;
-  lc.rank = 3;
-  lc.alpha = 5;
-  lc.use_rslora = rslora;
-  lc.target_modules = std::move(targets);
-  LoraAdapter a = LoraAdapter::init(c, lc, 42);
-  std::mt19937 rng(9);
-  std::normal_distribution<float> d(0.0f, 0.05f);
-  for (auto& p : a.weights().mods)
-    for (auto& x : p.B) x = d(rng);
-  return a;
-}
-
-double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); i++) num += (a[i] - b[i]) * (a[i] - b[i]), den += b[i] * b[i];
-  return std::sqrt(num / (den + 1e-300));
 }
 
 // Mean cross-entropy of the batch from the inference forward's logits (adapter `adapter`, 0: none).
@@ -110,8 +91,9 @@ TEST(train_deepseek_lora_grads_match_finite_differences) {
     const bool rslora = std::string(name) == "deepseek-v3-tiny";
     // every linear module, and on two of the four the routed experts too
     const bool experts = std::string(name) == "deepseek-v3-tiny" || std::string(name) == "deepseek-v2-tiny";
-    LoraAdapter ad = ds_adapter(m->config(), experts ? std::vector<std::string>{"all-linear", "experts.gate_up_proj", "experts.down_proj"}
-                                                     : std::vector<std::string>{"all-linear"}, rslora);
+    LoraAdapter ad = random_b_adapter(m->config(), rslora,
+                                      experts ? std::vector<std::string>{"all-linear", "experts.gate_up_proj", "experts.down_proj"}
+                                              : std::vector<std::string>{"all-linear"});
     const LoraLossAndGrads g64 = lora_loss_and_grads(*m, ad, ds_batch(), GradPrecision::F64);
     const LoraLossAndGrads g32 = lora_loss_and_grads(*m, ad, ds_batch(), GradPrecision::F32);
     const train::PackedBatch b = train::pack_sequences(ds_batch(), m->config());
@@ -153,7 +135,7 @@ TEST(train_deepseek_lora_grads_match_finite_differences) {
     for (int64_t l = 0; l < m->config().num_hidden_layers; l++)
       want += (d.q_lora_rank > 0 ? 5 : 4) + (d.is_moe_layer(l) ? (d.n_shared_experts > 0 ? 3 : 0) + (experts ? 2 : 0) : 3);
     CHECK_MSG(kinds == want, name << ": " << kinds << " adapted modules, expected " << want);
-    const double e_fd = rel_err(ana, num), e_32 = rel_err(all32, all64);
+    const double e_fd = nerr(ana, num), e_32 = nerr(all32, all64);
     check::note(std::string(name) + ": loss " + std::to_string(g64.loss) + ", " + std::to_string(kinds) + " modules, FD error " + std::to_string(e_fd) +
                 " over " + std::to_string(num.size()) + " entries, f32 vs f64 " + std::to_string(e_32));
     CHECK_MSG(e_fd < 1e-6, name << ": LoRA gradients vs finite differences, normalized error " << e_fd);
@@ -170,7 +152,7 @@ TEST(train_deepseek_adapter_in_inference) {
     for (auto targets : {std::vector<std::string>{"all-linear", "experts.gate_up_proj", "experts.down_proj"},
                          std::vector<std::string>{"q_a_proj", "o_proj", "shared_experts.down_proj", "experts.down_proj"}}) {
       auto m = load_ds("deepseek-v3-tiny", mode);
-      LoraAdapter ad = ds_adapter(m->config(), targets, false);
+      LoraAdapter ad = random_b_adapter(m->config(), false, targets);
       const int id = m->add_adapter(ad, "t");
       const double base = inference_loss(*m, ds_batch(), 0), with = inference_loss(*m, ds_batch(), id);
       const LoraLossAndGrads g = lora_loss_and_grads(*m, ad, ds_batch(), GradPrecision::F64);
@@ -193,7 +175,7 @@ TEST(train_deepseek_adapter_in_inference) {
 
 TEST(train_deepseek_checkpointing_and_targets) {
   auto m = load_ds("deepseek-v2-tiny");
-  LoraAdapter ad = ds_adapter(m->config(), {"all-linear"}, false);
+  LoraAdapter ad = random_b_adapter(m->config(), false, std::vector<std::string>{"all-linear"});
   for (GradPrecision p : {GradPrecision::F32, GradPrecision::F64}) {
     const LoraLossAndGrads plain = lora_loss_and_grads(*m, ad, ds_batch(), p, false);
     const LoraLossAndGrads ckpt = lora_loss_and_grads(*m, ad, ds_batch(), p, true);

@@ -14,6 +14,7 @@
 #include "aha/train.h"
 #include "check.h"
 #include "fixtures.h"
+#include "lora_fixtures.h"
 #include "formats/safetensors.h"
 #include "core/mapped_file.h"
 #include "train/dense_lora.h"
@@ -38,26 +39,6 @@ std::vector<TrainSequence> batch() {
   b.input_ids = {40, 1079, 16, 17, 18};
   b.labels = b.input_ids;
   return {a, b};
-}
-
-// An adapter with every target and a non-zero B, so that every A has a gradient.
-LoraAdapter test_adapter(const ModelConfig& c, bool rslora) {
-  LoraConfig lc;
-  lc.rank = 3;
-  lc.alpha = 5;
-  lc.use_rslora = rslora;
-  LoraAdapter a = LoraAdapter::init(c, lc, 42);
-  std::mt19937 rng(9);
-  std::normal_distribution<float> d(0.0f, 0.05f);
-  for (auto& p : a.weights().mods)
-    for (auto& x : p.B) x = d(rng);
-  return a;
-}
-
-double nerr(const std::vector<double>& a, const std::vector<double>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); i++) num += (a[i] - b[i]) * (a[i] - b[i]), den += b[i] * b[i];
-  return std::sqrt(num / (den + 1e-300));
 }
 
 }  // namespace
@@ -105,7 +86,7 @@ TEST(train_dense_lora_grads_match_finite_differences) {
   for (const char* name : {"qwen2-tiny", "qwen2-tiny-q8_0.gguf"}) {
     auto m = load(tiny(name));
     const bool rslora = std::string(name) == "qwen2-tiny";
-    LoraAdapter ad = test_adapter(m->config(), rslora);
+    LoraAdapter ad = random_b_adapter(m->config(), rslora);
     LoraLossAndGrads g64 = lora_loss_and_grads(*m, ad, batch(), GradPrecision::F64);
     LoraLossAndGrads g32 = lora_loss_and_grads(*m, ad, batch(), GradPrecision::F32);
     train::PackedBatch b = train::pack_sequences(batch(), m->config());
@@ -154,7 +135,7 @@ TEST(train_dense_lora_grads_match_finite_differences) {
 // bit, in both precisions.
 TEST(train_checkpointed_layers_give_identical_gradients) {
   auto m = load(tiny("qwen2-tiny"));
-  LoraAdapter ad = test_adapter(m->config(), false);
+  LoraAdapter ad = random_b_adapter(m->config(), false);
   for (GradPrecision p : {GradPrecision::F32, GradPrecision::F64}) {
     LoraLossAndGrads plain = lora_loss_and_grads(*m, ad, batch(), p, false);
     LoraLossAndGrads ckpt = lora_loss_and_grads(*m, ad, batch(), p, true);
@@ -172,7 +153,7 @@ TEST(train_checkpointed_layers_give_identical_gradients) {
 // checkpointing draws the same masks, and another seed draws others.
 TEST(train_lora_dropout_gradients) {
   auto m = load(tiny("qwen2-tiny"));
-  LoraAdapter ad = test_adapter(m->config(), false);
+  LoraAdapter ad = random_b_adapter(m->config(), false);
   const LoraLossAndGrads none = lora_loss_and_grads(*m, ad, batch(), GradPrecision::F64);
   CHECK(lora_loss_and_grads(*m, ad, batch(), GradPrecision::F64, false, 77).loss == none.loss);  // config dropout 0
   LoraConfig cfg = ad.config();

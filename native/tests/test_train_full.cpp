@@ -23,12 +23,6 @@ using namespace aha;
 
 namespace {
 
-double nerr(const std::vector<double>& a, const std::vector<double>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); i++) num += (a[i] - b[i]) * (a[i] - b[i]), den += b[i] * b[i];
-  return std::sqrt(num / (den + 1e-300));
-}
-
 // Small configs of each architecture (vocab 40): every code path of the dense family.
 ModelConfig small_config(Arch arch) {
   ModelConfig c;

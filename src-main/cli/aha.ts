@@ -2,7 +2,7 @@
 // prints results, and errors that say what to fix (exit code 2 for usage, 1 for failures).
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { native, type LoadOptions, type LoadProgress, type NativeModel } from '../engine/native.ts';
-import type { ProgressFields } from './progress.ts';
+import { formatMegabytes, type ProgressFields } from './progress.ts';
 
 class UsageError extends Error {}
 
@@ -447,7 +447,7 @@ async function bench(v: Values): Promise<void> {
     };
     if (json) process.stdout.write(JSON.stringify(out) + '\n');
     else {
-      const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
+      const mb = formatMegabytes;
       process.stdout.write(
         `${info.name} · ${info.threads} threads · ${out.isa}\n` +
           (pp > 0 ? `pp${pp}: ${r.pp.tps.toFixed(1)} t/s\n` : '') +

@@ -11,6 +11,11 @@ export interface ProgressFields {
   tokensPerSecond: number;
 }
 
+/** 511.6 MB (decimal megabytes, as the bench reports print sizes). */
+export function formatMegabytes(bytes: number): string {
+  return `${(bytes / 1e6).toFixed(1)} MB`;
+}
+
 /** 42s, 3:05, 1:02:03. */
 export function formatDuration(seconds: number): string {
   const s = Math.max(0, Math.round(seconds));
