@@ -69,9 +69,9 @@ std::string load_error(const std::string& path) {
   return "";
 }
 
-std::string copy_model(const std::string& src, const std::string& name) {
-  std::string dst = (fs::temp_directory_path() / ("aha-test-" + name)).string();
-  fs::remove_all(dst);
+// A copy of a model (file or folder) in dir, to break.
+std::string copy_model(const std::string& src, const std::string& dir, const std::string& name) {
+  std::string dst = dir + "/" + name;
   fs::copy(src, dst, fs::copy_options::recursive);
   return dst;
 }
@@ -308,23 +308,24 @@ TEST(model_generation_stops_and_cancels) {
 }
 
 TEST(model_bad_files_fail_clearly) {
+  const TempDir tmp("aha-models");
   // Truncated GGUF
-  std::string g = copy_model(tiny("qwen2-tiny-f32.gguf"), "trunc.gguf");
+  std::string g = copy_model(tiny("qwen2-tiny-f32.gguf"), tmp, "trunc.gguf");
   fs::resize_file(g, fs::file_size(g) / 2);
   std::string e = load_error(g);
   CHECK_MSG(e.find("trunc.gguf: ") != std::string::npos && e.find("outside the file") != std::string::npos, e);
   // Not a model at all
-  std::string junk = (fs::temp_directory_path() / "aha-test-junk.gguf").string();
+  std::string junk = tmp.path() + "/junk.gguf";
   write_file(junk, "hello world, not a gguf");
   CHECK(load_error(junk).find("wrong magic") != std::string::npos);
   CHECK(load_error("/nonexistent/model.gguf").find("/nonexistent/model.gguf: cannot open") == 0);
   // HF folder: truncated safetensors
-  std::string d = copy_model(tiny("qwen2-tiny"), "trunc-hf");
+  std::string d = copy_model(tiny("qwen2-tiny"), tmp, "trunc-hf");
   fs::resize_file(d + "/model.safetensors", fs::file_size(d + "/model.safetensors") - 100);
   e = load_error(d);
   CHECK_MSG(e.find("model.safetensors") != std::string::npos && e.find("outside the file") != std::string::npos, e);
   // Shape mismatch: config says a different hidden size than the weights have
-  d = copy_model(tiny("qwen2-tiny"), "shape-hf");
+  d = copy_model(tiny("qwen2-tiny"), tmp, "shape-hf");
   std::string cfg = read_file(d + "/config.json");
   size_t at = cfg.find("\"intermediate_size\"");
   CHECK(at != std::string::npos);
@@ -333,7 +334,7 @@ TEST(model_bad_files_fail_clearly) {
   e = load_error(d);
   CHECK_MSG(e.find("has shape") != std::string::npos && e.find("expected") != std::string::npos, e);
   // Missing tensor: one more layer than the file has
-  d = copy_model(tiny("qwen2-tiny"), "missing-hf");
+  d = copy_model(tiny("qwen2-tiny"), tmp, "missing-hf");
   cfg = read_file(d + "/config.json");
   at = cfg.find("\"num_hidden_layers\"");
   colon = cfg.find(':', at), end = cfg.find_first_of(",}", colon);
@@ -341,7 +342,7 @@ TEST(model_bad_files_fail_clearly) {
   e = load_error(d);
   CHECK_MSG(e.find("missing tensor 'blk.2.") != std::string::npos, e);
   // Unknown architecture
-  d = copy_model(tiny("qwen2-tiny"), "arch-hf");
+  d = copy_model(tiny("qwen2-tiny"), tmp, "arch-hf");
   cfg = read_file(d + "/config.json");
   at = cfg.find("Qwen2ForCausalLM");
   write_file(d + "/config.json", cfg.substr(0, at) + "GPTNeoXForCausalLM" + cfg.substr(at + 16));
