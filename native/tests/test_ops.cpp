@@ -114,6 +114,12 @@ struct TestCache {
   }
 };
 
+// Whether attention on this ISA may round the query and the probabilities to bf16 for its products
+// on a bf16 cache: AMX-BF16 tiles, and vdpbf16ps where AVX-512 runs on a CPU with AVX512-BF16.
+bool bf16_products(Isa isa, DType kv) {
+  return kv == DType::BF16 && (isa == Isa::Amx || ((isa == Isa::Avx512 || isa == Isa::Avx512Vnni) && cpu_has_avx512_bf16()));
+}
+
 // Attention over a paged cache with scattered block tables, f32/f16/bf16 K/V, several GQA groups.
 TEST(ops_attention_matches_reference) {
   std::mt19937 rng(11);
@@ -129,8 +135,7 @@ TEST(ops_attention_matches_reference) {
             cpu_ops(isa).attention(a);
             a.out = want.data();
             ref::attention(a);
-            // AMX's bf16 products round the query and the probabilities to bf16.
-            const double tol = kv == DType::BF16 && isa == Isa::Amx ? 1e-2 : 2e-6;
+            const double tol = bf16_products(isa, kv) ? 1e-2 : 2e-6;
             CHECK_MSG(nerr(out, want) < tol, isa_name(isa) << " " << dtype_name(kv) << " group=" << group << " hd=" << hd << " n_ctx=" << n_ctx << " err " << nerr(out, want));
           }
   }
@@ -140,7 +145,7 @@ TEST(ops_attention_matches_reference) {
 // the log-sum-exp that merges parts: two halves merged equal the whole range, on every ISA.
 TEST(ops_attention_ranges_merge) {
   std::mt19937 rng(12);
-  double amx_worst = 0;
+  double amx_worst = 0, bf16_worst = 0;
   std::vector<Isa> isas = isas_here();
   isas.push_back(Isa::Scalar);
   for (Isa isa : isas)
@@ -170,13 +175,15 @@ TEST(ops_attention_ranges_merge) {
           }
           if (mid == 0)
             for (int g = 0; g < group; g++) CHECK_MSG(std::isinf(l1[size_t(g)]) && l1[size_t(g)] < 0, "an empty range has lse -inf");
-          const double tol = kv == DType::BF16 && isa == Isa::Amx ? 1e-2 : 2e-6;
-          if (kv == DType::BF16 && isa == Isa::Amx) amx_worst = std::max({amx_worst, nerr(whole, want), nerr(merged, want)});
+          const double tol = bf16_products(isa, kv) ? 1e-2 : 2e-6;
+          if (bf16_products(isa, kv)) (isa == Isa::Amx ? amx_worst : bf16_worst) = std::max({isa == Isa::Amx ? amx_worst : bf16_worst, nerr(whole, want), nerr(merged, want)});
           CHECK_MSG(nerr(whole, want) < tol, isa_name(isa) << " " << dtype_name(kv) << (tiled ? " tiled" : "") << " whole " << group << "x" << hd << "/" << vd << " n_ctx=" << n_ctx << " err " << nerr(whole, want));
           CHECK_MSG(nerr(merged, want) < tol, isa_name(isa) << " " << dtype_name(kv) << (tiled ? " tiled" : "") << " merged " << group << "x" << hd << "/" << vd << " n_ctx=" << n_ctx << " err " << nerr(merged, want));
         }
   if (cpu_has_amx_bf16()) check::note("AMX-BF16 attention on bf16 K/V: worst normalized error " + std::to_string(amx_worst));
   else check::note("no AMX-BF16 here: the bf16 tile attention is not exercised");
+  if (cpu_has_avx512_bf16()) check::note("AVX512-BF16 attention on bf16 K/V: worst normalized error " + std::to_string(bf16_worst));
+  else check::note("no AVX512-BF16 here: the vdpbf16ps attention is not exercised");
 }
 
 // Slots outside the attended range may hold anything (a freed sequence's stale entries, NaN

@@ -21,6 +21,7 @@ enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2, Avx512Vnni = 3, Neon = 
 const char* isa_name(Isa isa);
 Isa best_isa();                 // what this CPU (and OS) supports best
 bool cpu_has_amx_bf16();        // AMX runs here (best_isa() is Amx) and the CPU has AMX-BF16 and AVX512-BF16
+bool cpu_has_avx512_bf16();     // AVX-512 runs here and the CPU has AVX512-BF16 (vdpbf16ps)
 bool isa_supported(Isa isa);    // this machine runs isa's kernels
 Isa active_isa();               // best_isa(), or the AHA_ISA override ("scalar", "avx2", ..., "amx")
 void set_active_isa(Isa isa);   // an unsupported isa becomes best_isa(); used by tests and --isa

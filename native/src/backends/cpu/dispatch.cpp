@@ -143,6 +143,20 @@ bool cpu_has_amx_bf16() {
 #endif
 }
 
+bool cpu_has_avx512_bf16() {
+#if defined(AHA_AVX512BF16)
+  static const bool has = [] {
+    if (!supported(Isa::Avx512, best_isa())) return false;
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || a < 1 || !__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+    return (a & (1u << 5)) != 0;  // AVX512_BF16
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
 bool isa_supported(Isa isa) { return supported(isa, best_isa()); }
 
 void set_active_isa(Isa isa) { g_active.store(int(clamp(isa)), std::memory_order_relaxed); }

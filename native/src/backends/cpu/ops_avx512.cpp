@@ -5,10 +5,16 @@
 #include <cmath>
 #include <cstring>
 
+#include "aha/kernels.h"
 #include "backends/cpu/exp_avx512.h"
 #include "backends/cpu/ops.h"
 
 namespace aha {
+#if defined(AHA_AVX512BF16)
+namespace avx512bf16 {
+bool attention(const AttentionArgs& a);  // ops_avx512bf16.cpp: false where it does not apply
+}
+#endif
 namespace avx512 {
 
 static void rmsnorm(float* y, const float* x, const float* w, int64_t n, float eps) {
@@ -56,6 +62,10 @@ constexpr int kMaxVec = 40;  // head_dim up to 640: MLA's absorbed form attends 
 // Online softmax over blocks of the cache: per block, scores for every query of the group,
 // then the running max/sum and output accumulators are rescaled (flash-decoding style).
 static void attention(const AttentionArgs& a) {
+#if defined(AHA_AVX512BF16)
+  // A bf16 cache on a CPU with vdpbf16ps (MLA's absorbed decode, no AMX): its own op.
+  if (a.kv == DType::BF16 && cpu_has_avx512_bf16() && avx512bf16::attention(a)) return;
+#endif
   if (a.group > kMaxGroup || a.head_dim > 16 * kMaxVec || a.block_size > 64 || a.tiled) {
     ref::attention(a);
     return;
