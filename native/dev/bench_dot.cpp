@@ -128,7 +128,7 @@ int main(int argc, char** argv) {
 
     // Prefill: 256 weight rows x 512 activation rows in the kernel's panels, repeated.
     const int64_t kp = std::getenv("KP") ? std::atoll(std::getenv("KP")) : 1536;
-    const int nw = 256, na = 512;
+    const int nw = 256, na = std::getenv("NA") ? std::atoi(std::getenv("NA")) : 512;  // NA to change it
     const std::vector<uint8_t> wp = layout(make_weights(t, kp, nw, rng), kp, nw);
     const std::vector<uint8_t> ap = make_acts(*kern, kp, na, rng, isa);
     const size_t rbp = row_bytes(t, kp), abp = row_bytes(kern->act, kp);

@@ -397,7 +397,7 @@ TEST(ops_matmul_many_matches_reference) {
 // Weights packed at load (kernels.h; q8_0 and q4_K) through matmul, every ISA with packed
 // kernels, against the scalar reference on the file's layout: row counts that are and are not multiples of the
 // 16-row group, an odd and an even number of blocks, decode (1..4 rows), the VNNI micro-tiles'
-// activation tails, AMX's 16-row tails and its hand-off to VNNI (< 8 rows). The pad rows are zero.
+// activation tails, AMX's 16-row tails and its hand-off to VNNI (< 16 rows, < 32 for q4_K). The pad rows are zero.
 TEST(ops_packed_matmul_matches_reference) {
   std::mt19937 rng(9);
   const Isa was = active_isa();

@@ -12,7 +12,7 @@
 //     with the weight-scale x activation-scale of the sub-block: the reference's per-block
 //     float combination in another order.
 // Tiles: tmm0-3 the four 16 x 16 s32 products, tmm4-5 two groups of 16 weight rows, tmm6-7 two
-// groups of 16 activation rows. Fewer than kMinActRows activation rows (decode) go to the
+// groups of 16 activation rows. Fewer than kMinActRows activation rows (decode, small batches) go to the
 // AVX-512 VNNI tiles, which stream the weights once without the unpacking.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -34,7 +34,13 @@ namespace amx {
 
 namespace {
 
-constexpr int kMinActRows = 8;
+// Below these many activation rows the AVX-512 VNNI tiles are faster, which stream the weights
+// once per 4 rows without unpacking them (native/dev/bench_dot.cpp with NA=8..128, one thread,
+// 2026-12-01: at 8 rows VNNI beats AMX for every dtype, 1.3-4.6x; at 16 AMX wins for the file
+// layouts and packed q8_0 (1.1-1.6x, q6_K even) but packed q4_K, whose nibbles are unpacked per
+// 32-row panel, is still 1.9x slower; at 32 AMX wins for all).
+constexpr int kMinActRows = 16;
+constexpr int kMinActRowsUnpacked = 32;  // packed q4_K
 
 // This thread's tiles shaped for sub-blocks of ks values (configuration id ks).
 void configure(int ks) {
@@ -279,7 +285,7 @@ template <class W, DType Act>
 void tile_amx(int64_t k, const void* wv, size_t ws, int nw, const void* av, size_t as, int na, float* y, size_t ys) {
   constexpr int Ks = W::kSub;
   constexpr bool Min = W::kHasMin;
-  if (na < kMinActRows) {
+  if (na < (kGroupedUnpack<W> ? kMinActRowsUnpacked : kMinActRows)) {
     static const DotTileFn vnni = [] {
       const CpuDotKernels& t = avx512vnni::kDot;
       if constexpr (kGroupedUnpack<W>) {
