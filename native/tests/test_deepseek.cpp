@@ -299,15 +299,26 @@ TEST(deepseek_mla_cache_holds_only_the_latent) {
       check::note(std::string(name) + ": " + std::to_string(per_token) + " cache bytes per token (expanded K/V: " + std::to_string(expanded) + ")");
     }
   }
-  // An f16 cache round-trips through fp16 and stays close to the golden.
+  // An f16 cache round-trips through fp16 and stays close to an f32 one. Compared on the attention
+  // outputs of the layers before the first routed MoE block's output (layer 0 is dense): past it
+  // the logits are not a continuous function of the cache, because a near-tie in the router
+  // flips an expert (on these tokens a relative 1e-6 change of the attention output at token 11
+  // moves its logits by 4.9 of 7).
   Json g = golden::load_golden("deepseek/deepseek-v3-tiny");
-  auto m = load("deepseek-v3-tiny", MlaAttention::Absorbed, DType::F16);
   auto toks = golden::ids(*g.find("sequences")->array()[0].find("tokens"));
-  auto a = run(*m, toks, true);
-  auto m32 = load("deepseek-v3-tiny", MlaAttention::Absorbed, DType::F32);
-  auto b = run(*m32, toks, true);
-  double d = max_rel_diff(b, a, 129280);
-  check::note("deepseek-v3-tiny: f16 cache vs f32 cache " + std::to_string(d));
+  auto attn = [&](DType kv) {
+    auto m = load("deepseek-v3-tiny", MlaAttention::Absorbed, kv);
+    std::vector<float> got;
+    m->set_dump_hook([&](const std::string& n, const float* d, int64_t rows, int64_t cols) {
+      if (n == "blk.0.kqv_out" || n == "blk.1.kqv_out") got.insert(got.end(), d, d + rows * cols);
+    });
+    run(*m, toks, true);
+    return got;
+  };
+  const std::vector<float> a = attn(DType::F16), b = attn(DType::F32);
+  CHECK(!a.empty() && a.size() == b.size());
+  const double d = nerr(a, b);
+  check::note("deepseek-v3-tiny: f16 cache vs f32 cache, attention of layers 0-1: " + std::to_string(d));
   CHECK(d > 0 && d < 1e-2);
 }
 

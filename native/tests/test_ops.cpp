@@ -149,8 +149,8 @@ TEST(ops_attention_ranges_merge) {
   std::vector<Isa> isas = isas_here();
   isas.push_back(Isa::Scalar);
   for (Isa isa : isas)
-    for (auto [kv, tiled] : {std::pair{DType::F32, false}, std::pair{DType::BF16, false}, std::pair{DType::BF16, true}})
-      for (auto [group, hd, vd] : {std::tuple{16, 576, 512}, std::tuple{16, 192, 128}, std::tuple{5, 96, 64}, std::tuple{3, 40, 24}})
+    for (auto [kv, tiled] : {std::pair{DType::F32, false}, std::pair{DType::F16, false}, std::pair{DType::BF16, false}, std::pair{DType::BF16, true}})
+      for (auto [group, hd, vd] : {std::tuple{16, 576, 512}, std::tuple{16, 192, 128}, std::tuple{5, 96, 64}, std::tuple{4, 48, 32}, std::tuple{3, 40, 24}})
         for (int64_t n_ctx : {1, 15, 33, 300, 700}) {
           if (tiled && hd % 32) continue;  // the tile layout holds whole 32-value columns
           TestCache c(n_ctx, hd, kv, rng, 16, tiled);

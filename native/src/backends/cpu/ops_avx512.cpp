@@ -58,15 +58,47 @@ static inline __m512 load16(const uint8_t* p, int64_t i, DType t, __mmask16 m) {
 
 constexpr int kMaxGroup = 16;
 constexpr int kMaxVec = 40;  // head_dim up to 640: MLA's absorbed form attends over kv_lora_rank + rope (576 in DeepSeek-V3)
+constexpr int kMaxBlock = 64;
+
+// O[g0 .. g0 + HB) values 16 j0 .. 16 (j0 + DV) += P · V over the block's nt slots, in registers:
+// per slot the HB probabilities broadcast once and each V vector loaded once for all HB heads.
+template <int HB, int DV>
+static inline void pv_tile(const uint8_t* const* vrows, int nt, DType kv, const float (*p)[kMaxBlock], int g0, float* acc, int nvv,
+                           int j0, __mmask16 vtail) {
+  __m512 o[HB][DV];
+  for (int h = 0; h < HB; h++)
+    for (int j = 0; j < DV; j++) o[h][j] = _mm512_loadu_ps(acc + size_t((g0 + h) * nvv + j0 + j) * 16);
+  for (int t = 0; t < nt; t++) {
+    __m512 ph[HB];
+    for (int h = 0; h < HB; h++) ph[h] = _mm512_set1_ps(p[g0 + h][t]);
+#pragma GCC unroll 8
+    for (int j = 0; j < DV; j++) {
+      const __m512 v = load16(vrows[t], (j0 + j) * 16, kv, j0 + j == nvv - 1 ? vtail : __mmask16(0xFFFF));
+      for (int h = 0; h < HB; h++) o[h][j] = _mm512_fmadd_ps(ph[h], v, o[h][j]);
+    }
+  }
+  for (int h = 0; h < HB; h++)
+    for (int j = 0; j < DV; j++) _mm512_storeu_ps(acc + size_t((g0 + h) * nvv + j0 + j) * 16, o[h][j]);
+}
+
+template <int DV>
+static inline void pv_heads(const uint8_t* const* vrows, int nt, DType kv, const float (*p)[kMaxBlock], int group, float* acc, int nvv, int j0,
+                            __mmask16 vtail) {
+  int g0 = 0;
+  for (; g0 + 3 <= group; g0 += 3) pv_tile<3, DV>(vrows, nt, kv, p, g0, acc, nvv, j0, vtail);
+  if (group - g0 == 2) pv_tile<2, DV>(vrows, nt, kv, p, g0, acc, nvv, j0, vtail);
+  else if (group - g0 == 1) pv_tile<1, DV>(vrows, nt, kv, p, g0, acc, nvv, j0, vtail);
+}
 
 // Online softmax over blocks of the cache: per block, scores for every query of the group,
-// then the running max/sum and output accumulators are rescaled (flash-decoding style).
+// then the running max/sum and output accumulators are rescaled (flash-decoding style), the
+// probabilities taken 16 slots at a time, and P · V accumulated in registers (pv_tile).
 static void attention(const AttentionArgs& a) {
 #if defined(AHA_AVX512BF16)
   // A bf16 cache on a CPU with vdpbf16ps (MLA's absorbed decode, no AMX): its own op.
   if (a.kv == DType::BF16 && cpu_has_avx512_bf16() && avx512bf16::attention(a)) return;
 #endif
-  if (a.group > kMaxGroup || a.head_dim > 16 * kMaxVec || a.block_size > 64 || a.tiled) {
+  if (a.group > kMaxGroup || a.head_dim > 16 * kMaxVec || a.tiled) {
     ref::attention(a);
     return;
   }
@@ -81,13 +113,15 @@ static void attention(const AttentionArgs& a) {
     sum[g] = 0;
     std::memset(acc + g * nvv * 16, 0, sizeof(float) * nvv * 16);
   }
-  float s[kMaxGroup][64];
+  alignas(64) float s[kMaxGroup][kMaxBlock];
+  const uint8_t* vrows[kMaxBlock];
   const int64_t bs = a.block_size;
   for (int64_t t0 = a.ctx_begin; t0 < a.n_ctx;) {
-    const int64_t nt = std::min<int64_t>(bs - t0 % bs, a.n_ctx - t0);
+    const int nt = int(std::min<int64_t>({bs - t0 % bs, a.n_ctx - t0, int64_t(kMaxBlock)}));
     const size_t boff = size_t(a.blocks[t0 / bs]) * a.block_stride + size_t(t0 % bs) * a.slot_stride;
-    for (int64_t t = 0; t < nt; t++) {
+    for (int t = 0; t < nt; t++) {
       const uint8_t* k = a.k0 + boff + size_t(t) * a.slot_stride;
+      vrows[t] = a.v0 + boff + size_t(t) * a.slot_stride;
       __m512 kv[kMaxVec];
       for (int j = 0; j < nvec; j++) kv[j] = load16(k, j * 16, a.kv, j == nvec - 1 ? tail : __mmask16(0xFFFF));
       for (int g = 0; g < a.group; g++) {
@@ -98,29 +132,36 @@ static void attention(const AttentionArgs& a) {
       }
     }
     for (int g = 0; g < a.group; g++) {
-      float bm = mx[g];
-      for (int64_t t = 0; t < nt; t++) bm = std::max(bm, s[g][t]);
-      float corr = std::exp(mx[g] - bm);
+      __m512 vm = _mm512_set1_ps(mx[g]);
+      for (int t = 0; t < nt; t += 16) {
+        const __mmask16 m = nt - t >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (nt - t)) - 1);
+        vm = _mm512_mask_max_ps(vm, m, vm, _mm512_loadu_ps(s[g] + t));
+      }
+      const float bm = _mm512_reduce_max_ps(vm);
+      const float corr = std::exp(mx[g] - bm);
       mx[g] = bm;
       sum[g] *= corr;
-      float* ag = acc + g * nvv * 16;
-      __m512 vc = _mm512_set1_ps(corr);
-      for (int j = 0; j < nvv; j++) _mm512_storeu_ps(ag + j * 16, _mm512_mul_ps(_mm512_loadu_ps(ag + j * 16), vc));
-      for (int64_t t = 0; t < nt; t++) {
-        float p = std::exp(s[g][t] - bm);
-        s[g][t] = p;
-        sum[g] += p;
-      }
-    }
-    for (int64_t t = 0; t < nt; t++) {
-      const uint8_t* v = a.v0 + boff + size_t(t) * a.slot_stride;
-      __m512 vv[kMaxVec];
-      for (int j = 0; j < nvv; j++) vv[j] = load16(v, j * 16, a.kv, j == nvv - 1 ? vtail : __mmask16(0xFFFF));
-      for (int g = 0; g < a.group; g++) {
-        __m512 p = _mm512_set1_ps(s[g][t]);
+      if (corr != 1.0f) {
         float* ag = acc + g * nvv * 16;
-        for (int j = 0; j < nvv; j++) _mm512_storeu_ps(ag + j * 16, _mm512_fmadd_ps(p, vv[j], _mm512_loadu_ps(ag + j * 16)));
+        const __m512 vc = _mm512_set1_ps(corr);
+        for (int j = 0; j < nvv; j++) _mm512_storeu_ps(ag + j * 16, _mm512_mul_ps(_mm512_loadu_ps(ag + j * 16), vc));
       }
+      __m512 vs = _mm512_setzero_ps();
+      const __m512 vbm = _mm512_set1_ps(bm);
+      for (int t = 0; t < nt; t += 16) {
+        const __mmask16 m = nt - t >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (nt - t)) - 1);
+        const __m512 p = _mm512_maskz_mov_ps(m, exp512(_mm512_sub_ps(_mm512_loadu_ps(s[g] + t), vbm)));
+        _mm512_storeu_ps(s[g] + t, p);
+        vs = _mm512_add_ps(vs, p);
+      }
+      sum[g] += _mm512_reduce_add_ps(vs);
+    }
+    for (int j0 = 0; j0 < nvv;) {
+      const int left = nvv - j0;
+      if (left >= 8) pv_heads<8>(vrows, nt, a.kv, s, a.group, acc, nvv, j0, vtail), j0 += 8;
+      else if (left >= 4) pv_heads<4>(vrows, nt, a.kv, s, a.group, acc, nvv, j0, vtail), j0 += 4;
+      else if (left >= 2) pv_heads<2>(vrows, nt, a.kv, s, a.group, acc, nvv, j0, vtail), j0 += 2;
+      else pv_heads<1>(vrows, nt, a.kv, s, a.group, acc, nvv, j0, vtail), j0 += 1;
     }
     t0 += nt;
   }
