@@ -153,10 +153,10 @@ void DenseModel::attention_block(int64_t l, const ForwardBatch& b, KvCache& cach
       rope(k, nkv, hd, pos, inv_freq_.data(), c_.rope_neox);
       const int32_t blk = b.blocks[size_t(t)][pos / bs];
       const float* v = w.v.data() + t * KD;
-      uint8_t* kd = cache.k(l, blk, pos % bs, 0);
-      uint8_t* vd = cache.v(l, blk, pos % bs, 0);
-      kv_store(kd, k, KD, kv);
-      kv_store(vd, v, KD, kv);
+      for (int64_t h = 0; h < nkv; h++) {
+        kv_store(cache.k(l, blk, pos % bs, h), k + h * hd, hd, kv);
+        kv_store(cache.v(l, blk, pos % bs, h), v + h * hd, hd, kv);
+      }
     }
   });
   emit(dump, p + "Qrope", w.q.data(), T, QD);
@@ -166,7 +166,6 @@ void DenseModel::attention_block(int64_t l, const ForwardBatch& b, KvCache& cach
   const int group = int(nh / nkv);
   const size_t scratch_per_thread = size_t(group) * size_t((hd + 15) / 16 * 16);
   grow(w.attn_scratch, scratch_per_thread * size_t(pool.size()));
-  const size_t block_stride = size_t(bs) * cache.slot_stride();
   pool.parallel_for(T * nkv, [&](int64_t i0, int64_t i1, int thread) {
     for (int64_t i = i0; i < i1; i++) {
       const int64_t t = i / nkv, h = i % nkv;
@@ -181,8 +180,8 @@ void DenseModel::attention_block(int64_t l, const ForwardBatch& b, KvCache& cach
       a.block_size = bs;
       a.k0 = cache.k(l, 0, 0, h);
       a.v0 = cache.v(l, 0, 0, h);
-      a.block_stride = block_stride;
-      a.slot_stride = cache.slot_stride();
+      a.block_stride = cache.block_stride();
+      a.slot_stride = cache.row_bytes();
       a.kv = kv;
       a.scratch = w.attn_scratch.data() + scratch_per_thread * size_t(thread);
       ops.attention(a);

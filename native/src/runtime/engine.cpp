@@ -310,9 +310,10 @@ class Engine {
           if (mla_cache) {
             mla_cache->write(l, blk, p % bs, row.data(), row.data() + mla_cache->kv_lora_rank());
           } else {
-            kv_store(kv_cache->k(l, blk, p % bs, 0), row.data(), width, kv_cache->dtype());
+            const int64_t hd = kv_cache->head_dim();
+            for (int64_t h = 0; h < kv_cache->n_kv_heads(); h++) kv_store(kv_cache->k(l, blk, p % bs, h), row.data() + h * hd, hd, kv_cache->dtype());
             for (auto& v : row) v = next();
-            kv_store(kv_cache->v(l, blk, p % bs, 0), row.data(), width, kv_cache->dtype());
+            for (int64_t h = 0; h < kv_cache->n_kv_heads(); h++) kv_store(kv_cache->v(l, blk, p % bs, h), row.data() + h * hd, hd, kv_cache->dtype());
           }
         }
       }

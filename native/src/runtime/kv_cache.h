@@ -19,23 +19,26 @@ class KvCache : public PagedBlocks {
   int64_t bytes() const override { return int64_t(k_.size() + v_.size()); }
   size_t elem_bytes() const { return kv_elem_bytes(dtype_); }
 
-  // K/V rows: [block][slot][kv_head][head_dim] per layer.
+  // K/V rows: [layer][block][kv_head][slot][head_dim]: one KV head's slots of a block are one
+  // run (what one attention task streams), not interleaved with the other heads'.
   uint8_t* k(int64_t layer, int32_t block, int64_t slot, int64_t head) { return k_.data() + offset(layer, block, slot, head); }
   uint8_t* v(int64_t layer, int32_t block, int64_t slot, int64_t head) { return v_.data() + offset(layer, block, slot, head); }
   const uint8_t* k(int64_t layer, int32_t block, int64_t slot, int64_t head) const { return k_.data() + offset(layer, block, slot, head); }
   const uint8_t* v(int64_t layer, int32_t block, int64_t slot, int64_t head) const { return v_.data() + offset(layer, block, slot, head); }
-  size_t slot_stride() const { return size_t(n_kv_heads_ * head_dim_) * elem_bytes(); }  // bytes between consecutive tokens
+  size_t row_bytes() const { return size_t(head_dim_) * elem_bytes(); }  // one head's K (or V) of one token; a head's consecutive slots
+  size_t token_bytes() const { return size_t(n_kv_heads_) * row_bytes(); }  // all heads' K (or V) of one token in one layer
+  size_t block_stride() const { return size_t(block_size_) * token_bytes(); }  // a head's block b to b + 1 in one layer
   int64_t n_layers() const { return n_layers_; }
   int64_t n_kv_heads() const { return n_kv_heads_; }
   int64_t head_dim() const { return head_dim_; }
-  int64_t bytes_per_token() const { return 2 * n_layers_ * int64_t(slot_stride()); }  // K and V
+  int64_t bytes_per_token() const { return 2 * n_layers_ * int64_t(token_bytes()); }  // K and V
 
   void copy_block(int32_t dst, int32_t src) override;  // all layers
 
  private:
   size_t offset(int64_t layer, int32_t block, int64_t slot, int64_t head) const {
-    return ((size_t(layer) * size_t(n_blocks_) + size_t(block)) * size_t(block_size_) + size_t(slot)) * slot_stride() +
-           size_t(head * head_dim_) * elem_bytes();
+    return ((size_t(layer) * size_t(n_blocks_) + size_t(block)) * size_t(n_kv_heads_) + size_t(head)) * size_t(block_size_) * row_bytes() +
+           size_t(slot) * row_bytes();
   }
   int64_t n_layers_, n_kv_heads_, head_dim_;
   DType dtype_;
