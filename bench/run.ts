@@ -5,7 +5,7 @@
 // (issue 2); moe, the scaled-down DeepSeek-V3 (issue 4); v2lite, the DeepSeek-V2-Lite shape in
 // q4_K (issue 4), which also decodes at context depths 0, 4K and 16K with MLA absorbed and
 // expanded (the context filled with random cache entries, `aha bench --depth`), with each form's
-// memory. Writes bench/results/engine-<date>.json (engine-moe-<date>.json, engine-v2lite-<date>.json).
+// memory; dense also decodes at those depths. Writes bench/results/engine-<date>.json (engine-moe-<date>.json, engine-v2lite-<date>.json).
 //
 //   node --import tsx bench/run.ts [--shape dense|moe|v2lite] [--types f16,q8_0,q4_K_M] [--threads 2] [--pp 512] [--tg 128]
 //                                  [--repeats 3] [--depths 0,4096,16384] [--depth-tg 16] [--expanded-tg 2]
@@ -51,7 +51,7 @@ for (const type of types.split(',') as Array<'f16' | 'q8_0' | 'q4_K_M' | 'q4_K'>
     console.error(`making ${model} ...`);
     makeBenchModel(type, model, shape);
   }
-  const depthArgs = shape === 'v2lite' ? ['--depth', values.depths!, '--depth-tg', values['depth-tg']!] : [];
+  const depthArgs = shape !== 'moe' ? ['--depth', values.depths!, '--depth-tg', values['depth-tg']!] : [];
   const j = ahaBench(['--model', model, '--pp', values.pp!, '--tg', values.tg!, '--repeats', values.repeats!, ...depthArgs]);
   const row: Record<string, unknown> = { type, ...j, target: TARGETS[type] ?? null };
   results.push(row);
@@ -61,6 +61,18 @@ for (const type of types.split(',') as Array<'f16' | 'q8_0' | 'q4_K_M' | 'q4_K'>
       `(${(100 * j.tg_fraction_of_bound).toFixed(0)}% of ${j.tg_bound_tps.toFixed(2)} t/s at ${j.bandwidth_gbs.toFixed(1)} GB/s)` +
       (TARGETS[type] ? `   target: pp ${TARGETS[type].pp ?? '-'} / tg ${TARGETS[type].tg ?? '-'}` : ''),
   );
+  if (shape === 'dense') {
+    // Decode at depth: the R1 distills' reasoning traces run to thousands of tokens.
+    type Depth = { depth: number; tps: number; cacheBytes: number };
+    const ds = j.depths as Depth[];
+    for (const d of ds) console.log(`  depth ${String(d.depth).padStart(6)}: ${d.tps.toFixed(2).padStart(6)} t/s (cache ${mb(d.cacheBytes)})`);
+    const d0 = ds.find((d) => d.depth === 0), dN = ds[ds.length - 1];
+    if (d0 && dN && dN.depth > 0) {
+      row.depth_slowdown = { depth: dN.depth, vs_depth0: d0.tps / dN.tps };
+      console.log(`  at ${dN.depth}: ${(d0.tps / dN.tps).toFixed(2)}x slower than at depth 0`);
+    }
+    continue;
+  }
   if (shape !== 'v2lite') continue;
   // Decode at depth: absorbed (what auto runs for one token) against expanded, which rebuilds
   // every context token's K and V per step (a few tokens suffice: it is slow by design).
