@@ -31,4 +31,13 @@ using aligned_vector = std::vector<T, AlignedAllocator<T>>;
 // per 2 MiB: a decode step at depth walks the cache's every page). A hint; ignored where unsupported.
 void advise_huge_pages(void* p, size_t n);
 
+// v resized to n elements with the huge-page hint given before its pages fault in (the resize's
+// zeroing is what touches them).
+template <class T>
+void resize_with_huge_pages(aligned_vector<T>& v, size_t n) {
+  v.reserve(n);
+  advise_huge_pages(v.data(), n * sizeof(T));
+  v.resize(n);
+}
+
 }  // namespace aha

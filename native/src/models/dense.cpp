@@ -153,10 +153,7 @@ void DenseModel::attention_block(int64_t l, const ForwardBatch& b, KvCache& cach
       rope(k, nkv, hd, pos, inv_freq_.data(), c_.rope_neox);
       const int32_t blk = b.blocks[size_t(t)][pos / bs];
       const float* v = w.v.data() + t * KD;
-      for (int64_t h = 0; h < nkv; h++) {
-        kv_store(cache.k(l, blk, pos % bs, h), k + h * hd, hd, kv);
-        kv_store(cache.v(l, blk, pos % bs, h), v + h * hd, hd, kv);
-      }
+      cache.write(l, blk, pos % bs, k, v);
     }
   });
   emit(dump, p + "Qrope", w.q.data(), T, QD);

@@ -297,7 +297,7 @@ class Engine {
     const int64_t n_layers = mla_cache ? mla_cache->n_layers() : ws->config.num_hidden_layers;
     const int64_t width = mla_cache ? mla_cache->kv_lora_rank() + mla_cache->qk_rope_head_dim() : kv_cache->n_kv_heads() * kv_cache->head_dim();
     pool->parallel_for(n_layers, [&](int64_t l0, int64_t l1, int) {
-      std::vector<float> row(static_cast<size_t>(width));
+      std::vector<float> row(static_cast<size_t>(width)), row_v(mla_cache ? 0 : size_t(width));
       for (int64_t l = l0; l < l1; l++) {
         uint64_t x = seed * 0x9E3779B97F4A7C15ull + uint64_t(l) * 0xD1B54A32D192ED03ull + 1;
         auto next = [&] {  // uniform on (-√3, √3): unit variance
@@ -310,10 +310,8 @@ class Engine {
           if (mla_cache) {
             mla_cache->write(l, blk, p % bs, row.data(), row.data() + mla_cache->kv_lora_rank());
           } else {
-            const int64_t hd = kv_cache->head_dim();
-            for (int64_t h = 0; h < kv_cache->n_kv_heads(); h++) kv_store(kv_cache->k(l, blk, p % bs, h), row.data() + h * hd, hd, kv_cache->dtype());
-            for (auto& v : row) v = next();
-            for (int64_t h = 0; h < kv_cache->n_kv_heads(); h++) kv_store(kv_cache->v(l, blk, p % bs, h), row.data() + h * hd, hd, kv_cache->dtype());
+            for (auto& v : row_v) v = next();
+            kv_cache->write(l, blk, p % bs, row.data(), row_v.data());
           }
         }
       }

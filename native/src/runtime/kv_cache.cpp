@@ -9,11 +9,15 @@ namespace aha {
 KvCache::KvCache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, DType dtype, int64_t n_blocks, int64_t block_size)
     : PagedBlocks(n_blocks, block_size), n_layers_(n_layers), n_kv_heads_(n_kv_heads), head_dim_(head_dim), dtype_(dtype) {
   if (!is_kv_dtype(dtype)) throw Error(std::string("KV cache dtype must be f16, bf16 or f32, not ") + dtype_name(dtype));
-  size_t bytes = size_t(n_layers) * size_t(n_blocks) * block_stride();
-  for (auto* kv : {&k_, &v_}) {
-    kv->reserve(bytes);  // untouched yet: the huge-page hint applies before the pages fault in
-    advise_huge_pages(kv->data(), bytes);
-    kv->resize(bytes);
+  const size_t bytes = size_t(n_layers) * size_t(n_blocks) * block_stride();
+  resize_with_huge_pages(k_, bytes);
+  resize_with_huge_pages(v_, bytes);
+}
+
+void KvCache::write(int64_t layer, int32_t block, int64_t slot, const float* k_row, const float* v_row) {
+  for (int64_t h = 0; h < n_kv_heads_; h++) {
+    kv_store(k(layer, block, slot, h), k_row + h * head_dim_, head_dim_, dtype_);
+    kv_store(v(layer, block, slot, h), v_row + h * head_dim_, head_dim_, dtype_);
   }
 }
 

@@ -32,6 +32,8 @@ class KvCache : public PagedBlocks {
   int64_t n_kv_heads() const { return n_kv_heads_; }
   int64_t head_dim() const { return head_dim_; }
   int64_t bytes_per_token() const { return 2 * n_layers_ * int64_t(token_bytes()); }  // K and V
+  // One token's K and V, every KV head ([n_kv_heads][head_dim] floats each), into the slot.
+  void write(int64_t layer, int32_t block, int64_t slot, const float* k_row, const float* v_row);
 
   void copy_block(int32_t dst, int32_t src) override;  // all layers
 

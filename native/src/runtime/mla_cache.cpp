@@ -16,10 +16,7 @@ MlaCache::MlaCache(int64_t n_layers, int64_t kv_lora_rank, int64_t qk_rope_head_
   if (tiled.value_or(false) && !can_tile)
     throw Error("a tiled MLA cache needs bf16, blocks of whole 16-slot groups and kv_lora_rank and qk_rope_head_dim multiples of 32");
   tiled_ = tiled.value_or(can_tile && cpu_has_amx_bf16() && active_isa() == Isa::Amx);  // (AHA_ISA=avx512: the slot-major layout its op reads)
-  const size_t n = size_t(n_layers) * size_t(n_blocks) * size_t(block_size) * slot_bytes();
-  data_.reserve(n);  // untouched yet: the huge-page hint applies before the pages fault in
-  advise_huge_pages(data_.data(), n);
-  data_.resize(n);
+  resize_with_huge_pages(data_, size_t(n_layers) * size_t(n_blocks) * size_t(block_size) * slot_bytes());
 }
 
 void MlaCache::write(int64_t layer, int32_t block, int64_t s, const float* c_kv, const float* k_pe) {

@@ -127,14 +127,12 @@ Isa active_isa() {
   return Isa(v);
 }
 
-bool cpu_has_amx_bf16() {
-#if defined(AHA_AMX)
+bool cpu_has_avx512_bf16() {
+#if defined(AHA_AVX512BF16)
   static const bool has = [] {
-    if (best_isa() != Isa::Amx) return false;
+    if (!supported(Isa::Avx512, best_isa())) return false;
     unsigned a, b, c, d;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 22))) return false;  // AMX-BF16
-    const unsigned max_sub = a;
-    if (max_sub < 1 || !__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || a < 1 || !__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
     return (a & (1u << 5)) != 0;  // AVX512_BF16
   }();
   return has;
@@ -143,13 +141,12 @@ bool cpu_has_amx_bf16() {
 #endif
 }
 
-bool cpu_has_avx512_bf16() {
-#if defined(AHA_AVX512BF16)
+bool cpu_has_amx_bf16() {
+#if defined(AHA_AMX)  // (a compiler that knows AMX knows AVX512-BF16: AHA_AVX512BF16 is defined too)
   static const bool has = [] {
-    if (!supported(Isa::Avx512, best_isa())) return false;
     unsigned a, b, c, d;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || a < 1 || !__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
-    return (a & (1u << 5)) != 0;  // AVX512_BF16
+    return best_isa() == Isa::Amx && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 22)) != 0  // AMX-BF16
+           && cpu_has_avx512_bf16();
   }();
   return has;
 #else

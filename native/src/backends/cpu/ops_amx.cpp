@@ -136,7 +136,6 @@ void attention(const AttentionArgs& a) {
     }
   }
 
-  const int64_t bs = a.block_size;
   const size_t sstride = a.slot_stride;
   // A tile is 16 slots of one block, loaded straight from the cache: in the tiled layout each
   // 32-value column of it is 1 KB in a row (kstep 1024, row stride 64), in the slot-major one the
@@ -152,9 +151,8 @@ void attention(const AttentionArgs& a) {
     size_t kstep, stride;
   };
   auto tile = [&](int64_t s) -> Tile {
-    const uint8_t* blk = a.k0 + size_t(a.blocks[s / bs]) * a.block_stride;
-    const Tile t = a.tiled ? Tile{blk + kv_tiled_offset(s % bs, 0, hd), kv_tiled_offset(0, 32, hd), kv_tiled_offset(1, 0, hd)}
-                           : Tile{blk + size_t(s % bs) * sstride, 64, sstride};
+    const uint8_t* base = kv_element(a, a.k0, s, 0);
+    const Tile t = a.tiled ? Tile{base, kv_tiled_offset(0, 32, hd), kv_tiled_offset(1, 0, hd)} : Tile{base, 64, sstride};
     if (s >= c0 && s + 16 <= c1) return t;
     uint8_t* dst = reinterpret_cast<uint8_t*>(B.tiles.data()) + (s == first ? 0 : tile_bytes);
     for (int64_t i = 0; i < 16; i++)

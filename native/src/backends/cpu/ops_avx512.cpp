@@ -82,6 +82,9 @@ static inline void pv_tile(const uint8_t* const* vrows, int nt, const float (*p)
     for (int j = 0; j < DV; j++) _mm512_storeu_ps(acc + size_t((g0 + h) * nvv + j0 + j) * 16, o[h][j]);
 }
 
+// The first n lanes (all 16 when n >= 16).
+static inline __mmask16 first_lanes(int n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
+
 // Lane i = the sum of v[i]'s 16 lanes: 16 horizontal sums in 45 shuffles and adds, not 16 × 8.
 static inline __m512 reduce16(const __m512 v[16]) {
   __m512 t[8], u[4];
@@ -181,7 +184,7 @@ static void attend(const AttentionArgs& a) {
     for (int g = 0; g < a.group; g++) {
       __m512 vm = _mm512_set1_ps(mx[g]);
       for (int t = 0; t < nt; t += 16) {
-        const __mmask16 m = nt - t >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (nt - t)) - 1);
+        const __mmask16 m = first_lanes(nt - t);
         vm = _mm512_mask_max_ps(vm, m, vm, _mm512_loadu_ps(s[g] + t));
       }
       const float bm = _mm512_reduce_max_ps(vm);
@@ -196,7 +199,7 @@ static void attend(const AttentionArgs& a) {
       __m512 vs = _mm512_setzero_ps();
       const __m512 vbm = _mm512_set1_ps(bm);
       for (int t = 0; t < nt; t += 16) {
-        const __mmask16 m = nt - t >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (nt - t)) - 1);
+        const __mmask16 m = first_lanes(nt - t);
         const __m512 p = _mm512_maskz_mov_ps(m, exp512(_mm512_sub_ps(_mm512_loadu_ps(s[g] + t), vbm)));
         _mm512_storeu_ps(s[g] + t, p);
         vs = _mm512_add_ps(vs, p);

@@ -142,18 +142,13 @@ bool attention(const AttentionArgs& a) {
     }
   }
 
-  const int64_t bs = a.block_size;
-  const size_t kstep = a.tiled ? kv_tiled_offset(0, 32, hd) : 64;
-  auto row = [&](int64_t t) -> const uint8_t* {
-    const uint8_t* blk = a.k0 + size_t(a.blocks[t / bs]) * a.block_stride;
-    return blk + (a.tiled ? kv_tiled_offset(t % bs, 0, hd) : size_t(t % bs) * a.slot_stride);
-  };
+  const size_t kstep = a.tiled ? kv_tiled_offset(0, 32, hd) : 64;  // a slot's 32-value column c at row + c × kstep
   const size_t ostride = size_t(vd);
   __m512 m_run = _mm512_set1_ps(-INFINITY), l_run = _mm512_setzero_ps();
   const uint8_t* r[kBlock + 1];
   for (int64_t t0 = c0; t0 < c1; t0 += kBlock) {
     const int n = int(std::min<int64_t>(kBlock, c1 - t0));
-    for (int i = 0; i < n; i++) r[i] = row(t0 + i);
+    for (int i = 0; i < n; i++) r[i] = kv_element(a, a.k0, t0 + i, 0);
     // 1. Scores.
     int i = 0;
     for (; i + 4 <= n; i += 4) scores<4>(B.qp.data(), groups, r + i, kstep, B.s.data() + 16 * i);
@@ -182,14 +177,8 @@ bool attention(const AttentionArgs& a) {
     }
     if (n % 2) r[n] = r[n - 1];  // the odd slot's partner has P = 0: any readable row does
     // 3. O += P · V.
-    for (int dg = 0; dg < vgroups; dg++) {
-      if (G > 8) {
-        pv<8>(B.pp.data(), pairs, r, kstep, dg, 0, B.o.data(), ostride);
-        pv<8>(B.pp.data(), pairs, r, kstep, dg, 8, B.o.data(), ostride);
-      } else {
-        pv<8>(B.pp.data(), pairs, r, kstep, dg, 0, B.o.data(), ostride);
-      }
-    }
+    for (int dg = 0; dg < vgroups; dg++)
+      for (int hh = 0; hh < G; hh += 8) pv<8>(B.pp.data(), pairs, r, kstep, dg, hh, B.o.data(), ostride);
   }
   alignas(64) float l[16], mx[16];
   _mm512_store_ps(l, l_run);
